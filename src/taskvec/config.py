@@ -1,0 +1,90 @@
+"""Extraction config schema (YAML), validated before anything heavy runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from taskvec.errors import TaskvecError
+from taskvec.positions import Position, check_position
+from taskvec.validation import describe_validation_error
+
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+
+
+class ExtractionConfig(BaseModel):
+    """What to extract: model, prompts, split, layers and positions, and where to write."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    prompt_config: Path
+    layers: list[int] = Field(min_length=1)
+    token_positions: list[Position] = Field(default_factory=lambda: ["last"], min_length=1)
+    split: str = "train"
+    max_samples: int | None = Field(None, ge=1)
+    tag: str | None = None
+    batch_size: int = Field(64, ge=1, description="upper bound on samples per forward")
+    max_batch_tokens: int | None = Field(None, ge=1, description="token budget per forward; auto by device")
+    prefix_cache: Literal["auto", "off"] = "auto"
+    output_dir: Path = Path("outputs")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    seed: int = 0
+
+    @field_validator("token_positions", mode="before")
+    @classmethod
+    def _positions(cls, value: object) -> object:
+        if isinstance(value, (str, int)):
+            value = [value]
+        if isinstance(value, list):
+            value = [check_position(v) for v in value]
+            if len(set(map(str, value))) != len(value):
+                raise ValueError("duplicate positions; list each once")
+        return value
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("duplicate layers; list each once")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE_RE.match(value):
+            raise ValueError("use auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+            raise ValueError("use letters, digits, '.', '_' and '-' only (it becomes a directory name)")
+        return value
+
+
+def load_config(path: Path) -> ExtractionConfig:
+    """Read and validate an extraction config; relative prompt paths resolve against CWD, then the file's folder."""
+    if not path.is_file():
+        raise TaskvecError(f"--config: file '{path}' not found; pass the path of an extraction config YAML")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TaskvecError(f"config '{path}': not valid YAML ({exc.__class__.__name__}); fix the syntax") from exc
+    if not isinstance(raw, dict):
+        raise TaskvecError(f"config '{path}': expected a mapping of fields, got {type(raw).__name__}")
+    try:
+        cfg = ExtractionConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise TaskvecError(describe_validation_error(exc, f"config '{path}'", ExtractionConfig)) from exc
+    except TaskvecError as exc:
+        raise TaskvecError(f"config '{path}': {exc}") from exc
+    prompt = cfg.prompt_config
+    if not prompt.is_absolute() and not prompt.exists() and (path.parent / prompt).exists():
+        cfg = cfg.model_copy(update={"prompt_config": path.parent / prompt})
+    return cfg

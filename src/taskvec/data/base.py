@@ -1,0 +1,51 @@
+"""The sample record every dataset source produces, and the dataset reference schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One question with its numeric gold answer.
+
+    `context` holds passage text (FinQA pre_text, table, post_text) or is empty;
+    `rationale` is a worked solution used by chain-of-thought demonstrations.
+    """
+
+    id: str
+    question: str
+    answer: float
+    answer_text: str
+    rationale: str = ""
+    context: str = ""
+
+
+class FieldMap(BaseModel):
+    """Which column of a local file holds each sample field."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    question: str = "question"
+    answer: str = "answer"
+    rationale: str | None = None
+    context: str | None = None
+
+
+class DatasetConfig(BaseModel):
+    """Where samples come from: the built-in generator, a local file, FinQA JSON, or the HF Hub."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["builtin", "file", "finqa", "hf"] = "builtin"
+    name: str | None = Field(None, description="builtin task set or Hugging Face dataset name")
+    path: Path | None = None
+    splits: dict[str, Path] = Field(default_factory=dict, description="split name -> file (file/finqa)")
+    format: Literal["auto", "jsonl", "json", "csv", "parquet"] = "auto"
+    fields: FieldMap = Field(default_factory=FieldMap)
+    seed: int = 0
+    n_train: int = Field(512, ge=1)
+    n_test: int = Field(256, ge=1)

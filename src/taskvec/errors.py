@@ -1,0 +1,5 @@
+"""The one exception type shown to users as a single line, without a traceback."""
+
+
+class TaskvecError(Exception):
+    """A user-facing error: the message names what was wrong and how to fix it."""

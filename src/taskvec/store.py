@@ -1,0 +1,148 @@
+"""Session naming and layout, atomic writes, and the background writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from taskvec.errors import TaskvecError
+from taskvec.stats import RunningStats
+
+MAX_PENDING_WRITES = 64
+
+
+@dataclass(frozen=True)
+class SessionPaths:
+    """The two directories of one session."""
+
+    name: str
+    task_vector_dir: Path
+    raw_dir: Path
+
+    def sample_file(self, idx: int) -> Path:
+        return self.raw_dir / f"sample_{idx:05d}.pt"
+
+
+def session_name(tag: str | None, prompt_type: str, n_shot: int, split: str, model_short: str, when: datetime) -> str:
+    """`{tag}_{model_short}_task_vector_{YYYYmmdd_HHMMSS}`, tag defaulting to `{prompt_type}_{n_shot}shot_{split}`."""
+    stem = tag or f"{prompt_type}_{n_shot}shot_{split}"
+    return f"{stem}_{model_short}_task_vector_{when:%Y%m%d_%H%M%S}"
+
+
+def check_writable(output_dir: Path) -> None:
+    """Fail before any work if `output_dir` cannot hold a session."""
+    probe = output_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise TaskvecError(f"output_dir: '{output_dir}' is not writable (checked '{probe}'); choose another `output_dir`")
+
+
+def create_session(output_dir: Path, base: str) -> SessionPaths:
+    """Create both session directories exclusively; a taken name gets a `_2`, `_3`... suffix."""
+    for attempt in range(1, 1000):
+        name = base if attempt == 1 else f"{base}_{attempt}"
+        tv, raw = output_dir / "task_vector" / name, output_dir / "raw_representations" / name
+        tv.parent.mkdir(parents=True, exist_ok=True)
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        if raw.exists():
+            continue
+        try:
+            tv.mkdir()
+        except FileExistsError:
+            continue
+        raw.mkdir()
+        return SessionPaths(name, tv, raw)
+    raise TaskvecError(f"output_dir: could not find a free session name for '{base}'")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temporary sibling, then rename, so a file is either complete or absent."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}_{threading.get_ident()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def save_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def save_json(path: Path, obj: Any) -> None:
+    save_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def save_yaml(path: Path, obj: Any) -> None:
+    save_text(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+
+
+class SessionWriter:
+    """Writes per-sample files on a background thread and keeps running statistics.
+
+    Per-sample vectors are cloned so each file holds only its own data; at most
+    MAX_PENDING_WRITES files wait in memory, so memory does not grow with the run.
+    """
+
+    def __init__(self, paths: SessionPaths, layers: list[int], keys: list[list[str]], hidden: int) -> None:
+        self.paths = paths
+        self.layers = layers
+        self.keys = keys  # keys[layer_i][pos_i]
+        self.stats = {k: RunningStats(hidden) for row in keys for k in row}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskvec-writer")
+        self.pending: list[Future[None]] = []
+        self.n_written = 0
+
+    def add(self, idx: int, sample_id: str, seq_len: int, token_indices: list[int], vectors: torch.Tensor) -> None:
+        """Queue one sample: `vectors` is (n_layers, n_positions, hidden) float32 on CPU."""
+        record: dict[str, Any] = {
+            key: vectors[li, pi].clone() for li, row in enumerate(self.keys) for pi, key in enumerate(row)
+        }
+        for key, vec in list(record.items()):
+            self.stats[key].update(vec[None])
+        record.update(_sample_id=sample_id, _sample_idx=idx, _seq_len=seq_len, _token_indices=list(token_indices))
+        self._drain(MAX_PENDING_WRITES - 1)
+        self.pending.append(self.pool.submit(save_torch, self.paths.sample_file(idx), record))
+
+    def _drain(self, keep: int) -> None:
+        while len(self.pending) > keep:
+            self.pending.pop(0).result()
+            self.n_written += 1
+
+    def close(self) -> None:
+        """Wait for every queued file; re-raises a write error."""
+        try:
+            self._drain(0)
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def task_vectors(self) -> dict[str, torch.Tensor]:
+        """Means and stds as float32 CPU tensors, keyed as the layout says."""
+        out: dict[str, torch.Tensor] = {}
+        for key, stat in self.stats.items():
+            out[key] = stat.mean.float()
+            out[f"{key}_std"] = stat.std().float()
+        return out
+
+    def write_task_vectors(self) -> None:
+        """task_vectors.pt plus one layer_{L}.pt per layer."""
+        vectors = self.task_vectors()
+        save_torch(self.paths.task_vector_dir / "task_vectors.pt", vectors)
+        for layer, row in zip(self.layers, self.keys):
+            per_layer = {k: vectors[k] for key in row for k in (key, f"{key}_std")}
+            save_torch(self.paths.task_vector_dir / f"layer_{layer}.pt", per_layer)
