@@ -11,7 +11,7 @@ from taskvec.errors import TaskvecError
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from taskvec.extract import extract
+    from taskvec.pipeline import extract
 
     paths = extract(Path(args.config), progress=not args.quiet)
     print(f"session: {paths.name}")

@@ -26,32 +26,29 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
 def plan_groups(seqs: Sequence[Sequence[int]], caps: Sequence[int]) -> list[PrefixGroup]:
     """Split prompts into groups sharing a token prefix, saving the most tokens.
 
-    Prompts are sorted lexicographically so that shared prefixes are adjacent;
-    every threshold on the adjacent common-prefix length gives one split into
-    runs, and the one that skips the most recomputed tokens wins. `caps[i]` is
-    the first token sample i needs a vector for: a prefix never covers it, so
-    every requested position lies in the suffix that is run per sample.
+    `caps[i]` is the first token sample i needs a vector for; a prefix never
+    reaches it, so every requested position lies in the suffix run per sample.
+    Prompts cut at their cap are sorted so that shared prefixes are adjacent;
+    each threshold on the adjacent common-prefix length splits them into runs,
+    and the split that skips the most recomputed tokens wins. Groups without
+    a useful prefix are merged into one group with prefix length 0.
     """
     n = len(seqs)
-    order = sorted(range(n), key=lambda i: list(seqs[i]))
-    if n < 2:
-        return [PrefixGroup(0, order)]
-    caps_sorted = np.array([caps[i] for i in order])
-    adjacent = np.array([_lcp(seqs[order[k]], seqs[order[k + 1]]) for k in range(n - 1)])
+    heads = [list(seqs[i][: caps[i]]) for i in range(n)]
+    order = sorted(range(n), key=lambda i: heads[i])
+    adjacent = np.array([_lcp(heads[order[k]], heads[order[k + 1]]) for k in range(n - 1)], dtype=np.int64)
     best: tuple[int, np.ndarray, np.ndarray] | None = None
     for threshold in np.unique(adjacent[adjacent > 0]):
         joined = adjacent >= threshold
         gid = np.concatenate([[0], np.cumsum(~joined)])
-        ngroups = int(gid[-1]) + 1
-        prefix = np.full(ngroups, np.iinfo(np.int64).max)
+        prefix = np.full(int(gid[-1]) + 1, np.iinfo(np.int64).max)
         np.minimum.at(prefix, gid[:-1][joined], adjacent[joined])
-        np.minimum.at(prefix, gid, caps_sorted)
-        size = np.bincount(gid, minlength=ngroups)
+        size = np.bincount(gid)
         prefix = np.where(size >= 2, prefix, 0)
         saved = int((prefix * (size - 1)).sum())
         if best is None or saved > best[0]:
             best = (saved, gid, prefix)
-    if best is None or best[0] == 0:
+    if best is None:
         return [PrefixGroup(0, order)]
     _, gid, prefix = best
     groups: dict[int, list[int]] = {}

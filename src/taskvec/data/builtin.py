@@ -61,6 +61,10 @@ def _company(rng: random.Random) -> str:
     return f"{rng.choice(_PREFIXES)} {rng.choice(_SUFFIXES)}"
 
 
+def _possessive(name: str) -> str:
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
 def _year(rng: random.Random, span: int = 1) -> int:
     """A fiscal year such that `year + span` is still in the past."""
     return rng.randint(2008, 2023 - span)
@@ -102,8 +106,9 @@ def percent_change(rng: random.Random) -> Problem:
         f"{company} reported {item} of {_usd_m(old)} in {year} and {_usd_m(new)} in {year + 1}. "
         f"What was the percentage change in {item} from {year} to {year + 1}?",
         pct,
-        f"The change is {_n(new, 1)} - {_n(old, 1)} = {_n(change, 1)} million. "
-        f"Dividing by the {year} value gives {_n(change, 1)} / {_n(old, 1)} * 100 = {_n(pct)}%.",
+        f"Percentage change is the change divided by the {year} value. {item.capitalize()} changed by "
+        f"{_n(new, 1)} - {_n(old, 1)} = {_n(change, 1)} million, so the percentage change is "
+        f"{_n(change, 1)} / {_n(old, 1)} * 100 = {_n(pct)}%.",
     )
 
 
@@ -119,8 +124,9 @@ def gross_margin(rng: random.Random) -> Problem:
         f"In {year}, {company} had revenue of {_usd_m(revenue)} and cost of goods sold of "
         f"{_usd_m(cogs)}. What was its gross margin in percent?",
         margin,
-        f"Gross profit is {_n(revenue, 1)} - {_n(cogs, 1)} = {_n(profit, 1)} million. "
-        f"Gross margin is gross profit over revenue: {_n(profit, 1)} / {_n(revenue, 1)} * 100 = {_n(margin)}%.",
+        f"Gross profit is revenue minus cost of goods sold: {_n(revenue, 1)} - {_n(cogs, 1)} = "
+        f"{_n(profit, 1)} million. Gross margin is gross profit as a share of revenue: "
+        f"{_n(profit, 1)} / {_n(revenue, 1)} * 100 = {_n(margin)}%.",
     )
 
 
@@ -137,8 +143,9 @@ def operating_margin(rng: random.Random) -> Problem:
         f"{company} recorded {year} revenue of {_usd_m(revenue)}, cost of sales of {_usd_m(cogs)} and "
         f"operating expenses of {_usd_m(opex)}. What was its operating margin in percent?",
         margin,
-        f"Operating income is {_n(revenue, 1)} - {_n(cogs, 1)} - {_n(opex, 1)} = {_n(income, 1)} million. "
-        f"Operating margin is {_n(income, 1)} / {_n(revenue, 1)} * 100 = {_n(margin)}%.",
+        "Operating income is revenue minus cost of sales and operating expenses: "
+        f"{_n(revenue, 1)} - {_n(cogs, 1)} - {_n(opex, 1)} = {_n(income, 1)} million. Operating margin is "
+        f"operating income as a share of revenue: {_n(income, 1)} / {_n(revenue, 1)} * 100 = {_n(margin)}%.",
     )
 
 
@@ -153,7 +160,8 @@ def net_margin(rng: random.Random) -> Problem:
         f"{company} earned net income of {_usd_m(income)} on revenue of {_usd_m(revenue)} in {year}. "
         "What was its net profit margin in percent?",
         margin,
-        "Net margin is the share of revenue kept as profit, net income divided by revenue: "
+        "Net margin is the share of revenue kept as profit after all expenses, so divide net income "
+        "by revenue: "
         f"{_n(income, 1)} / {_n(revenue, 1)} * 100 = {_n(margin)}%.",
     )
 
@@ -169,8 +177,9 @@ def current_ratio(rng: random.Random) -> Problem:
         f"At the end of {year}, {company} had current assets of {_usd_m(assets)} and current "
         f"liabilities of {_usd_m(liabilities)}. What was its current ratio?",
         ratio,
-        "The current ratio is current assets divided by current liabilities: "
-        f"{_n(assets, 1)} / {_n(liabilities, 1)} = {_n(ratio)}.",
+        "The current ratio shows how many times current assets cover the obligations due within a "
+        f"year, so divide current assets by current liabilities: {_n(assets, 1)} / {_n(liabilities, 1)} "
+        f"= {_n(ratio)}.",
     )
 
 
@@ -184,11 +193,12 @@ def debt_to_equity(rng: random.Random) -> Problem:
     debt = round(short + long, 1)
     ratio = round(debt / equity, 2)
     return Problem(
-        f"{company}'s {year} balance sheet shows short-term debt of {_usd_m(short)}, long-term debt of "
+        f"{_possessive(company)} {year} balance sheet shows short-term debt of {_usd_m(short)}, long-term debt of "
         f"{_usd_m(long)} and shareholders' equity of {_usd_m(equity)}. What is its debt-to-equity ratio?",
         ratio,
-        f"Total debt is {_n(short, 1)} + {_n(long, 1)} = {_n(debt, 1)} million. "
-        f"Debt-to-equity is total debt over equity: {_n(debt, 1)} / {_n(equity, 1)} = {_n(ratio)}.",
+        f"Total debt is short-term plus long-term debt: {_n(short, 1)} + {_n(long, 1)} = {_n(debt, 1)} "
+        "million. Debt-to-equity divides total debt by shareholders' equity: "
+        f"{_n(debt, 1)} / {_n(equity, 1)} = {_n(ratio)}.",
     )
 
 
@@ -203,7 +213,7 @@ def cagr(rng: random.Random) -> Problem:
     growth = ratio ** (1 / years)
     rate = round((growth - 1) * 100, 2)
     return Problem(
-        f"{company}'s revenue grew from {_usd_m(start)} in {start_year} to {_usd_m(end)} in "
+        f"{_possessive(company)} revenue grew from {_usd_m(start)} in {start_year} to {_usd_m(end)} in "
         f"{start_year + years}. What was the compound annual growth rate over these {years} years, in percent?",
         rate,
         f"Revenue multiplied by {_n(end, 1)} / {_n(start, 1)} = {_n(ratio, 4)} over {years} years. "
@@ -223,8 +233,8 @@ def simple_interest(rng: random.Random) -> Problem:
         f"A company deposits ${_grouped(principal)} in a note paying {_n(rate)}% simple interest per year. "
         f"How much interest, in dollars, does it earn over {years} years?",
         interest,
-        "Simple interest is principal times annual rate times years: "
-        f"{principal} * {_n(rate / 100, 4)} * {years} = {_n(interest)}.",
+        "Simple interest is earned on the principal only, each year at the same rate, so multiply "
+        f"principal, annual rate and years: {principal} * {_n(rate / 100, 4)} * {years} = {_n(interest)}.",
     )
 
 
@@ -244,9 +254,9 @@ def compound_interest(rng: random.Random) -> Problem:
         f"An investor places ${_grouped(principal)} in an account paying {_n(rate)}% per year, compounded "
         f"{frequency}. What is the balance in dollars after {years} years?",
         balance,
-        f"The rate per period is {_n(rate / 100, 4)}/{periods} over {periods} * {years} = {periods * years} "
-        f"periods, so the balance is {principal} * (1 + {_n(rate / 100, 4)}/{periods})^{periods * years} "
-        f"= {_n(balance)}.",
+        f"Interest compounds {frequency} ({periods} per year), so there are {periods} * {years} = "
+        f"{periods * years} periods at a rate of {_n(rate / 100, 4)}/{periods} each. The balance is "
+        f"{principal} * (1 + {_n(rate / 100, 4)}/{periods})^{periods * years} = {_n(balance)}.",
     )
 
 
@@ -264,8 +274,9 @@ def earnings_per_share(rng: random.Random) -> Problem:
         f"{_usd_m(preferred)} and had {_grouped(shares)} million weighted average common shares "
         "outstanding. What was its basic earnings per share in dollars?",
         eps,
-        f"Income available to common shareholders is {_n(income, 1)} - {_n(preferred, 1)} = "
-        f"{_n(available, 1)} million. EPS is {_n(available, 1)} / {_n(shares, 1)} = {_n(eps)}.",
+        f"Basic EPS uses income available to common shareholders, {_n(income, 1)} - {_n(preferred, 1)} = "
+        f"{_n(available, 1)} million, divided by the weighted average shares: "
+        f"{_n(available, 1)} / {_n(shares, 1)} = {_n(eps)}.",
     )
 
 
@@ -281,8 +292,9 @@ def dividend_yield(rng: random.Random) -> Problem:
         f"{company} pays a quarterly dividend of ${_n(quarterly)} per share and its stock trades at "
         f"${_grouped(price, 2)}. What is its annual dividend yield in percent?",
         yield_pct,
-        f"The annual dividend is 4 * {_n(quarterly)} = {_n(annual)} per share. "
-        f"Dividend yield is {_n(annual)} / {_n(price)} * 100 = {_n(yield_pct)}%.",
+        f"The annual dividend is four quarterly payments, 4 * {_n(quarterly)} = {_n(annual)} per share. "
+        "Dividend yield is the annual dividend divided by the share price: "
+        f"{_n(annual)} / {_n(price)} * 100 = {_n(yield_pct)}%.",
     )
 
 
@@ -297,7 +309,8 @@ def payout_ratio(rng: random.Random) -> Problem:
         f"{company} paid {_usd_m(dividends)} in dividends in {year}, when its net income was "
         f"{_usd_m(income)}. What was its dividend payout ratio in percent?",
         ratio,
-        "The payout ratio is dividends divided by net income: "
+        "The payout ratio is the share of net income paid out as dividends, so divide dividends by "
+        "net income: "
         f"{_n(dividends, 1)} / {_n(income, 1)} * 100 = {_n(ratio)}%.",
     )
 
@@ -316,8 +329,8 @@ def pe_ratio(rng: random.Random) -> Problem:
         f"outstanding, and its stock closed the year at ${_grouped(price, 2)}. What is its P/E ratio, "
         "using EPS rounded to the cent?",
         pe,
-        f"EPS is {_n(income, 1)} / {_n(shares, 1)} = {_n(eps)}. "
-        f"The P/E ratio is price over EPS: {_n(price)} / {_n(eps)} = {_n(pe)}.",
+        f"EPS is net income divided by shares outstanding: {_n(income, 1)} / {_n(shares, 1)} = {_n(eps)}. "
+        f"The P/E ratio is the share price divided by EPS: {_n(price)} / {_n(eps)} = {_n(pe)}.",
     )
 
 
@@ -331,12 +344,13 @@ def return_on_equity(rng: random.Random) -> Problem:
     income = round(average * rng.uniform(0.03, 0.3), 1)
     roe = round(income / average * 100, 2)
     return Problem(
-        f"{company}'s shareholders' equity was {_usd_m(begin)} at the start of {year} and "
+        f"{_possessive(company)} shareholders' equity was {_usd_m(begin)} at the start of {year} and "
         f"{_usd_m(end)} at its end, and net income for {year} was {_usd_m(income)}. "
         "What was its return on average equity in percent?",
         roe,
-        f"Average equity is ({_n(begin, 1)} + {_n(end, 1)}) / 2 = {_n(average)} million. "
-        f"ROE is {_n(income, 1)} / {_n(average)} * 100 = {_n(roe)}%.",
+        "Return on average equity divides net income by the average of opening and closing equity. "
+        f"Average equity is ({_n(begin, 1)} + {_n(end, 1)}) / 2 = {_n(average)} million, so ROE is "
+        f"{_n(income, 1)} / {_n(average)} * 100 = {_n(roe)}%.",
     )
 
 
@@ -351,7 +365,8 @@ def return_on_assets(rng: random.Random) -> Problem:
         f"{company} had total assets of {_usd_m(assets)} and net income of {_usd_m(income)} in {year}. "
         "What was its return on assets in percent?",
         roa,
-        "Return on assets measures profit per dollar of assets, net income divided by total assets: "
+        "Return on assets measures how much profit each dollar of assets produces, so divide net income "
+        "by total assets: "
         f"{_n(income, 1)} / {_n(assets, 1)} * 100 = {_n(roa)}%.",
     )
 
@@ -387,11 +402,12 @@ def average(rng: random.Random) -> Problem:
     mean = round(total / 4, 2)
     listed = ", ".join(_usd_m(q) for q in quarters[:3]) + f" and {_usd_m(quarters[3])}"
     return Problem(
-        f"{company}'s quarterly {item} in {year} was {listed} for Q1 through Q4. "
+        f"{company} reported quarterly {item} of {listed} for Q1 through Q4 of {year}. "
         f"What was its average quarterly {item}, in millions of dollars?",
         mean,
-        f"The four quarters sum to {' + '.join(_n(q, 1) for q in quarters)} = {_n(total, 1)} million. "
-        f"Dividing by 4 gives {_n(total, 1)} / 4 = {_n(mean)}.",
+        "The average is the total of the four quarters divided by 4. The total is "
+        f"{' + '.join(_n(q, 1) for q in quarters)} = {_n(total, 1)} million, and "
+        f"{_n(total, 1)} / 4 = {_n(mean)}.",
     )
 
 
@@ -405,11 +421,11 @@ def difference(rng: random.Random) -> Problem:
     change = round(new - old, 1)
     direction = "an increase" if change >= 0 else "a decrease"
     return Problem(
-        f"{company}'s {item} was {_usd_m(old)} at the end of {year} and {_usd_m(new)} at the end of "
+        f"{_possessive(company)} {item} was {_usd_m(old)} at the end of {year} and {_usd_m(new)} at the end of "
         f"{year + 1}. By how many millions of dollars did it change ({year + 1} minus {year})?",
         change,
-        f"Subtract the {year} balance from the {year + 1} balance: "
-        f"{_n(new, 1)} - {_n(old, 1)} = {_n(change, 1)} million, {direction}.",
+        f"The change is the {year + 1} balance minus the {year} balance: "
+        f"{_n(new, 1)} - {_n(old, 1)} = {_n(change, 1)} million, {direction} in {item}.",
     )
 
 

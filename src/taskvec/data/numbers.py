@@ -7,6 +7,7 @@ so "$1,234.50", "(3.4)" and "12%" mean the same thing everywhere.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 _SHAPE = re.compile(r"(?P<sign1>[+-]?)[$€£¥]?(?P<sign2>[+-]?)(?P<body>[\d.,]+(?:[eE][+-]?\d+)?)%?")
@@ -41,10 +42,13 @@ def normalize_number_text(text: str) -> str:
 
 
 def parse_number(value: str | int | float) -> float:
-    """A finite float from a number or a written number (see `normalize_number_text`); ValueError otherwise."""
+    """A finite float from a number (numpy ones too) or a written number (see `normalize_number_text`).
+
+    Raises ValueError for anything else, including bools, NaN and infinities.
+    """
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
-    number = float(value) if isinstance(value, (int, float)) else float(normalize_number_text(value))
+    number = float(value) if isinstance(value, numbers.Real) else float(normalize_number_text(value))
     if not math.isfinite(number):
         raise ValueError(f"not a finite number: {value!r}")
     return number

@@ -1,0 +1,52 @@
+"""Dataset loading: one entry point, `load_split`, for every `dataset.source`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taskvec.data.base import DatasetConfig, FieldMap, Sample
+from taskvec.data.builtin import SPLITS as BUILTIN_SPLITS
+from taskvec.data.builtin import generate_split
+from taskvec.data.files import file_splits, load_file_split, load_finqa_split
+from taskvec.data.hub import hub_splits, load_hub_split
+from taskvec.data.numbers import parse_number
+from taskvec.errors import TaskvecError
+
+__all__ = ["DatasetConfig", "FieldMap", "Sample", "available_splits", "load_split", "parse_number"]
+
+BUILTIN_NAMES = ("finance",)
+
+
+def _check_builtin_name(cfg: DatasetConfig) -> None:
+    if cfg.name is not None and cfg.name not in BUILTIN_NAMES:
+        raise TaskvecError(
+            f"dataset.name '{cfg.name}' is not a builtin task set; use one of: {', '.join(BUILTIN_NAMES)} "
+            "(or leave it unset), or set `dataset.source` to file, finqa or hf"
+        )
+
+
+def available_splits(cfg: DatasetConfig) -> list[str]:
+    """The split names `load_split` accepts for `cfg` (for `hf`, asks the Hub or its cache)."""
+    if cfg.source == "builtin":
+        _check_builtin_name(cfg)
+        return list(BUILTIN_SPLITS)
+    if cfg.source == "hf":
+        return hub_splits(cfg)
+    return file_splits(cfg)
+
+
+def load_split(cfg: DatasetConfig, split: str, base_dir: Path | None = None) -> list[Sample]:
+    """All samples of `split`, in file order (builtin: generation order).
+
+    Relative file paths are tried against the CWD first, then against `base_dir`
+    (typically the directory of the config file that named them).
+    """
+    if cfg.source == "builtin":
+        _check_builtin_name(cfg)
+        n = cfg.n_train if split == "train" else cfg.n_test
+        return generate_split(split, n, cfg.seed)
+    if cfg.source == "file":
+        return load_file_split(cfg, split, base_dir)
+    if cfg.source == "finqa":
+        return load_finqa_split(cfg, split, base_dir)
+    return load_hub_split(cfg, split)

@@ -1,0 +1,1 @@
+"""Prompt configs, few-shot selection and rendering."""

@@ -1,0 +1,122 @@
+"""The engine's vectors equal an independent plain forward, whatever the batching path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from taskvec.capture import decoder_blocks
+from taskvec.engine import Extractor, Item, pack_rows
+from tests.tiny import make_model
+
+N_LAYERS = 4
+
+
+def _items(seed: int = 0, shared: int = 40) -> list[Item]:
+    """Prompts that mostly share a prefix, a few that share less, varied lengths."""
+    g = torch.Generator().manual_seed(seed)
+    prefix = torch.randint(0, 400, (shared,), generator=g).tolist()
+    items = []
+    for i in range(9):
+        head = prefix if i < 6 else prefix[: shared // 3] if i < 8 else []
+        ids = head + torch.randint(0, 400, (4 + 3 * i,), generator=g).tolist()
+        items.append(Item(i, ids, [len(ids) - 1, len(ids) - 2, 2 if i == 4 else len(ids) - 3]))
+    return items
+
+
+def _reference(model: torch.nn.Module, item: Item, layers: list[int]) -> torch.Tensor:
+    """(n_layers, n_positions, hidden) from one unbatched forward: HF hidden_states below the
+    last block, a hook on the last block's output (HF's last entry has the final norm)."""
+    grabbed: dict[str, torch.Tensor] = {}
+    last = decoder_blocks(model)[-1]
+    handle = last.register_forward_hook(lambda m, a, out: grabbed.__setitem__("h", out[0] if isinstance(out, tuple) else out))
+    try:
+        with torch.no_grad():
+            out = model(torch.tensor([list(item.ids)]), output_hidden_states=True)
+    finally:
+        handle.remove()
+    rows = []
+    for layer in layers:
+        h = grabbed["h"] if layer == N_LAYERS - 1 else out.hidden_states[layer + 1]
+        rows.append(h[0, list(item.token_indices)])
+    return torch.stack(rows)
+
+
+def _run(model: torch.nn.Module, items: list[Item], layers: list[int], **kw: object) -> dict[int, torch.Tensor]:
+    ex = Extractor(model, layers, **kw)  # type: ignore[arg-type]
+    return {i: v for batch in ex.run(items) for i, v in zip(batch.idxs, batch.vectors)}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+@pytest.mark.parametrize("prefix_cache", [True, False])
+@pytest.mark.parametrize("budget,batch", [(10_000, 64), (30, 3), (1, 1)])
+def test_matches_plain_forward(family: str, prefix_cache: bool, budget: int, batch: int) -> None:
+    model = make_model(family, N_LAYERS)
+    items = _items()
+    layers = [0, 2, N_LAYERS - 1]
+    got = _run(model, items, layers, max_batch_tokens=budget, batch_size=batch, prefix_cache=prefix_cache)
+    assert sorted(got) == [it.idx for it in items]
+    for item in items:
+        ref = _reference(model, item, layers)
+        assert got[item.idx].shape == ref.shape
+        assert got[item.idx].dtype == torch.float32
+        assert _rel(got[item.idx], ref) < 1e-5
+
+
+def test_prefix_is_actually_shared() -> None:
+    ex = Extractor(make_model("qwen2", N_LAYERS), [1], 100, 8, True)
+    groups = ex.plan(_items())
+    shared = [g for g in groups if g.prefix_len > 0]
+    assert shared and max(g.prefix_len for g in shared) >= 3
+    assert sorted(m for g in groups for m in g.members) == list(range(9))
+    # sample 4 reads token 2, so no prefix covering it may include token 2
+    assert all(g.prefix_len <= 2 for g in groups if 4 in g.members)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_hf_batch_reads_the_same_tokens(side: str) -> None:
+    """Positions index the unpadded prompt: a padded HF batch, shifted by its padding, agrees."""
+    model = make_model("llama", N_LAYERS)
+    items = _items(seed=3)
+    got = _run(model, items, [1], max_batch_tokens=64, batch_size=4, prefix_cache=True)
+    width = max(len(it.ids) for it in items)
+    ids = torch.zeros(len(items), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, it in enumerate(items):
+        n = len(it.ids)
+        cols = slice(width - n, width) if side == "left" else slice(0, n)
+        ids[r, cols], mask[r, cols] = torch.tensor(list(it.ids)), 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        hs = model(ids, attention_mask=mask, position_ids=positions, output_hidden_states=True).hidden_states[2]
+    for r, it in enumerate(items):
+        shift = width - len(it.ids) if side == "left" else 0
+        ref = hs[r, [shift + t for t in it.token_indices]]
+        assert _rel(got[it.idx][0], ref) < 1e-5
+
+
+def test_early_stop_skips_later_blocks() -> None:
+    model = make_model("qwen2", N_LAYERS)
+    calls: list[int] = []
+    blocks = decoder_blocks(model)
+    handles = [b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, b in enumerate(blocks)]
+    try:
+        _run(model, _items()[:2], [1], max_batch_tokens=1000, batch_size=8, prefix_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    assert set(calls) == {0, 1}
+    assert all(not b._forward_hooks for b in blocks), "capture hooks must be removed"
+
+
+def test_pack_rows_respects_budget_and_count() -> None:
+    lengths = {i: n for i, n in enumerate([5, 9, 3, 7, 2, 8, 1])}
+    rows = pack_rows(lengths, max_tokens=10, max_samples=2)
+    assert sorted(i for r in rows for i in r) == list(lengths)
+    for row in rows:
+        assert len(row) <= 2
+        assert sum(lengths[i] for i in row) <= 10 or len(row) == 1
