@@ -7,6 +7,7 @@ import torch
 
 from taskvec.capture import decoder_blocks
 from taskvec.engine import Extractor, Item, pack_rows
+from taskvec.prefix import plan_prefix_tree
 from tests.tiny import make_model
 
 N_LAYERS = 4
@@ -67,14 +68,34 @@ def test_matches_plain_forward(family: str, prefix_cache: bool, budget: int, bat
         assert _rel(got[item.idx], ref) < 1e-5
 
 
-def test_prefix_is_actually_shared() -> None:
-    ex = Extractor(make_model("qwen2", N_LAYERS), [1], 100, 8, True)
-    groups = ex.plan(_items())
-    shared = [g for g in groups if g.prefix_len > 0]
-    assert shared and max(g.prefix_len for g in shared) >= 3
-    assert sorted(m for g in groups for m in g.members) == list(range(9))
-    # sample 4 reads token 2, so no prefix covering it may include token 2
-    assert all(g.prefix_len <= 2 for g in groups if 4 in g.members)
+def test_prefix_tree_shares_and_respects_caps() -> None:
+    items = _items()
+    tree = Extractor(make_model("qwen2", N_LAYERS), [1], 100, 8, True).plan(items)
+    nodes = list(tree.walk())
+    assert sorted(m for n in nodes for m in n.members) == list(range(len(items)))
+    assert max(n.prefix_len for n in nodes) == 40  # the six prompts with the full shared prefix
+    for node in nodes:  # every member really shares its node's prefix, and it stops before token read
+        for m in node.members:
+            assert list(items[m].ids[: node.prefix_len]) == list(items[node.members[0]].ids[: node.prefix_len])
+            assert node.prefix_len <= min(items[m].token_indices)
+    lengths = [len(it.ids) for it in items]
+    assert tree.tokens_computed(lengths) < sum(lengths)
+
+
+def test_nested_prefixes_like_first_k_demonstrations() -> None:
+    """Queries among the first k see other demonstrations: a nested tree still shares most tokens."""
+    g = torch.Generator().manual_seed(5)
+    demo = [torch.randint(0, 400, (30,), generator=g).tolist() for _ in range(6)]
+    system = torch.randint(0, 400, (20,), generator=g).tolist()
+    seqs = []
+    for q in range(12):
+        chosen = [d for i, d in enumerate(demo) if i != q][:5]
+        seqs.append(system + sum(chosen, []) + torch.randint(0, 400, (10,), generator=g).tolist())
+    tree = plan_prefix_tree(seqs, [len(s) - 1 for s in seqs])
+    lengths = [len(s) for s in seqs]
+    assert max(n.prefix_len for n in tree.walk()) == 170
+    # 20 system + 5 demo blocks of 30, run once per distinct path, plus the suffixes
+    assert tree.tokens_computed(lengths) <= 170 + 12 * 11 + 4 * 150
 
 
 @pytest.mark.parametrize("side", ["left", "right"])

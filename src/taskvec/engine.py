@@ -10,7 +10,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from taskvec.capture import StopForward, capture, decoder_blocks
-from taskvec.prefix import PrefixGroup, plan_groups
+from taskvec.prefix import PrefixNode, plan_prefix_tree
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class Item:
     idx: int
     ids: Sequence[int]
     token_indices: Sequence[int]
+
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _first_member(node: PrefixNode) -> int:
+    """Any prompt under `node` (all share its prefix)."""
+    return next(n.members[0] for n in node.walk() if n.members)
 
 
 @dataclass(frozen=True)
@@ -87,37 +95,43 @@ class Extractor:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def plan(self, items: Sequence[Item]) -> list[PrefixGroup]:
-        """Prefix groups (positions into `items`), or one group without a prefix."""
+    def plan(self, items: Sequence[Item]) -> PrefixNode:
+        """The prefix tree over `items` (positions into it); a bare root when prefix reuse is off."""
         if not self.prefix_cache:
-            return [PrefixGroup(0, list(range(len(items))))]
-        return plan_groups([it.ids for it in items], [min(it.token_indices) for it in items])
+            return PrefixNode(0, list(range(len(items))))
+        return plan_prefix_tree([it.ids for it in items], [min(it.token_indices) for it in items])
 
     def run(self, items: Sequence[Item]) -> Iterator[BatchResult]:
         """Yield results batch by batch (order follows the plan, not the input)."""
-        for group in self.plan(items):
-            prefix = self._prefix_kv(items[group.members[0]].ids[: group.prefix_len])
-            lengths = {m: len(items[m].ids) - group.prefix_len for m in group.members}
-            for row in pack_rows(lengths, self.max_batch_tokens, self.batch_size):
-                yield self._forward_row([items[m] for m in row], group.prefix_len, prefix)
+        yield from self._run_node(items, self.plan(items), None, 0)
+
+    def _run_node(self, items: Sequence[Item], node: PrefixNode, parent: KV | None, parent_len: int) -> Iterator[BatchResult]:
+        kv = parent
+        if node.prefix_len > parent_len:
+            ids = items[_first_member(node)].ids
+            kv = self._extend_kv(parent, ids[parent_len : node.prefix_len], parent_len)
+        lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
+        for row in pack_rows(lengths, self.max_batch_tokens, self.batch_size):
+            yield self._forward_row([items[m] for m in row], node.prefix_len, kv)
+        for child in node.children:
+            yield from self._run_node(items, child, kv, node.prefix_len)
 
     @torch.inference_mode()
-    def _prefix_kv(self, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        """Keys and values of the shared prefix for blocks 0..deepest."""
-        if not ids:
-            return None
-        cache = DynamicCache()
+    def _extend_kv(self, parent: KV | None, ids: Sequence[int], start: int) -> KV:
+        """Keys and values of blocks 0..deepest after appending `ids` to the parent prefix."""
+        cache = DynamicCache(ddp_cache_data=parent) if parent is not None else DynamicCache()
         input_ids = torch.tensor([list(ids)], device=self.device)
+        positions = torch.arange(start, start + len(ids), device=self.device)[None]
         with capture(self.blocks, [], None, self.deepest):
             try:
-                self.base(input_ids=input_ids, use_cache=True, **{self.cache_kw: cache})
+                self.base(input_ids=input_ids, position_ids=positions, use_cache=True, **{self.cache_kw: cache})
             except StopForward:
                 pass
         return [(layer.keys, layer.values) for layer in cache.layers[: self.deepest + 1]]
 
     @torch.inference_mode()
     def _forward_row(
-        self, row: list[Item], prefix_len: int, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None
+        self, row: list[Item], prefix_len: int, prefix: KV | None
     ) -> BatchResult:
         device = self.device
         seg_lens = [len(it.ids) - prefix_len for it in row]

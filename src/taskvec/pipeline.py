@@ -176,7 +176,7 @@ def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
     t1 = time.perf_counter()
     budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS.get(device.type, 1024)
     engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto")
-    groups = engine.plan(prep.items)
+    tree = engine.plan(prep.items)
     writer = SessionWriter(paths, prep.layers, prep.keys, _hidden(prep.model_config))
     by_idx = {item.idx: item for item in prep.items}
     try:
@@ -190,17 +190,16 @@ def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
         writer.close()
     t2 = time.perf_counter()
     writer.write_task_vectors()
-    total_tokens = sum(len(it.ids) for it in prep.items)
-    computed = sum(g.prefix_len + sum(len(prep.items[m].ids) - g.prefix_len for m in g.members) for g in groups)
+    lengths = [len(it.ids) for it in prep.items]
     extra = {
         "add_special_tokens": prep.prompts[0].add_special_tokens if prep.prompts else None,
         "engine": {
             "prefix_cache": cfg.prefix_cache,
-            "prefix_groups": [{"prefix_len": g.prefix_len, "n_samples": len(g.members)} for g in groups],
-            "max_batch_tokens": budget,
+            "prefix_nodes": [{"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()],
+        "max_batch_tokens": budget,
             "batch_size": cfg.batch_size,
-            "tokens_total": total_tokens,
-            "tokens_computed": computed,
+            "tokens_total": sum(lengths),
+            "tokens_computed": tree.tokens_computed(lengths),
         },
         "timings": {**prep.timings, "load_model_s": t1 - t0, "extract_s": t2 - t1, "samples_per_s": len(prep.items) / max(t2 - t1, 1e-9)},
     }

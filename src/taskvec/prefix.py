@@ -1,59 +1,73 @@
-"""Plan shared-prefix groups: which prompts share how many leading tokens."""
+"""Plan shared-prefix reuse as a tree: which prompts share how many leading tokens."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+MIN_EXTENSION = 16  # tokens; a node that adds fewer than this to its parent's prefix is merged into it
 
-@dataclass(frozen=True)
-class PrefixGroup:
-    """Samples (by position in the input) whose first `prefix_len` tokens are identical."""
+
+@dataclass
+class PrefixNode:
+    """Prompts whose first `prefix_len` tokens are identical.
+
+    `members` (indices into the input) are run from `prefix_len` on; each child
+    extends this node's prefix for a subset that shares more.
+    """
 
     prefix_len: int
-    members: list[int]
+    members: list[int] = field(default_factory=list)
+    children: list[PrefixNode] = field(default_factory=list)
+
+    def walk(self) -> Iterator[PrefixNode]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def tokens_computed(self, lengths: Sequence[int], parent_len: int = 0) -> int:
+        """Tokens this plan runs: each prefix extension once, plus every member's suffix."""
+        own = self.prefix_len - parent_len + sum(lengths[m] - self.prefix_len for m in self.members)
+        return own + sum(c.tokens_computed(lengths, self.prefix_len) for c in self.children)
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
-    x, y = np.asarray(a[:n]), np.asarray(b[:n])
-    diff = np.flatnonzero(x != y)
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
     return int(diff[0]) if diff.size else n
 
 
-def plan_groups(seqs: Sequence[Sequence[int]], caps: Sequence[int]) -> list[PrefixGroup]:
-    """Split prompts into groups sharing a token prefix, saving the most tokens.
+def _build(order: list[int], adjacent: np.ndarray, parent_len: int) -> PrefixNode:
+    """The LCP-interval tree over `order` (sorted), whose adjacent common prefixes are `adjacent`."""
+    node_len = int(adjacent.min()) if adjacent.size else parent_len
+    node = PrefixNode(node_len if node_len - parent_len >= MIN_EXTENSION else parent_len)
+    start = 0
+    for end in [*np.flatnonzero(adjacent == node_len).tolist(), len(order) - 1]:
+        run = order[start : end + 1]
+        if len(run) == 1:
+            node.members.append(run[0])
+        else:
+            child = _build(run, adjacent[start:end], node.prefix_len)
+            if child.prefix_len == node.prefix_len:  # too short an extension: adopt its contents
+                node.members += child.members
+                node.children += child.children
+            else:
+                node.children.append(child)
+        start = end + 1
+    return node
 
-    `caps[i]` is the first token sample i needs a vector for; a prefix never
-    reaches it, so every requested position lies in the suffix run per sample.
-    Prompts cut at their cap are sorted so that shared prefixes are adjacent;
-    each threshold on the adjacent common-prefix length splits them into runs,
-    and the split that skips the most recomputed tokens wins. Groups without
-    a useful prefix are merged into one group with prefix length 0.
+
+def plan_prefix_tree(seqs: Sequence[Sequence[int]], caps: Sequence[int]) -> PrefixNode:
+    """A tree of shared prefixes over `seqs`.
+
+    `caps[i]` is the first token sample i needs a vector for: no prefix reaches
+    it, so every requested position lies in the suffix run per sample. Prompts
+    cut at their cap are sorted, so prompts sharing a prefix are adjacent and
+    the adjacent common-prefix lengths define the tree (an LCP-interval tree).
     """
-    n = len(seqs)
-    heads = [list(seqs[i][: caps[i]]) for i in range(n)]
-    order = sorted(range(n), key=lambda i: heads[i])
-    adjacent = np.array([_lcp(heads[order[k]], heads[order[k + 1]]) for k in range(n - 1)], dtype=np.int64)
-    best: tuple[int, np.ndarray, np.ndarray] | None = None
-    for threshold in np.unique(adjacent[adjacent > 0]):
-        joined = adjacent >= threshold
-        gid = np.concatenate([[0], np.cumsum(~joined)])
-        prefix = np.full(int(gid[-1]) + 1, np.iinfo(np.int64).max)
-        np.minimum.at(prefix, gid[:-1][joined], adjacent[joined])
-        size = np.bincount(gid)
-        prefix = np.where(size >= 2, prefix, 0)
-        saved = int((prefix * (size - 1)).sum())
-        if best is None or saved > best[0]:
-            best = (saved, gid, prefix)
-    if best is None:
-        return [PrefixGroup(0, order)]
-    _, gid, prefix = best
-    groups: dict[int, list[int]] = {}
-    for pos, g in enumerate(gid):
-        groups.setdefault(int(g), []).append(order[pos])
-    shared = [PrefixGroup(int(prefix[g]), m) for g, m in groups.items() if prefix[g] > 0]
-    alone = [i for g, m in groups.items() if prefix[g] == 0 for i in m]
-    return shared + ([PrefixGroup(0, alone)] if alone else [])
+    heads = [list(seqs[i][: caps[i]]) for i in range(len(seqs))]
+    order = sorted(range(len(seqs)), key=lambda i: heads[i])
+    adjacent = np.array([_lcp(heads[order[k]], heads[order[k + 1]]) for k in range(len(order) - 1)], dtype=np.int64)
+    return _build(order, adjacent, 0)

@@ -23,7 +23,9 @@ from taskvec.errors import TaskvecError
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
-_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
+_EXTENSIONS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+}  # fmt: skip
 _PATH_ONLY_SPLITS = ["train", "test"]
 
 Record = Mapping[str, Any]
@@ -110,7 +112,8 @@ def _read_jsonl(path: Path) -> list[Record]:
         except json.JSONDecodeError as exc:
             raise TaskvecError(f"'{path}' line {number}: not valid JSON ({exc.msg}); fix the line") from exc
         if not isinstance(record, dict):
-            raise TaskvecError(f"'{path}' line {number}: expected a JSON object per line, got {type(record).__name__}")
+            kind = type(record).__name__
+            raise TaskvecError(f"'{path}' line {number}: expected a JSON object per line, got {kind}; fix the line")
         records.append(record)
     return records
 
@@ -204,7 +207,9 @@ def _check_unique_ids(samples: list[Sample], where: str) -> None:
     seen: set[str] = set()
     for sample in samples:
         if sample.id in seen:
-            raise TaskvecError(f"{where} has duplicate id '{sample.id}'; ids must be unique (check `dataset.fields.id`)")
+            raise TaskvecError(
+                f"{where} has duplicate id '{sample.id}'; ids must be unique (check `dataset.fields.id`)"
+            )
         seen.add(sample.id)
 
 

@@ -46,7 +46,7 @@ def _unreachable(name: str, exc: Exception) -> TaskvecError:
 
 def hub_splits(cfg: DatasetConfig) -> list[str]:
     """The split names the Hub dataset declares (needs the Hub or a local cache)."""
-    datasets, name = _datasets(), _name(cfg)
+    name, datasets = _name(cfg), _datasets()
     try:
         return list(datasets.get_dataset_split_names(name))
     except Exception as exc:  # datasets raises many types (network, auth, missing); all mean "can't reach it"
@@ -55,13 +55,15 @@ def hub_splits(cfg: DatasetConfig) -> list[str]:
 
 def load_hub_split(cfg: DatasetConfig, split: str) -> list[Sample]:
     """Samples of `split` of the Hub dataset `dataset.name`."""
-    datasets, name = _datasets(), _name(cfg)
+    name, datasets = _name(cfg), _datasets()
     try:
         rows = datasets.load_dataset(name, split=split)
     except ValueError as exc:
         if "split" not in str(exc).lower():
             raise _unreachable(name, exc) from exc
-        raise TaskvecError(f"Hugging Face dataset '{name}' has no split '{split}' ({_reason(exc)}); fix the split name") from exc
+        raise TaskvecError(
+            f"Hugging Face dataset '{name}' has no split '{split}' ({_reason(exc)}); fix the split name"
+        ) from exc
     except Exception as exc:  # network, auth and not-found errors all mean "can't reach it"
         raise _unreachable(name, exc) from exc
     return records_to_samples(rows, cfg.fields, split, f"Hugging Face dataset '{name}'")
