@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -28,6 +28,15 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]
 def _first_member(node: PrefixNode) -> int:
     """Any prompt under `node` (all share its prefix)."""
     return next(n.members[0] for n in node.walk() if n.members)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A computed prompt prefix: its length, KV cache (blocks 0..deepest), and vectors read inside it."""
+
+    length: int = 0
+    kv: KV | None = None
+    known: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class Extractor:
         self.prefix_cache = prefix_cache
         params = inspect.signature(self.base.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.hidden = int(model.config.get_text_config().hidden_size)
 
     @property
     def device(self) -> torch.device:
@@ -99,56 +109,69 @@ class Extractor:
         """The prefix tree over `items` (positions into it); a bare root when prefix reuse is off."""
         if not self.prefix_cache:
             return PrefixNode(0, list(range(len(items))))
-        return plan_prefix_tree([it.ids for it in items], [min(it.token_indices) for it in items])
+        return plan_prefix_tree([it.ids for it in items], [len(it.ids) - 1 for it in items])
 
     def run(self, items: Sequence[Item]) -> Iterator[BatchResult]:
         """Yield results batch by batch (order follows the plan, not the input)."""
-        yield from self._run_node(items, self.plan(items), None, 0)
+        yield from self._run_node(items, self.plan(items), Prefix())
 
-    def _run_node(self, items: Sequence[Item], node: PrefixNode, parent: KV | None, parent_len: int) -> Iterator[BatchResult]:
-        kv = parent
-        if node.prefix_len > parent_len:
-            ids = items[_first_member(node)].ids
-            kv = self._extend_kv(parent, ids[parent_len : node.prefix_len], parent_len)
+    def _run_node(self, items: Sequence[Item], node: PrefixNode, parent: Prefix) -> Iterator[BatchResult]:
+        prefix = parent
+        if node.prefix_len > parent.length:
+            ids = items[_first_member(node)].ids[: node.prefix_len]
+            wanted = {t for n in node.walk() for m in n.members for t in items[m].token_indices}
+            prefix = self._extend(parent, ids, sorted(t for t in wanted if parent.length <= t < node.prefix_len))
         lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
         for row in pack_rows(lengths, self.max_batch_tokens, self.batch_size):
-            yield self._forward_row([items[m] for m in row], node.prefix_len, kv)
+            yield self._forward_row([items[m] for m in row], prefix)
         for child in node.children:
-            yield from self._run_node(items, child, kv, node.prefix_len)
+            yield from self._run_node(items, child, prefix)
 
-    @torch.inference_mode()
-    def _extend_kv(self, parent: KV | None, ids: Sequence[int], start: int) -> KV:
-        """Keys and values of blocks 0..deepest after appending `ids` to the parent prefix."""
-        cache = DynamicCache(ddp_cache_data=parent) if parent is not None else DynamicCache()
-        input_ids = torch.tensor([list(ids)], device=self.device)
-        positions = torch.arange(start, start + len(ids), device=self.device)[None]
-        with capture(self.blocks, [], None, self.deepest):
-            try:
-                self.base(input_ids=input_ids, position_ids=positions, use_cache=True, **{self.cache_kw: cache})
-            except StopForward:
-                pass
-        return [(layer.keys, layer.values) for layer in cache.layers[: self.deepest + 1]]
-
-    @torch.inference_mode()
-    def _forward_row(
-        self, row: list[Item], prefix_len: int, prefix: KV | None
-    ) -> BatchResult:
-        device = self.device
-        seg_lens = [len(it.ids) - prefix_len for it in row]
-        input_ids = torch.tensor([[t for it in row for t in it.ids[prefix_len:]]], device=device)
-        positions = torch.cat([torch.arange(prefix_len, prefix_len + n) for n in seg_lens])[None].to(device)
-        offsets = [sum(seg_lens[:i]) - prefix_len for i in range(len(row))]
-        index = torch.tensor([off + t for off, it in zip(offsets, row) for t in it.token_indices], device=device)
-        kwargs = {}
-        if prefix is not None:
-            kwargs[self.cache_kw] = DynamicCache(ddp_cache_data=prefix)
-        mask = packed_mask(seg_lens, prefix_len, self.model.dtype, device)
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prefix: Prefix, index: torch.Tensor | None,
+                 mask: torch.Tensor | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
+        """One forward of the base model on top of `prefix`, stopped after the deepest block."""
+        cache = DynamicCache(ddp_cache_data=prefix.kv) if prefix.kv is not None else DynamicCache() if keep_cache else None
+        kwargs = {self.cache_kw: cache} if cache is not None else {}
         with capture(self.blocks, self.layers, index, self.deepest) as captured:
             try:
-                self.base(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=prefix is not None, **kwargs)
+                self.base(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=cache is not None, **kwargs)
             except StopForward:
                 pass
-        n_pos = len(row[0].token_indices)
-        stacked = torch.stack([captured[layer] for layer in self.layers])  # (L, n*P, H)
-        vectors = stacked.view(len(self.layers), len(row), n_pos, -1).transpose(0, 1)
-        return BatchResult([it.idx for it in row], vectors.float().cpu())
+        return captured, cache
+
+    @torch.inference_mode()
+    def _extend(self, parent: Prefix, ids: Sequence[int], wanted: list[int]) -> Prefix:
+        """Append `ids[parent.length:]` to the parent prefix: its KV cache, and the vectors of `wanted` positions."""
+        start = parent.length
+        input_ids = torch.tensor([list(ids[start:])], device=self.device)
+        positions = torch.arange(start, len(ids), device=self.device)[None]
+        index = torch.tensor([t - start for t in wanted], device=self.device) if wanted else None
+        captured, cache = self._forward(input_ids, positions, parent, index, keep_cache=True)
+        assert cache is not None
+        known = dict(parent.known)
+        for j, t in enumerate(wanted):
+            known[t] = torch.stack([captured[layer][j] for layer in self.layers])
+        kv = [(layer.keys, layer.values) for layer in cache.layers[: self.deepest + 1]]
+        return Prefix(len(ids), kv, known)
+
+    @torch.inference_mode()
+    def _forward_row(self, row: list[Item], prefix: Prefix) -> BatchResult:
+        """Run the packed suffixes of `row`; positions inside the prefix come from `prefix.known`."""
+        device, start = self.device, prefix.length
+        seg_lens = [len(it.ids) - start for it in row]
+        input_ids = torch.tensor([[t for it in row for t in it.ids[start:]]], device=device)
+        positions = torch.cat([torch.arange(start, start + n) for n in seg_lens])[None].to(device)
+        offsets = [sum(seg_lens[:i]) - start for i in range(len(row))]
+        in_suffix = [(r, p, offsets[r] + t) for r, it in enumerate(row) for p, t in enumerate(it.token_indices) if t >= start]
+        index = torch.tensor([x[2] for x in in_suffix], dtype=torch.long, device=device)
+        mask = packed_mask(seg_lens, start, self.model.dtype, device)
+        captured, _ = self._forward(input_ids, positions, prefix, index, mask)
+        out = torch.empty(len(row), len(self.layers), len(row[0].token_indices), self.hidden, device=device, dtype=self.model.dtype)
+        if in_suffix:
+            rows, cols = [x[0] for x in in_suffix], [x[1] for x in in_suffix]
+            out[rows, :, cols] = torch.stack([captured[layer] for layer in self.layers], dim=1)
+        for r, it in enumerate(row):
+            for p, t in enumerate(it.token_indices):
+                if t < start:
+                    out[r, :, p] = prefix.known[t]
+        return BatchResult([it.idx for it in row], out.float().cpu())

@@ -62,8 +62,8 @@ def _build(order: list[int], adjacent: np.ndarray, parent_len: int) -> PrefixNod
 def plan_prefix_tree(seqs: Sequence[Sequence[int]], caps: Sequence[int]) -> PrefixNode:
     """A tree of shared prefixes over `seqs`.
 
-    `caps[i]` is the first token sample i needs a vector for: no prefix reaches
-    it, so every requested position lies in the suffix run per sample. Prompts
+    `caps[i]` is the longest prefix sample i may share (at most its length - 1,
+    so that every sample keeps a suffix of its own to run). Prompts
     cut at their cap are sorted, so prompts sharing a prefix are adjacent and
     the adjacent common-prefix lengths define the tree (an LCP-interval tree).
     """
