@@ -17,7 +17,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 import taskvec
 from taskvec.config import ExtractionConfig, load_config
-from taskvec.data import load_split
+from taskvec.data import available_splits, load_split
 from taskvec.data.base import Sample
 from taskvec.engine import Extractor, Item
 from taskvec.errors import TaskvecError
@@ -77,6 +77,10 @@ def prepare(config_path: Path) -> Prepared:
     if len(set(layers)) != len(layers):
         raise TaskvecError(f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once")
     base_dir = cfg.prompt_config.parent
+    if prompt_cfg.dataset.source == "builtin" or prompt_cfg.dataset.splits:
+        splits = available_splits(prompt_cfg.dataset)
+        if cfg.split not in splits:
+            raise TaskvecError(f"split: '{cfg.split}' is not a split of the dataset; use one of: {', '.join(splits)}")
     samples = load_split(prompt_cfg.dataset, cfg.split, base_dir)
     if cfg.max_samples is not None:
         samples = samples[: cfg.max_samples]

@@ -1,0 +1,54 @@
+"""The real embedded SmolLM2-135M-Instruct through the seed entry point, checked against a plain forward."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from taskvec.capture import decoder_blocks
+from taskvec.models import load_model, load_tokenizer, resolve_model
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_extract_with_embedded_model(tmp_path: Path) -> None:
+    config = tmp_path / "extract.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": "smollm2-135m",
+        "prompt_config": str(REPO / "configs/smollm2-135m/cot_5shot_answer.yaml"),
+        "split": "test", "max_samples": 4, "layers": [3, -1], "token_positions": ["last", -2],
+        "output_dir": str(tmp_path / "out"),
+    }))
+    proc = subprocess.run([sys.executable, str(REPO / "task_vector_generation.py"), "--config", str(config)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "session: cot_5shot_test_SmolLM2-135M-Instruct.Q4_1_task_vector_" in proc.stdout
+    assert "sample/s" in proc.stderr  # the progress bar reports throughput
+    session = next((tmp_path / "out" / "task_vector").iterdir())
+    meta = json.loads((session / "metadata.json").read_text())
+    assert meta["n_model_layers"] == 30 and meta["hidden_size"] == 576 and meta["layers"] == [3, 29]
+    tv = torch.load(session / "task_vectors.pt", weights_only=True)
+    assert tv["layer_29_pos_last"].shape == (576,)
+
+    ref = resolve_model("smollm2-135m")
+    tok, model = load_tokenizer(ref), load_model(ref, torch.float32, torch.device("cpu"))
+    last_block: dict[str, torch.Tensor] = {}
+    decoder_blocks(model)[-1].register_forward_hook(lambda m, a, out: last_block.__setitem__("h", out[0] if isinstance(out, tuple) else out))
+    raw_dir = tmp_path / "out" / "raw_representations" / session.name
+    for line in (session / "prompts.jsonl").read_text().splitlines()[:2]:
+        row = json.loads(line)
+        raw = torch.load(raw_dir / f"sample_{row['sample_idx']:05d}.pt", weights_only=True)
+        ids = tok(row["prompt"], add_special_tokens=row["add_special_tokens"])["input_ids"]
+        assert len(ids) == raw["_seq_len"]
+        with torch.no_grad():
+            hs = model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        last = raw["_token_indices"][0]
+        torch.testing.assert_close(raw["layer_3_pos_last"], hs[4][0, last], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(raw["layer_29_pos_last"], last_block["h"][0, last], rtol=1e-4, atol=1e-4)

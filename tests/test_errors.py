@@ -1,0 +1,88 @@
+"""Bad input: one line naming the field and the fix, exit status 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taskvec.cli import main
+from tests.conftest import write_configs
+
+
+def _edit(path: Path, **changes: object) -> None:
+    data = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path.write_text(yaml.safe_dump(data))
+
+
+CASES = [
+    ("unknown key", {"layrs": [1]}, {}, "unknown key 'layrs'"),
+    ("layer out of range", {"layers": [0, 4]}, {}, "layer 4 is out of range for a model with 4 blocks"),
+    ("negative layer out of range", {"layers": [-5]}, {}, "layer -5 is out of range"),
+    ("duplicate layers", {"layers": [1, -3]}, {}, "name the same block twice"),
+    ("bad position word", {"token_positions": ["middle"]}, {}, "unknown position 'middle'"),
+    ("position beyond every prompt", {"token_positions": [100000]}, {}, "out of range for sample 'train_0'"),
+    ("missing prompt config", {"prompt_config": "nope/missing.yaml"}, {}, "prompt_config: file 'nope/missing.yaml' not found"),
+    ("unknown split", {"split": "validation"}, {}, "split: 'validation' is not a split of the dataset; use one of: train, test"),
+    ("max_samples below one", {"max_samples": 0}, {}, "max_samples"),
+    ("wrong type", {"batch_size": "many"}, {}, "batch_size"),
+    ("empty layers", {"layers": []}, {}, "layers"),
+    ("bad dtype", {"dtype": "float8"}, {}, "dtype"),
+    ("missing model path", {"model": "/no/such/model/dir"}, {}, "not found"),
+    ("missing gguf", {"model": "/no/such/model.gguf"}, {}, "GGUF file '/no/such/model.gguf' not found"),
+    ("unknown prompt key", {}, {"n_shots": 3}, "unknown key 'n_shots'"),
+    ("too many shots", {}, {"n_shot": 60}, "n_shot=60"),
+]
+
+
+@pytest.mark.parametrize("what,changes,prompt_changes,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(what: str, changes: dict, prompt_changes: dict, expected: str, tiny_model_dir: Path,
+                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir))
+    _edit(config, **changes)
+    _edit(tmp_path / "prompt.yaml", **prompt_changes)
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("taskvec: error: ") and "\n" not in err and "Traceback" not in err
+    assert expected in err, err
+    assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
+
+
+def test_chat_template_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.tiny import save_tiny
+
+    model = save_tiny(tmp_path / "plain-model", "llama", chat_template=False)
+    config = write_configs(tmp_path, str(model))
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    assert "use_chat_template" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_hub_id_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = write_configs(tmp_path, "Qwen/Qwen2.5-1.5B-Instruct")
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot fetch 'Qwen/Qwen2.5-1.5B-Instruct' from the Hugging Face Hub" in err and "offline" in err
+
+
+def test_corrupt_gguf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    config = write_configs(tmp_path, str(bad))
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    assert "may be corrupt" in capsys.readouterr().err
+
+
+def test_unwritable_output_dir(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = write_configs(tmp_path, str(tiny_model_dir), output_dir=str(blocker / "out"))
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    assert "output_dir" in capsys.readouterr().err
