@@ -98,8 +98,8 @@ def baseline(wl: Workload, batch_size: int) -> Vectors:
     return out
 
 
-def taskvec(wl: Workload, prefix_cache: bool, budget: int, batch_size: int) -> Vectors:
-    engine = Extractor(wl.model, wl.layers, budget, batch_size, prefix_cache)
+def taskvec(wl: Workload, prefix_cache: bool, budget: int, batch_size: int, packed: bool) -> Vectors:
+    engine = Extractor(wl.model, wl.layers, budget, batch_size, prefix_cache, packed)
     return {i: v for batch in engine.run(wl.items) for i, v in zip(batch.idxs, batch.vectors)}
 
 
@@ -202,13 +202,16 @@ def measure(wl: Workload, methods: dict[str, Method], repeats: int) -> dict[str,
     }
 
 
-def standard_methods(budget: int, batch_size: int) -> dict[str, Method]:
-    """The baselines first (the first is the reference), then taskvec with and without prefix reuse."""
+def standard_methods(packed: bool, budget: int, other_budget: int) -> dict[str, Method]:
+    """The baselines first (the first is the reference), then taskvec with its defaults for the
+    device (`packed` batching or not, `budget` tokens), without prefix reuse, and with the other batching."""
+    other = "taskvec_padded" if packed else "taskvec_packed"
     return {
         "baseline_bs1": lambda wl: baseline(wl, 1),
         "baseline_bs16": lambda wl: baseline(wl, 16),
-        "taskvec": lambda wl: taskvec(wl, True, budget, batch_size),
-        "taskvec_no_prefix_cache": lambda wl: taskvec(wl, False, budget, batch_size),
+        "taskvec": lambda wl: taskvec(wl, True, budget, 256, packed),
+        "taskvec_no_prefix_cache": lambda wl: taskvec(wl, False, budget, 256, packed),
+        other: lambda wl: taskvec(wl, True, other_budget, 256, not packed),
     }
 
 
@@ -220,7 +223,7 @@ def demo_cpu(repeats: int) -> dict[str, object]:
     prep = prepare(REPO / "task_vector_config.yaml")
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
     wl = Workload("demo-cpu", model, prep.items[:64], prep.layers)
-    return {"demo-cpu": measure(wl, standard_methods(1024, 64), repeats)}
+    return {"demo-cpu": measure(wl, standard_methods(True, 1024, 2048), repeats)}
 
 
 def random_model(shape: dict[str, object], device: torch.device) -> torch.nn.Module:
@@ -262,7 +265,7 @@ def seed_gpu(repeats: int, shapes: list[str], n: int) -> dict[str, object]:
             variant = f"{short}{'' if shared else '-no-prefix'}"
             print(f"{variant}:", flush=True)
             wl = Workload(variant, model, seed_items(all_shapes[key]["vocab_size"], n, shared), layers)
-            out[variant] = {"model_shape": key, **measure(wl, standard_methods(8192, 256), repeats)}
+            out[variant] = {"model_shape": key, **measure(wl, standard_methods(device.type == "cpu", 16384 if device.type == "cuda" else 1024, 2048), repeats)}
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()

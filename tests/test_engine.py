@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taskvec.capture import decoder_blocks
-from taskvec.engine import Extractor, Item, pack_rows
+from taskvec.engine import Extractor, Item, make_batches
 from taskvec.prefix import plan_prefix_tree
 from tests.tiny import make_model
 
@@ -54,12 +54,13 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("family", ["qwen2", "llama"])
 @pytest.mark.parametrize("prefix_cache", [True, False])
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
 @pytest.mark.parametrize("budget,batch", [(10_000, 64), (30, 3), (1, 1)])
-def test_matches_plain_forward(family: str, prefix_cache: bool, budget: int, batch: int) -> None:
+def test_matches_plain_forward(family: str, prefix_cache: bool, packed: bool, budget: int, batch: int) -> None:
     model = make_model(family, N_LAYERS)
     items = _items()
     layers = [0, 2, N_LAYERS - 1]
-    got = _run(model, items, layers, max_batch_tokens=budget, batch_size=batch, prefix_cache=prefix_cache)
+    got = _run(model, items, layers, max_batch_tokens=budget, batch_size=batch, prefix_cache=prefix_cache, packed=packed)
     assert sorted(got) == [it.idx for it in items]
     for item in items:
         ref = _reference(model, item, layers)
@@ -134,10 +135,14 @@ def test_early_stop_skips_later_blocks() -> None:
     assert all(not b._forward_hooks for b in blocks), "capture hooks must be removed"
 
 
-def test_pack_rows_respects_budget_and_count() -> None:
+@pytest.mark.parametrize("packed", [True, False])
+def test_batches_are_length_sorted_and_within_budget(packed: bool) -> None:
     lengths = {i: n for i, n in enumerate([5, 9, 3, 7, 2, 8, 1])}
-    rows = pack_rows(lengths, max_tokens=10, max_samples=2)
-    assert sorted(i for r in rows for i in r) == list(lengths)
-    for row in rows:
-        assert len(row) <= 2
-        assert sum(lengths[i] for i in row) <= 10 or len(row) == 1
+    batches = make_batches(lengths, max_tokens=20, max_samples=3, packed=packed)
+    assert sorted(i for b in batches for i in b) == list(lengths)
+    assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
+    for batch in batches:
+        cost = sum(lengths[i] for i in batch) if packed else len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) <= 3 and (cost <= 20 or len(batch) == 1)
+    expected = [[9, 8], [7, 5, 3], [2, 1]] if packed else [[9, 8], [7, 5], [3, 2, 1]]
+    assert [[lengths[i] for i in b] for b in batches] == expected

@@ -32,7 +32,7 @@ def block_output(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tenso
 def capture(
     blocks: nn.ModuleList, layers: list[int], index: torch.Tensor | None, stop_after: int | None
 ) -> Iterator[dict[int, torch.Tensor]]:
-    """Record `hidden[0, index]` (shape (n, hidden)) at each block in `layers`.
+    """Record rows `index` of the flattened (batch * tokens, hidden) output of each block in `layers`.
 
     Rows are gathered on the device inside the hook, so no (batch, tokens,
     hidden) tensor outlives its block. If `stop_after` is set, its hook raises
@@ -43,7 +43,7 @@ def capture(
     def make_hook(layer: int):  # noqa: ANN202 - torch's hook signature
         def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> None:
             if index is not None and layer in layers:
-                captured[layer] = block_output(output)[0].index_select(0, index)
+                captured[layer] = block_output(output).flatten(0, 1).index_select(0, index)
             if layer == stop_after:
                 raise StopForward
 

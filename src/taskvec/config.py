@@ -30,6 +30,7 @@ class ExtractionConfig(BaseModel):
     batch_size: int = Field(64, ge=1, description="upper bound on samples per forward")
     max_batch_tokens: int | None = Field(None, ge=1, description="token budget per forward; auto by device")
     prefix_cache: Literal["auto", "off"] = "auto"
+    batching: Literal["auto", "packed", "padded"] = Field("auto", description="auto: packed on CPU, padded on GPU")
     output_dir: Path = Path("outputs")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"

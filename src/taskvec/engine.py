@@ -47,20 +47,20 @@ class BatchResult:
     vectors: torch.Tensor
 
 
-def pack_rows(lengths: dict[int, int], max_tokens: int, max_samples: int) -> list[list[int]]:
-    """First-fit decreasing: rows of samples whose total length stays within `max_tokens`."""
-    rows: list[list[int]] = []
-    room: list[int] = []
+def make_batches(lengths: dict[int, int], max_tokens: int, max_samples: int, packed: bool) -> list[list[int]]:
+    """Length-sorted batches within `max_tokens`: summed lengths if packed, else samples x longest."""
+    batches: list[list[int]] = []
+    used = 0
     for i in sorted(lengths, key=lambda k: -lengths[k]):
-        for r, free in enumerate(room):
-            if lengths[i] <= free and len(rows[r]) < max_samples:
-                rows[r].append(i)
-                room[r] -= lengths[i]
-                break
+        current = batches[-1] if batches else None
+        size = used + lengths[i] if packed else (len(current or []) + 1) * lengths[(current or [i])[0]]
+        if current and len(current) < max_samples and size <= max_tokens:
+            current.append(i)
+            used = size
         else:
-            rows.append([i])
-            room.append(max_tokens - lengths[i])
-    return rows
+            batches.append([i])
+            used = lengths[i]
+    return batches
 
 
 def packed_mask(seg_lens: list[int], prefix_len: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -76,9 +76,12 @@ def packed_mask(seg_lens: list[int], prefix_len: int, dtype: torch.dtype, device
 class Extractor:
     """Runs prompts through a model and returns hidden states at chosen blocks and tokens.
 
-    Prompts sharing a token prefix reuse one KV cache of it; their suffixes are
-    packed into one row (no padding) with a block-diagonal causal mask, so each
-    token sees exactly what it would in its own full forward pass.
+    Prompts sharing a token prefix reuse one KV cache of it. Their suffixes run
+    in length-sorted batches, either right-padded (the prefix cache is viewed
+    across the batch; attention does no wasted work) or packed into one row
+    with a block-diagonal causal mask (no padding and no per-sample copies of
+    the prefix cache, which pays on the CPU). Either way each token sees
+    exactly what it would in its own full forward pass.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class Extractor:
         max_batch_tokens: int,
         batch_size: int,
         prefix_cache: bool = True,
+        packed: bool = False,
     ) -> None:
         self.model = model
         self.base = model.get_decoder()
@@ -97,6 +101,7 @@ class Extractor:
         self.max_batch_tokens = max_batch_tokens
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
+        self.packed = packed
         params = inspect.signature(self.base.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self.hidden = int(model.config.get_text_config().hidden_size)
@@ -122,15 +127,20 @@ class Extractor:
             wanted = {t for n in node.walk() for m in n.members for t in items[m].token_indices}
             prefix = self._extend(parent, ids, sorted(t for t in wanted if parent.length <= t < node.prefix_len))
         lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
-        for row in pack_rows(lengths, self.max_batch_tokens, self.batch_size):
-            yield self._forward_row([items[m] for m in row], prefix)
+        for batch in make_batches(lengths, self.max_batch_tokens, self.batch_size, self.packed):
+            yield self._forward_batch([items[m] for m in batch], prefix)
         for child in node.children:
             yield from self._run_node(items, child, prefix)
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prefix: Prefix, index: torch.Tensor | None,
                  mask: torch.Tensor | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
-        """One forward of the base model on top of `prefix`, stopped after the deepest block."""
-        cache = DynamicCache(ddp_cache_data=prefix.kv) if prefix.kv is not None else DynamicCache() if keep_cache else None
+        """One causal forward of the base model on top of `prefix`, stopped after the deepest block."""
+        cache = None
+        if prefix.kv is not None:
+            n = input_ids.shape[0]
+            cache = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix.kv])
+        elif keep_cache:
+            cache = DynamicCache()
         kwargs = {self.cache_kw: cache} if cache is not None else {}
         with capture(self.blocks, self.layers, index, self.deepest) as captured:
             try:
@@ -154,24 +164,35 @@ class Extractor:
         kv = [(layer.keys, layer.values) for layer in cache.layers[: self.deepest + 1]]
         return Prefix(len(ids), kv, known)
 
+    def _inputs(self, batch: list[Item], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[int]]:
+        """Token ids, positions, mask and each sample's offset in the flattened output, packed or padded."""
+        device, lens = self.device, [len(it.ids) - start for it in batch]
+        if self.packed:
+            ids = torch.tensor([[t for it in batch for t in it.ids[start:]]])
+            positions = torch.cat([torch.arange(start, start + n) for n in lens])[None].to(device)
+            offsets = [sum(lens[:r]) for r in range(len(batch))]
+            return ids.to(device), positions, packed_mask(lens, start, self.model.dtype, device), offsets
+        width = max(lens)
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        for r, it in enumerate(batch):
+            ids[r, : lens[r]] = torch.tensor(list(it.ids[start:]))
+        positions = torch.arange(start, start + width, device=device)[None].expand(len(batch), -1)
+        return ids.to(device), positions, None, [r * width for r in range(len(batch))]
+
     @torch.inference_mode()
-    def _forward_row(self, row: list[Item], prefix: Prefix) -> BatchResult:
-        """Run the packed suffixes of `row`; positions inside the prefix come from `prefix.known`."""
+    def _forward_batch(self, batch: list[Item], prefix: Prefix) -> BatchResult:
+        """Run the suffixes of `batch`; positions inside the prefix come from `prefix.known`."""
         device, start = self.device, prefix.length
-        seg_lens = [len(it.ids) - start for it in row]
-        input_ids = torch.tensor([[t for it in row for t in it.ids[start:]]], device=device)
-        positions = torch.cat([torch.arange(start, start + n) for n in seg_lens])[None].to(device)
-        offsets = [sum(seg_lens[:i]) - start for i in range(len(row))]
-        in_suffix = [(r, p, offsets[r] + t) for r, it in enumerate(row) for p, t in enumerate(it.token_indices) if t >= start]
+        ids, positions, mask, offsets = self._inputs(batch, start)
+        in_suffix = [(r, p, offsets[r] + t - start) for r, it in enumerate(batch) for p, t in enumerate(it.token_indices) if t >= start]
         index = torch.tensor([x[2] for x in in_suffix], dtype=torch.long, device=device)
-        mask = packed_mask(seg_lens, start, self.model.dtype, device)
-        captured, _ = self._forward(input_ids, positions, prefix, index, mask)
-        out = torch.empty(len(row), len(self.layers), len(row[0].token_indices), self.hidden, device=device, dtype=self.model.dtype)
+        captured, _ = self._forward(ids, positions, prefix, index, mask)
+        out = torch.empty(len(batch), len(self.layers), len(batch[0].token_indices), self.hidden, device=device, dtype=self.model.dtype)
         if in_suffix:
             rows, cols = [x[0] for x in in_suffix], [x[1] for x in in_suffix]
             out[rows, :, cols] = torch.stack([captured[layer] for layer in self.layers], dim=1)
-        for r, it in enumerate(row):
+        for r, it in enumerate(batch):
             for p, t in enumerate(it.token_indices):
                 if t < start:
                     out[r, :, p] = prefix.known[t]
-        return BatchResult([it.idx for it in row], out.float().cpu())
+        return BatchResult([it.idx for it in batch], out.float().cpu())

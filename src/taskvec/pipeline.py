@@ -28,7 +28,7 @@ from taskvec.prompts.fewshot import select_demonstrations
 from taskvec.prompts.render import RenderedPrompt, render_prompt
 from taskvec.store import SessionPaths, SessionWriter, check_writable, create_session, save_json, save_text, save_yaml, session_name
 
-DEFAULT_BATCH_TOKENS = {"cuda": 8192, "cpu": 1024}
+DEFAULT_BATCH_TOKENS = {"packed": 1024, "padded": 16384}
 
 
 @dataclass
@@ -178,8 +178,9 @@ def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
     t0 = time.perf_counter()
     model = load_model(prep.model_ref, dtype, device)
     t1 = time.perf_counter()
-    budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS.get(device.type, 1024)
-    engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto")
+    batching = cfg.batching if cfg.batching != "auto" else "padded" if device.type == "cuda" else "packed"
+    budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching]
+    engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto", batching == "packed")
     tree = engine.plan(prep.items)
     writer = SessionWriter(paths, prep.layers, prep.keys, _hidden(prep.model_config))
     by_idx = {item.idx: item for item in prep.items}
