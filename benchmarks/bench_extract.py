@@ -252,9 +252,11 @@ def seed_items(vocab: int, n: int, shared: bool, seed: int = 0) -> list[Item]:
     return items
 
 
-def seed_gpu(repeats: int, shapes: list[str], n: int) -> dict[str, object]:
-    """Qwen2.5-shaped random models, 256 prompts, layers 4..27, position last; with and without a shared prefix."""
-    all_shapes = json.loads(SHAPES.read_text())
+def seed_gpu(repeats: int, shapes: list[str], n: int, shapes_file: Path, save: Callable[[dict[str, object]], None]) -> dict[str, object]:
+    """Qwen2.5-shaped random models, 256 prompts, layers 4..27, position last; with and without a shared prefix.
+
+    `save` is called after each variant, so a run cut short keeps what it measured."""
+    all_shapes = json.loads(shapes_file.read_text())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out: dict[str, object] = {}
     for short in shapes:
@@ -266,6 +268,7 @@ def seed_gpu(repeats: int, shapes: list[str], n: int) -> dict[str, object]:
             print(f"{variant}:", flush=True)
             wl = Workload(variant, model, seed_items(all_shapes[key]["vocab_size"], n, shared), layers)
             out[variant] = {"model_shape": key, **measure(wl, standard_methods(device.type == "cpu", 16384 if device.type == "cuda" else 1024, 2048), repeats)}
+            save(out)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -333,22 +336,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shapes", default="1.5B,7B", help="seed-gpu: Qwen2.5 sizes to run")
     parser.add_argument("--prompts", type=int, default=256, help="seed-gpu: number of prompts")
+    parser.add_argument("--shapes-file", type=Path, default=SHAPES, help="seed-gpu: Qwen2.5 shapes JSON")
     parser.add_argument("--counts", default="256,4096", help="scale-cpu: sample counts")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/{workload}.json)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    path = args.out or RESULTS / f"{args.workload}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(results: dict[str, object]) -> None:
+        payload = {"workload": args.workload, "device": device, "torch": torch.__version__, "repeats": args.repeats,
+                   "command": " ".join(["python", *sys.argv]), "results": results}
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+
     if args.workload == "demo-cpu":
         results = demo_cpu(args.repeats)
     elif args.workload == "seed-gpu":
-        results = seed_gpu(args.repeats, args.shapes.split(","), args.prompts)
+        results = seed_gpu(args.repeats, args.shapes.split(","), args.prompts, args.shapes_file, save)
     else:
         results = scale_cpu([int(c) for c in args.counts.split(",")])
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-    payload = {"workload": args.workload, "device": device, "torch": torch.__version__, "repeats": args.repeats,
-               "command": " ".join([Path(sys.executable).name, *sys.argv]), "results": results}
-    path = args.out or RESULTS / f"{args.workload}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    save(results)
     print_table(results)
     print(f"\nwrote {path}")
 
