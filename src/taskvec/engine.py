@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
@@ -18,11 +19,16 @@ class Item:
     """One tokenised prompt and the absolute token indices to read, in position order."""
 
     idx: int
-    ids: Sequence[int]
+    ids: Sequence[int]  # a list, or an int32 array (4 bytes a token, for large runs)
     token_indices: Sequence[int]
 
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _as_ids(ids: Sequence[int]) -> torch.Tensor:
+    """Token ids (list or array) as a 1-D int64 tensor."""
+    return torch.as_tensor(np.asarray(ids, dtype=np.int64))
 
 
 def _first_member(node: PrefixNode) -> int:
@@ -153,7 +159,7 @@ class Extractor:
     def _extend(self, parent: Prefix, ids: Sequence[int], wanted: list[int]) -> Prefix:
         """Append `ids[parent.length:]` to the parent prefix: its KV cache, and the vectors of `wanted` positions."""
         start = parent.length
-        input_ids = torch.tensor([list(ids[start:])], device=self.device)
+        input_ids = _as_ids(ids[start:])[None].to(self.device)
         positions = torch.arange(start, len(ids), device=self.device)[None]
         index = torch.tensor([t - start for t in wanted], device=self.device) if wanted else None
         captured, cache = self._forward(input_ids, positions, parent, index, keep_cache=True)
@@ -168,14 +174,14 @@ class Extractor:
         """Token ids, positions, mask and each sample's offset in the flattened output, packed or padded."""
         device, lens = self.device, [len(it.ids) - start for it in batch]
         if self.packed:
-            ids = torch.tensor([[t for it in batch for t in it.ids[start:]]])
+            ids = torch.cat([_as_ids(it.ids[start:]) for it in batch])[None]
             positions = torch.cat([torch.arange(start, start + n) for n in lens])[None].to(device)
             offsets = [sum(lens[:r]) for r in range(len(batch))]
             return ids.to(device), positions, packed_mask(lens, start, self.model.dtype, device), offsets
         width = max(lens)
         ids = torch.zeros(len(batch), width, dtype=torch.long)
         for r, it in enumerate(batch):
-            ids[r, : lens[r]] = torch.tensor(list(it.ids[start:]))
+            ids[r, : lens[r]] = _as_ids(it.ids[start:])
         positions = torch.arange(start, start + width, device=device)[None].expand(len(batch), -1)
         return ids.to(device), positions, None, [r * width for r in range(len(batch))]
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from tqdm import tqdm
@@ -90,7 +91,7 @@ def prepare(config_path: Path) -> Prepared:
     for idx, sample in enumerate(samples):
         demos = select_demonstrations(pool, sample, prompt_cfg.n_shot, prompt_cfg.demonstrations)
         prompt = render_prompt(prompt_cfg, sample, demos, tokenizer)
-        ids = tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"]
+        ids = np.asarray(tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"], dtype=np.int32)
         indices = [resolve_position(p, len(ids), sample.id) for p in cfg.token_positions]
         prompts.append(prompt)
         items.append(Item(idx, ids, indices))

@@ -33,9 +33,11 @@ class PrefixNode:
         return own + sum(c.tokens_computed(lengths, self.prefix_len) for c in self.children)
 
 
-def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+def _lcp(a: bytes, b: bytes) -> int:
+    """Common prefix length, in tokens, of two big-endian int32 byte strings."""
+    x, y = np.frombuffer(a, dtype=">i4"), np.frombuffer(b, dtype=">i4")
+    n = min(x.size, y.size)
+    diff = np.flatnonzero(x[:n] != y[:n])
     return int(diff[0]) if diff.size else n
 
 
@@ -67,7 +69,8 @@ def plan_prefix_tree(seqs: Sequence[Sequence[int]], caps: Sequence[int]) -> Pref
     cut at their cap are sorted, so prompts sharing a prefix are adjacent and
     the adjacent common-prefix lengths define the tree (an LCP-interval tree).
     """
-    heads = [list(seqs[i][: caps[i]]) for i in range(len(seqs))]
+    # big-endian int32 bytes compare like the token lists, at 4 bytes a token
+    heads = [np.asarray(seqs[i][: caps[i]], dtype=">i4").tobytes() for i in range(len(seqs))]
     order = sorted(range(len(seqs)), key=lambda i: heads[i])
     adjacent = np.array([_lcp(heads[order[k]], heads[order[k + 1]]) for k in range(len(order) - 1)], dtype=np.int64)
     return _build(order, adjacent, 0)
