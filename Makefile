@@ -21,8 +21,11 @@ demo: .venv/.installed
 test: .venv/.installed
 	$(PY) -m pytest
 
+bench-gpu: .venv/.installed
+	$(PY) benchmarks/bench_extract.py --workload seed-gpu
+
 bench: .venv/.installed
 	$(PY) benchmarks/bench_extract.py --workload demo-cpu
 	$(PY) benchmarks/bench_extract.py --workload scale-cpu
 
-.PHONY: venv demo test bench
+.PHONY: venv demo test bench bench-gpu

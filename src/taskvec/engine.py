@@ -1,4 +1,4 @@
-"""The forward loop: shared-prefix KV reuse, packed suffixes, on-device gathering."""
+"""The forward loop: shared-prefix KV reuse, length-sorted suffix batches, on-device gathering."""
 
 from __future__ import annotations
 
@@ -58,8 +58,11 @@ def make_batches(lengths: dict[int, int], max_tokens: int, max_samples: int, pac
     batches: list[list[int]] = []
     used = 0
     for i in sorted(lengths, key=lambda k: -lengths[k]):
-        current = batches[-1] if batches else None
-        size = used + lengths[i] if packed else (len(current or []) + 1) * lengths[(current or [i])[0]]
+        current = batches[-1] if batches else []
+        if packed:
+            size = used + lengths[i]
+        else:  # padded to the batch's first (longest) sample
+            size = (len(current) + 1) * lengths[current[0]] if current else lengths[i]
         if current and len(current) < max_samples and size <= max_tokens:
             current.append(i)
             used = size
@@ -83,8 +86,9 @@ class Extractor:
     """Runs prompts through a model and returns hidden states at chosen blocks and tokens.
 
     Prompts sharing a token prefix reuse one KV cache of it. Their suffixes run
-    in length-sorted batches, either right-padded (the prefix cache is viewed
-    across the batch; attention does no wasted work) or packed into one row
+    in length-sorted batches, either right-padded (the prefix cache is expanded
+    over the batch, which Hugging Face's cache copies per sample; attention
+    does no wasted work) or packed into one row
     with a block-diagonal causal mask (no padding and no per-sample copies of
     the prefix cache, which pays on the CPU). Either way each token sees
     exactly what it would in its own full forward pass.

@@ -69,6 +69,8 @@ def plan_prefix_tree(seqs: Sequence[Sequence[int]], caps: Sequence[int]) -> Pref
     cut at their cap are sorted, so prompts sharing a prefix are adjacent and
     the adjacent common-prefix lengths define the tree (an LCP-interval tree).
     """
+    if not seqs:
+        return PrefixNode(0)
     # big-endian int32 bytes compare like the token lists, at 4 bytes a token
     heads = [np.asarray(seqs[i][: caps[i]], dtype=">i4").tobytes() for i in range(len(seqs))]
     order = sorted(range(len(seqs)), key=lambda i: heads[i])
