@@ -215,7 +215,17 @@ def standard_methods(packed: bool, budget: int, other_budget: int) -> dict[str, 
     }
 
 
-def demo_cpu(repeats: int) -> dict[str, object]:
+def select(methods: dict[str, Method], names: list[str] | None) -> dict[str, Method]:
+    """The reference baseline plus the named methods (all when `names` is None)."""
+    if names is None:
+        return methods
+    unknown = set(names) - set(methods)
+    if unknown:
+        raise SystemExit(f"--methods: unknown {sorted(unknown)}; choose from {sorted(methods)}")
+    return {k: m for i, (k, m) in enumerate(methods.items()) if i == 0 or k in names}
+
+
+def demo_cpu(repeats: int, names: list[str] | None) -> dict[str, object]:
     """The embedded model on 64 real cot 5-shot prompts, the default config's layers and positions."""
     from taskvec.models import load_model
     from taskvec.pipeline import prepare
@@ -223,7 +233,7 @@ def demo_cpu(repeats: int) -> dict[str, object]:
     prep = prepare(REPO / "task_vector_config.yaml")
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
     wl = Workload("demo-cpu", model, prep.items[:64], prep.layers)
-    return {"demo-cpu": measure(wl, standard_methods(True, 1024, 2048), repeats)}
+    return {"demo-cpu": measure(wl, select(standard_methods(True, 1024, 2048), names), repeats)}
 
 
 def random_model(shape: dict[str, object], device: torch.device) -> torch.nn.Module:
@@ -252,12 +262,14 @@ def seed_items(vocab: int, n: int, shared: bool, seed: int = 0) -> list[Item]:
     return items
 
 
-def seed_gpu(repeats: int, shapes: list[str], n: int, shapes_file: Path, save: Callable[[dict[str, object]], None]) -> dict[str, object]:
+def seed_gpu(repeats: int, shapes: list[str], n: int, shapes_file: Path, names: list[str] | None,
+             save: Callable[[dict[str, object]], None]) -> dict[str, object]:
     """Qwen2.5-shaped random models, 256 prompts, layers 4..27, position last; with and without a shared prefix.
 
     `save` is called after each variant, so a run cut short keeps what it measured."""
     all_shapes = json.loads(shapes_file.read_text())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    methods = standard_methods(device.type == "cpu", 16384 if device.type == "cuda" else 1024, 2048)
     out: dict[str, object] = {}
     for short in shapes:
         key = next(k for k in all_shapes if k.startswith(f"Qwen/Qwen2.5-{short}-"))
@@ -267,7 +279,7 @@ def seed_gpu(repeats: int, shapes: list[str], n: int, shapes_file: Path, save: C
             variant = f"{short}{'' if shared else '-no-prefix'}"
             print(f"{variant}:", flush=True)
             wl = Workload(variant, model, seed_items(all_shapes[key]["vocab_size"], n, shared), layers)
-            out[variant] = {"model_shape": key, **measure(wl, standard_methods(device.type == "cpu", 16384 if device.type == "cuda" else 1024, 2048), repeats)}
+            out[variant] = {"model_shape": key, **measure(wl, select(methods, names), repeats)}
             save(out)
         del model
         if device.type == "cuda":
@@ -337,11 +349,13 @@ def main() -> None:
     parser.add_argument("--shapes", default="1.5B,7B", help="seed-gpu: Qwen2.5 sizes to run")
     parser.add_argument("--prompts", type=int, default=256, help="seed-gpu: number of prompts")
     parser.add_argument("--shapes-file", type=Path, default=SHAPES, help="seed-gpu: Qwen2.5 shapes JSON")
+    parser.add_argument("--methods", default=None, help="comma-separated subset (baseline_bs1 always runs)")
     parser.add_argument("--counts", default="256,4096", help="scale-cpu: sample counts")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/{workload}.json)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    names = args.methods.split(",") if args.methods else None
     path = args.out or RESULTS / f"{args.workload}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -351,9 +365,9 @@ def main() -> None:
         path.write_text(json.dumps(payload, indent=2) + "\n")
 
     if args.workload == "demo-cpu":
-        results = demo_cpu(args.repeats)
+        results = demo_cpu(args.repeats, names)
     elif args.workload == "seed-gpu":
-        results = seed_gpu(args.repeats, args.shapes.split(","), args.prompts, args.shapes_file, save)
+        results = seed_gpu(args.repeats, args.shapes.split(","), args.prompts, args.shapes_file, names, save)
     else:
         results = scale_cpu([int(c) for c in args.counts.split(",")])
     save(results)
