@@ -38,6 +38,12 @@ CASES = [
     ("missing gguf", {"model": "/no/such/model.gguf"}, {}, "GGUF file '/no/such/model.gguf' not found"),
     ("unknown prompt key", {}, {"n_shots": 3}, "unknown key 'n_shots'"),
     ("too many shots", {}, {"n_shot": 60}, "n_shot=60"),
+    ("template with an unknown placeholder", {}, {"question_template": "Q: {query}"}, "question_template must contain {question}"),
+    ("unformattable template", {}, {"answer_format": "The answer is {answer:.2f}."}, "answer_format"),
+    ("unknown demonstration split", {}, {"demonstrations": {"split": "dev"}}, "demonstrations.split: 'dev' is not a split"),
+    ("device without a GPU", {"device": "cuda:1"}, {}, "device: 'cuda:1'"),
+    ("unsupported device", {"device": "mps"}, {}, "field 'device'"),
+    ("tag that is a path", {"tag": "a/b"}, {}, "field 'tag'"),
 ]
 
 
@@ -86,3 +92,16 @@ def test_unwritable_output_dir(tiny_model_dir: Path, tmp_path: Path, capsys: pyt
     config = write_configs(tmp_path, str(tiny_model_dir), output_dir=str(blocker / "out"))
     assert main(["extract", "--config", str(config), "--quiet"]) == 2
     assert "output_dir" in capsys.readouterr().err
+
+
+def test_model_without_weights_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A load that fails after validation (here: no weights file) still leaves no session behind."""
+    from tests.tiny import save_tiny
+
+    model = save_tiny(tmp_path / "no-weights", "qwen2")
+    for weights in model.glob("*.safetensors"):
+        weights.unlink()
+    config = write_configs(tmp_path, str(model))
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    assert "cannot load" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

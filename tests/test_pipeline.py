@@ -48,6 +48,7 @@ def test_layout_and_metadata(session: Path) -> None:
     assert meta["status"] == "complete" and meta["dtype"] == "float32"
     resolved = yaml.safe_load((session / "config.yaml").read_text())
     assert resolved["prompt_config"]["n_shot"] == 5 and resolved["layers"] == [0, 2, -1]
+    assert meta["prompt_config"].endswith("prompt.yaml")
 
 
 def test_files_load_with_weights_only(session: Path) -> None:
@@ -117,6 +118,18 @@ def test_plain_text_prompts_and_entry_point_agree(tiny_model_dir: Path, tmp_path
     session = sorted((tmp_path / "out" / "task_vector").iterdir())[-1]
     first = json.loads((session / "prompts.jsonl").read_text().splitlines()[0])
     assert first["prompt"].endswith("\nAnswer:") and first["add_special_tokens"] is True
+
+
+def test_session_config_yaml_reruns_to_the_same_vectors(session: Path, tmp_path: Path) -> None:
+    """config.yaml (prompt config inlined) is itself a valid extraction config, and reproduces the run."""
+    rerun_cfg = yaml.safe_load((session / "config.yaml").read_text())
+    rerun_cfg["output_dir"] = str(tmp_path / "out")
+    (tmp_path / "extract.yaml").write_text(yaml.safe_dump(rerun_cfg))
+    rerun = _run(tmp_path / "extract.yaml")
+    assert rerun.name.rsplit("_task_vector_", 1)[0] == session.name.rsplit("_task_vector_", 1)[0]
+    for a, b in zip(_raw(session), _raw(rerun), strict=True):
+        for key in KEYS:
+            assert torch.equal(a[key], b[key])
 
 
 def test_session_names_never_collide(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from taskvec.errors import TaskvecError
 from taskvec.positions import Position, check_position
+from taskvec.prompts.config import PromptConfig
 from taskvec.validation import describe_validation_error
 
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
 class ExtractionConfig(BaseModel):
@@ -21,7 +22,7 @@ class ExtractionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = None
-    prompt_config: Path
+    prompt_config: Path | PromptConfig = Field(description="a prompt config YAML, or one inlined (as in a session's config.yaml)")
     layers: list[int] = Field(min_length=1)
     token_positions: list[Position] = Field(default_factory=lambda: ["last"], min_length=1)
     split: str = "train"
@@ -86,6 +87,6 @@ def load_config(path: Path) -> ExtractionConfig:
     except TaskvecError as exc:
         raise TaskvecError(f"config '{path}': {exc}") from exc
     prompt = cfg.prompt_config
-    if not prompt.is_absolute() and not prompt.exists() and (path.parent / prompt).exists():
+    if isinstance(prompt, Path) and not prompt.is_absolute() and not prompt.exists() and (path.parent / prompt).exists():
         cfg = cfg.model_copy(update={"prompt_config": path.parent / prompt})
     return cfg

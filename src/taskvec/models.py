@@ -108,6 +108,8 @@ def resolve_device(device: str) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TaskvecError(f"device: '{device}' requested but no CUDA GPU is visible; use `device: cpu` or `auto`")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise TaskvecError(f"device: '{device}' but only {torch.cuda.device_count()} GPU(s) are visible; use cuda:0..")
     return dev
 
 
@@ -123,7 +125,9 @@ def load_model(ref: ModelRef, dtype: torch.dtype, device: torch.device) -> PreTr
     try:
         model = AutoModelForCausalLM.from_pretrained(
             ref.source, dtype=dtype, attn_implementation="sdpa", **ref.kwargs()
-        )
+        ).to(device)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise TaskvecError(f"device: the model does not fit on {device}; use a smaller dtype (bfloat16) or another device") from exc
     except Exception as exc:
         raise _hub_error(ref, exc) from exc
-    return model.to(device).eval()
+    return model.eval()

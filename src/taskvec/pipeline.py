@@ -57,6 +57,12 @@ def _depth(model_config: PretrainedConfig) -> int:
     return int(text.num_hidden_layers)
 
 
+def _sliding_window(model_config: PretrainedConfig) -> bool:
+    """Whether any block attends within a sliding window (Mistral-, Gemma-style)."""
+    text = model_config.get_text_config()
+    return bool(getattr(text, "use_sliding_window", False)) or "sliding_attention" in (getattr(text, "layer_types", None) or [])
+
+
 def _hidden(model_config: PretrainedConfig) -> int:
     text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
     return int(text.hidden_size)
@@ -66,26 +72,31 @@ def prepare(config_path: Path) -> Prepared:
     """Validate configs, read the model config, load data, render and tokenise every prompt."""
     start = time.perf_counter()
     cfg = load_config(config_path)
-    prompt_cfg = load_prompt_config(cfg.prompt_config)
+    inline = isinstance(cfg.prompt_config, PromptConfig)
+    prompt_cfg = cfg.prompt_config if inline else load_prompt_config(cfg.prompt_config)
     spec = cfg.model or prompt_cfg.model
     if spec is None:
         raise TaskvecError("model: neither the extraction config nor the prompt config names a model; add `model:` to one")
     check_writable(cfg.output_dir)
+    resolve_device(cfg.device)
+    base_dir = config_path.parent if inline else cfg.prompt_config.parent
+    dataset = prompt_cfg.dataset
+    if dataset.source != "hf":
+        splits = available_splits(dataset)
+        for field_name, split in (("split", cfg.split), ("demonstrations.split", prompt_cfg.demonstrations.split)):
+            if field_name == "split" or prompt_cfg.n_shot:
+                if split not in splits:
+                    raise TaskvecError(f"{field_name}: '{split}' is not a split of the dataset; use one of: {', '.join(splits)}")
+    samples = load_split(dataset, cfg.split, base_dir)
+    if cfg.max_samples is not None:
+        samples = samples[: cfg.max_samples]
+    pool = load_split(dataset, prompt_cfg.demonstrations.split, base_dir) if prompt_cfg.n_shot else []
     ref = resolve_model(spec)
     model_config = load_model_config(ref)
     n_layers = _depth(model_config)
     layers = [normalise_layer(layer, n_layers) for layer in cfg.layers]
     if len(set(layers)) != len(layers):
         raise TaskvecError(f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once")
-    base_dir = cfg.prompt_config.parent
-    if prompt_cfg.dataset.source == "builtin" or prompt_cfg.dataset.splits:
-        splits = available_splits(prompt_cfg.dataset)
-        if cfg.split not in splits:
-            raise TaskvecError(f"split: '{cfg.split}' is not a split of the dataset; use one of: {', '.join(splits)}")
-    samples = load_split(prompt_cfg.dataset, cfg.split, base_dir)
-    if cfg.max_samples is not None:
-        samples = samples[: cfg.max_samples]
-    pool = load_split(prompt_cfg.dataset, prompt_cfg.demonstrations.split, base_dir) if prompt_cfg.n_shot else []
     tokenizer = load_tokenizer(ref)
     prompts, items = [], []
     for idx, sample in enumerate(samples):
@@ -111,7 +122,7 @@ def _versions() -> dict[str, str]:
 def _resolved_config(prep: Prepared) -> dict[str, Any]:
     cfg = prep.config.model_dump(mode="json")
     cfg["model"] = prep.model_ref.spec
-    cfg["prompt_config"] = {"path": str(prep.config.prompt_config), **prep.prompt_config.model_dump(mode="json")}
+    cfg["prompt_config"] = prep.prompt_config.model_dump(mode="json")  # inlined: this file re-runs as it is
     return cfg
 
 
@@ -151,7 +162,7 @@ def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: 
         "keys": [k for row in prep.keys for k in row],
         "prompt_type": prep.prompt_config.prompt_type,
         "n_shot": prep.prompt_config.n_shot,
-        "prompt_config": str(cfg.prompt_config),
+        "prompt_config": "inline" if isinstance(cfg.prompt_config, PromptConfig) else str(cfg.prompt_config),
         "dataset": prep.prompt_config.dataset.model_dump(mode="json"),
         "split": cfg.split,
         "n_samples": len(prep.items),
@@ -172,16 +183,18 @@ def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    model = load_model(prep.model_ref, dtype, device)  # before the session exists: a load error writes nothing
+    t1 = time.perf_counter()
+    batching = cfg.batching if cfg.batching != "auto" else "padded" if device.type == "cuda" else "packed"
+    if batching == "packed" and _sliding_window(prep.model_config):
+        batching = "padded"  # the packed mask is full-causal; sliding-window attention needs the model's own mask
+    budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching]
+    engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto", batching == "packed")
     name = session_name(cfg.tag, prep.prompt_config.prompt_type, prep.prompt_config.n_shot, cfg.split, prep.model_ref.short_name, datetime.now())
     paths = create_session(cfg.output_dir, name)
     save_yaml(paths.task_vector_dir / "config.yaml", _resolved_config(prep))
     _write_prompts(paths, prep)
-    t0 = time.perf_counter()
-    model = load_model(prep.model_ref, dtype, device)
-    t1 = time.perf_counter()
-    batching = cfg.batching if cfg.batching != "auto" else "padded" if device.type == "cuda" else "packed"
-    budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching]
-    engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto", batching == "packed")
     tree = engine.plan(prep.items)
     writer = SessionWriter(paths, prep.layers, prep.keys, _hidden(prep.model_config))
     by_idx = {item.idx: item for item in prep.items}
@@ -202,7 +215,8 @@ def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
         "engine": {
             "prefix_cache": cfg.prefix_cache,
             "prefix_nodes": [{"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()],
-        "max_batch_tokens": budget,
+            "batching": batching,
+            "max_batch_tokens": budget,
             "batch_size": cfg.batch_size,
             "tokens_total": sum(lengths),
             "tokens_computed": tree.tokens_computed(lengths),

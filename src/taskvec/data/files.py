@@ -161,6 +161,8 @@ def _check_columns(rows: list[Record], fields: FieldMap, where: str) -> None:
 
 
 def _to_sample(row: Record, index: int, fields: FieldMap, split: str, where: str) -> Sample:
+    if fields.id is not None and row.get(fields.id) in (None, ""):
+        raise TaskvecError(f"row {index} in {where} has no value in column '{fields.id}'; fill it or unset `dataset.fields.id`")
     sample_id = str(row[fields.id]) if fields.id is not None else f"{split}_{index}"
     question = _text(row.get(fields.question))
     if not question:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from taskvec.data.base import DatasetConfig
 from taskvec.errors import TaskvecError
@@ -53,6 +53,19 @@ class PromptConfig(BaseModel):
     use_chat_template: bool = True
     generation: Generation = Field(default_factory=Generation)
 
+    @model_validator(mode="after")
+    def _templates(self) -> PromptConfig:
+        """Each template must format with its own placeholder and no other."""
+        for name, placeholder in (("question_template", "question"), ("context_template", "context"), ("answer_format", "answer")):
+            template = getattr(self, name)
+            if "{" + placeholder + "}" not in template:
+                raise ValueError(f"{name} must contain {{{placeholder}}}")
+            try:
+                template.format(**{placeholder: "x"})
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"{name} {template!r} cannot be formatted ({exc!r}); use only {{{placeholder}}} and write braces as {{{{ }}}}") from None
+        return self
+
 
 def load_prompt_config(path: Path) -> PromptConfig:
     """Read and validate a prompt config YAML, with one-line errors."""
@@ -70,4 +83,4 @@ def load_prompt_config(path: Path) -> PromptConfig:
     try:
         return PromptConfig.model_validate(raw)
     except ValidationError as exc:
-        raise TaskvecError(describe_validation_error(exc, f"prompt_config '{path}'")) from exc
+        raise TaskvecError(describe_validation_error(exc, f"prompt_config '{path}'", PromptConfig)) from exc
