@@ -115,11 +115,11 @@ def distinct_tokens(items: Sequence[Item]) -> int:
     return sum(len(s) for s in seqs) - shared
 
 
-def floor_flops(wl: Workload) -> float:
+def floor_flops(wl: Workload, distinct: int) -> float:
     """Two FLOPs per non-embedding parameter up to the deepest block, per distinct token."""
     blocks = decoder_blocks(wl.model)[: max(wl.layers) + 1]
     params = sum(p.numel() for b in blocks for p in b.parameters())
-    return 2.0 * params * distinct_tokens(wl.items)
+    return 2.0 * params * distinct
 
 
 def bf16_peak_tflops(device: torch.device) -> float | None:
@@ -156,7 +156,8 @@ def measure(wl: Workload, methods: dict[str, Method], repeats: int) -> dict[str,
     device = next(wl.model.parameters()).device
     warm = Workload(wl.name, wl.model, wl.items[:2], wl.layers)
     tokens = sum(len(it.ids) for it in wl.items)
-    flops = floor_flops(wl)
+    distinct = distinct_tokens(wl.items)
+    flops = floor_flops(wl, distinct)
     peak = bf16_peak_tflops(device)
     rows: dict[str, dict[str, object]] = {}
     reference: Vectors | None = None
@@ -194,7 +195,7 @@ def measure(wl: Workload, methods: dict[str, Method], repeats: int) -> dict[str,
     return {
         "n_prompts": len(wl.items),
         "tokens_total": tokens,
-        "tokens_distinct": distinct_tokens(wl.items),
+        "tokens_distinct": distinct,
         "layers": wl.layers,
         "floor_tflop": flops / 1e12,
         "bf16_peak_tflops_measured": peak,

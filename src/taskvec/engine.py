@@ -126,9 +126,9 @@ class Extractor:
             return PrefixNode(0, list(range(len(items))))
         return plan_prefix_tree([it.ids for it in items], [len(it.ids) - 1 for it in items])
 
-    def run(self, items: Sequence[Item]) -> Iterator[BatchResult]:
-        """Yield results batch by batch (order follows the plan, not the input)."""
-        yield from self._run_node(items, self.plan(items), Prefix())
+    def run(self, items: Sequence[Item], tree: PrefixNode | None = None) -> Iterator[BatchResult]:
+        """Yield results batch by batch (order follows the plan, `tree` or `plan(items)`, not the input)."""
+        yield from self._run_node(items, tree or self.plan(items), Prefix())
 
     def _run_node(self, items: Sequence[Item], node: PrefixNode, parent: Prefix) -> Iterator[BatchResult]:
         prefix = parent

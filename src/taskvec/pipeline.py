@@ -52,20 +52,15 @@ class Prepared:
         return [[vector_key(layer, p) for p in self.config.token_positions] for layer in self.layers]
 
 
-def _depth(model_config: PretrainedConfig) -> int:
-    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    return int(text.num_hidden_layers)
+def _text_config(model_config: PretrainedConfig) -> PretrainedConfig:
+    """The decoder's own config (multimodal configs nest it)."""
+    return model_config.get_text_config()
 
 
 def _sliding_window(model_config: PretrainedConfig) -> bool:
     """Whether any block attends within a sliding window (Mistral-, Gemma-style)."""
-    text = model_config.get_text_config()
+    text = _text_config(model_config)
     return bool(getattr(text, "use_sliding_window", False)) or "sliding_attention" in (getattr(text, "layer_types", None) or [])
-
-
-def _hidden(model_config: PretrainedConfig) -> int:
-    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    return int(text.hidden_size)
 
 
 def prepare(config_path: Path) -> Prepared:
@@ -81,19 +76,22 @@ def prepare(config_path: Path) -> Prepared:
     resolve_device(cfg.device)
     base_dir = config_path.parent if inline else cfg.prompt_config.parent
     dataset = prompt_cfg.dataset
+    demo_split = prompt_cfg.demonstrations.split
     if dataset.source != "hf":
         splits = available_splits(dataset)
-        for field_name, split in (("split", cfg.split), ("demonstrations.split", prompt_cfg.demonstrations.split)):
-            if field_name == "split" or prompt_cfg.n_shot:
-                if split not in splits:
-                    raise TaskvecError(f"{field_name}: '{split}' is not a split of the dataset; use one of: {', '.join(splits)}")
-    samples = load_split(dataset, cfg.split, base_dir)
-    if cfg.max_samples is not None:
-        samples = samples[: cfg.max_samples]
-    pool = load_split(dataset, prompt_cfg.demonstrations.split, base_dir) if prompt_cfg.n_shot else []
+        checks = [("split", cfg.split)] + ([("demonstrations.split", demo_split)] if prompt_cfg.n_shot else [])
+        for field_name, split in checks:
+            if split not in splits:
+                raise TaskvecError(f"{field_name}: '{split}' is not a split of the dataset; use one of: {', '.join(splits)}")
+    split_samples = load_split(dataset, cfg.split, base_dir)
+    samples = split_samples[: cfg.max_samples]
+    if not prompt_cfg.n_shot:
+        pool: list[Sample] = []
+    else:
+        pool = split_samples if demo_split == cfg.split else load_split(dataset, demo_split, base_dir)
     ref = resolve_model(spec)
     model_config = load_model_config(ref)
-    n_layers = _depth(model_config)
+    n_layers = _text_config(model_config).num_hidden_layers
     layers = [normalise_layer(layer, n_layers) for layer in cfg.layers]
     if len(set(layers)) != len(layers):
         raise TaskvecError(f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once")
@@ -153,8 +151,8 @@ def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: 
         "model_source": prep.model_ref.source,
         "gguf_file": prep.model_ref.gguf_file,
         "model_short": prep.model_ref.short_name,
-        "n_model_layers": _depth(prep.model_config),
-        "hidden_size": _hidden(prep.model_config),
+        "n_model_layers": _text_config(prep.model_config).num_hidden_layers,
+        "hidden_size": _text_config(prep.model_config).hidden_size,
         "layer_convention": "block_output",
         "layers": prep.layers,
         "layers_as_written": cfg.layers,
@@ -196,14 +194,12 @@ def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
     save_yaml(paths.task_vector_dir / "config.yaml", _resolved_config(prep))
     _write_prompts(paths, prep)
     tree = engine.plan(prep.items)
-    writer = SessionWriter(paths, prep.layers, prep.keys, _hidden(prep.model_config))
-    by_idx = {item.idx: item for item in prep.items}
+    writer = SessionWriter(paths, prep.layers, prep.keys, _text_config(prep.model_config).hidden_size)
     try:
         with tqdm(total=len(prep.items), unit="sample", disable=not progress, desc="extract") as bar:
-            for batch in engine.run(prep.items):
-                for idx, vectors in zip(batch.idxs, batch.vectors):
-                    item = by_idx[idx]
-                    writer.add(idx, prep.samples[idx].id, len(item.ids), list(item.token_indices), vectors)
+            for batch in engine.run(prep.items, tree):
+                items = [prep.items[idx] for idx in batch.idxs]  # an item's idx is its position
+                writer.add(items, [prep.samples[it.idx].id for it in items], batch.vectors)
                 bar.update(len(batch.idxs))
     finally:
         writer.close()

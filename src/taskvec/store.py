@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import yaml
 
+from taskvec.engine import Item
 from taskvec.errors import TaskvecError
 from taskvec.stats import RunningStats
 
@@ -106,23 +107,21 @@ class SessionWriter:
         self.stats = {k: RunningStats(hidden) for row in keys for k in row}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskvec-writer")
         self.pending: list[Future[None]] = []
-        self.n_written = 0
 
-    def add(self, idx: int, sample_id: str, seq_len: int, token_indices: list[int], vectors: torch.Tensor) -> None:
-        """Queue one sample: `vectors` is (n_layers, n_positions, hidden) float32 on CPU."""
-        record: dict[str, Any] = {
-            key: vectors[li, pi].clone() for li, row in enumerate(self.keys) for pi, key in enumerate(row)
-        }
-        for key, vec in list(record.items()):
-            self.stats[key].update(vec[None])
-        record.update(_sample_id=sample_id, _sample_idx=idx, _seq_len=seq_len, _token_indices=list(token_indices))
-        self._drain(MAX_PENDING_WRITES - 1)
-        self.pending.append(self.pool.submit(save_torch, self.paths.sample_file(idx), record))
+    def add(self, items: Sequence[Item], sample_ids: Sequence[str], vectors: torch.Tensor) -> None:
+        """Queue a batch: `vectors` is (n, n_layers, n_positions, hidden) float32 on CPU, one row per item."""
+        for li, row in enumerate(self.keys):
+            for pi, key in enumerate(row):
+                self.stats[key].update(vectors[:, li, pi])
+        for item, sample_id, vecs in zip(items, sample_ids, vectors):
+            record: dict[str, Any] = {key: vecs[li, pi].clone() for li, row in enumerate(self.keys) for pi, key in enumerate(row)}
+            record.update(_sample_id=sample_id, _sample_idx=item.idx, _seq_len=len(item.ids), _token_indices=list(item.token_indices))
+            self._drain(MAX_PENDING_WRITES - 1)
+            self.pending.append(self.pool.submit(save_torch, self.paths.sample_file(item.idx), record))
 
     def _drain(self, keep: int) -> None:
         while len(self.pending) > keep:
             self.pending.pop(0).result()
-            self.n_written += 1
 
     def close(self) -> None:
         """Wait for every queued file; re-raises a write error."""
