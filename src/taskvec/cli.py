@@ -6,17 +6,119 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from taskvec.errors import TaskvecError
+from taskvec.errors import Interrupted, TaskvecError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _extract(args: argparse.Namespace) -> None:
     from taskvec.pipeline import extract
 
-    paths = extract(Path(args.config), progress=not args.quiet)
+    paths = extract(Path(args.config), progress=not args.quiet, resume=args.resume)
     print(f"session: {paths.name}")
     print(f"task vectors: {paths.task_vector_dir}")
     print(f"per-sample vectors: {paths.raw_dir}")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from taskvec.check import validate
+
+    _, rows = validate(Path(args.config))
+    width = max(len(k) for k, _ in rows[:-1])
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print("config OK: `taskvec extract --config " + args.config + "` will run this (no weights were loaded)")
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    """Print a table in full, then the files the analysis wrote (its `attrs["plots"]`)."""
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for path in table.attrs.get("plots", []):
+        print(f"plot: {path}")
+
+
+def _ls(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from taskvec.session import list_sessions
+
+    sessions = list_sessions(Path(args.output_dir))
+    if not sessions:
+        print(f"no sessions under {Path(args.output_dir) / 'task_vector'}")
+        return
+    print(pd.DataFrame([asdict(s) for s in sessions], dtype=object).fillna("-").to_string(index=False))
+
+
+def _show(args: argparse.Namespace) -> None:
+    from taskvec.session import load_session
+
+    rows = load_session(args.session, Path(args.output_dir)).describe()
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from taskvec.analysis import compare
+    from taskvec.session import load_session
+
+    _print_table(compare([load_session(s, Path(args.output_dir)) for s in args.sessions], Path(args.out)))
+
+
+def _project(args: argparse.Namespace) -> None:
+    from taskvec.analysis import project
+    from taskvec.session import load_session
+
+    sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
+    table = project(sessions, args.layer, args.position, Path(args.out))
+    print("explained variance: " + ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(table.attrs["explained_variance_ratio"])))
+    print(f"{len(table)} points ({(table.kind == 'mean').sum()} task vectors) written to {Path(args.out)}")
+    for path in table.attrs["plots"]:
+        print(f"plot: {path}")
+
+
+def _correlate(args: argparse.Namespace) -> None:
+    from taskvec.analysis import correlate
+    from taskvec.session import load_session
+
+    table = correlate(load_session(args.session, Path(args.output_dir)), Path(args.results_dir), Path(args.out))
+    a = table.attrs
+    print(f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
+          f"{a['predictions_only']} predictions without vectors")
+    if a["note"]:
+        print(f"note: {a['note']}")
+    _print_table(table)
+
+
+def _add_session_commands(sub: argparse._SubParsersAction) -> None:
+    """ls, show and the analyses; SESSION is a session directory or a name under --output-dir."""
+    ls = sub.add_parser("ls", help="list the sessions under an output directory")
+    ls.add_argument("output_dir", nargs="?", default="outputs", help="root holding task_vector/ (default: outputs)")
+    ls.set_defaults(func=_ls)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--output-dir", default="outputs", help="where session names are looked up (default: outputs)")
+    plots = argparse.ArgumentParser(add_help=False)
+    plots.add_argument("--out", default=".", help="folder for the plots and the CSV table (default: current directory)")
+    show = sub.add_parser("show", parents=[where], help="summarise one session")
+    show.add_argument("session", help="session directory or name")
+    show.set_defaults(func=_show)
+    cmp = sub.add_parser("compare", parents=[where, plots], help="cosine similarity of task vectors across sessions, per layer")
+    cmp.add_argument("sessions", nargs="+", metavar="SESSION", help="two or more session directories or names")
+    cmp.set_defaults(func=_compare)
+    prj = sub.add_parser("project", parents=[where, plots], help="2-D PCA of per-sample vectors of one or more sessions")
+    prj.add_argument("sessions", nargs="+", metavar="SESSION", help="session directories or names")
+    prj.add_argument("--layer", type=int, required=True, help="layer (block index; negative counts from the end)")
+    prj.add_argument("--position", help="token position as written in the config (default: the first one)")
+    prj.set_defaults(func=_project)
+    cor = sub.add_parser("correlate", parents=[where, plots], help="relate per-sample vectors to answer correctness")
+    cor.add_argument("session", help="session directory or name")
+    cor.add_argument("results_dir", help="evaluation results directory holding predictions.jsonl")
+    cor.set_defaults(func=_correlate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     ext = sub.add_parser("extract", help="run an extraction config and write a session")
     ext.add_argument("--config", required=True, help="extraction config YAML")
     ext.add_argument("--quiet", action="store_true", help="no progress bar")
+    ext.add_argument("--resume", metavar="SESSION", help="continue an interrupted session (its directory or name)")
     ext.set_defaults(func=_extract)
+    val = sub.add_parser("validate", help="check an extraction config, its prompts and data without loading weights")
+    val.add_argument("--config", required=True, help="extraction config YAML")
+    val.set_defaults(func=_validate)
+    _add_session_commands(sub)
     return parser
 
 
@@ -33,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except Interrupted as exc:
+        print(f"taskvec: {exc}", file=sys.stderr)
+        return 130
     except TaskvecError as exc:
         print(f"taskvec: error: {exc}", file=sys.stderr)
         return 2

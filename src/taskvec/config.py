@@ -27,6 +27,9 @@ class ExtractionConfig(BaseModel):
     token_positions: list[Position] = Field(default_factory=lambda: ["last"], min_length=1)
     split: str = "train"
     max_samples: int | None = Field(None, ge=1)
+    on_out_of_range: Literal["error", "skip"] = Field(
+        "error", description="a position outside some sample's prompt: stop with an error, or skip that sample (recorded)"
+    )
     tag: str | None = None
     batch_size: int = Field(64, ge=1, description="upper bound on samples per forward")
     max_batch_tokens: int | None = Field(None, ge=1, description="token budget per forward; auto by device")

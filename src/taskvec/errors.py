@@ -3,3 +3,7 @@
 
 class TaskvecError(Exception):
     """A user-facing error: the message names what was wrong and how to fix it."""
+
+
+class Interrupted(TaskvecError):
+    """The run was stopped (Ctrl-C, SIGTERM); finished work is kept and the message says how to resume."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,21 +25,40 @@ from taskvec.config import ExtractionConfig, load_config
 from taskvec.data import available_splits, load_split
 from taskvec.data.base import Sample
 from taskvec.engine import Extractor, Item
-from taskvec.errors import TaskvecError
+from taskvec.errors import Interrupted, TaskvecError
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.positions import normalise_layer, resolve_position, vector_key
 from taskvec.prompts.config import PromptConfig, load_prompt_config
 from taskvec.prompts.fewshot import select_demonstrations
 from taskvec.prompts.render import RenderedPrompt, render_prompt
-from taskvec.store import SessionPaths, SessionWriter, check_writable, create_session, save_json, save_text, save_yaml, session_name
+from taskvec.resume import check_matches, locate_session, sound_samples
+from taskvec.store import (
+    CONSOLIDATED,
+    SessionPaths,
+    SessionWriter,
+    check_writable,
+    create_session,
+    save_json,
+    save_text,
+    save_yaml,
+    session_lock,
+    session_name,
+    write_consolidated,
+)
 
 DEFAULT_BATCH_TOKENS = {"packed": 1024, "padded": 16384}
 
 
 @dataclass
 class Prepared:
-    """Everything a run needs except the weights; building it writes nothing."""
+    """Everything a run needs except the weights; building it writes nothing.
 
+    `samples` is the whole selection; `items` the prompts that will run (an item's
+    `idx` is its sample's index), fewer than `samples` only where positions were
+    out of range and `on_out_of_range: skip` dropped the sample (see `skipped`).
+    """
+
+    config_path: Path
     config: ExtractionConfig
     prompt_config: PromptConfig
     model_ref: ModelRef
@@ -45,6 +68,7 @@ class Prepared:
     samples: list[Sample]
     prompts: list[RenderedPrompt]
     items: list[Item]
+    skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -85,6 +109,8 @@ def prepare(config_path: Path) -> Prepared:
                 raise TaskvecError(f"{field_name}: '{split}' is not a split of the dataset; use one of: {', '.join(splits)}")
     split_samples = load_split(dataset, cfg.split, base_dir)
     samples = split_samples[: cfg.max_samples]
+    if not samples:
+        raise TaskvecError(f"split: '{cfg.split}' has no samples; use a split with data (or a dataset that has some)")
     if not prompt_cfg.n_shot:
         pool: list[Sample] = []
     else:
@@ -96,16 +122,24 @@ def prepare(config_path: Path) -> Prepared:
     if len(set(layers)) != len(layers):
         raise TaskvecError(f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once")
     tokenizer = load_tokenizer(ref)
-    prompts, items = [], []
+    prompts, items, skipped = [], [], []
     for idx, sample in enumerate(samples):
         demos = select_demonstrations(pool, sample, prompt_cfg.n_shot, prompt_cfg.demonstrations)
         prompt = render_prompt(prompt_cfg, sample, demos, tokenizer)
         ids = np.asarray(tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"], dtype=np.int32)
-        indices = [resolve_position(p, len(ids), sample.id) for p in cfg.token_positions]
         prompts.append(prompt)
+        try:
+            indices = [resolve_position(p, len(ids), sample.id) for p in cfg.token_positions]
+        except TaskvecError as exc:
+            if cfg.on_out_of_range == "error":
+                raise TaskvecError(f"{exc} (or set `on_out_of_range: skip` to skip such samples)") from None
+            skipped.append({"sample_idx": idx, "sample_id": sample.id, "n_tokens": len(ids), "reason": str(exc)})
+            continue
         items.append(Item(idx, ids, indices))
+    if not items:
+        raise TaskvecError(f"token_positions: every sample was out of range (first: {skipped[0]['reason']})")
     timings = {"prepare_s": time.perf_counter() - start}
-    return Prepared(cfg, prompt_cfg, ref, model_config, tokenizer, layers, samples, prompts, items, timings)
+    return Prepared(config_path, cfg, prompt_cfg, ref, model_config, tokenizer, layers, samples, prompts, items, skipped, timings)
 
 
 def _versions() -> dict[str, str]:
@@ -125,19 +159,20 @@ def _resolved_config(prep: Prepared) -> dict[str, Any]:
 
 
 def _write_prompts(paths: SessionPaths, prep: Prepared) -> None:
+    tokens = {it.idx: len(it.ids) for it in prep.items} | {s["sample_idx"]: s["n_tokens"] for s in prep.skipped}
     lines = [
         json.dumps(
             {
-                "sample_idx": item.idx,
+                "sample_idx": idx,
                 "sample_id": prompt.sample_id,
                 "prompt": prompt.text,
-                "n_tokens": len(item.ids),
+                "n_tokens": tokens[idx],
                 "add_special_tokens": prompt.add_special_tokens,
                 "demo_ids": list(prompt.demo_ids),
             },
             ensure_ascii=False,
         )
-        for prompt, item in zip(prep.prompts, prep.items)
+        for idx, prompt in enumerate(prep.prompts)
     ]
     save_text(paths.task_vector_dir / "prompts.jsonl", "\n".join(lines) + "\n")
 
@@ -146,7 +181,7 @@ def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: 
     cfg = prep.config
     return {
         "session_name": paths.name,
-        "status": "complete",
+        "status": "running",
         "model": prep.model_ref.spec,
         "model_source": prep.model_ref.source,
         "gguf_file": prep.model_ref.gguf_file,
@@ -164,8 +199,11 @@ def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: 
         "dataset": prep.prompt_config.dataset.model_dump(mode="json"),
         "split": cfg.split,
         "n_samples": len(prep.items),
-        "sample_ids": [s.id for s in prep.samples],
+        "sample_ids": [prep.samples[it.idx].id for it in prep.items],
+        "sample_idxs": [it.idx for it in prep.items],
+        "skipped": prep.skipped,
         "use_chat_template": prep.prompt_config.use_chat_template,
+        "add_special_tokens": prep.prompts[0].add_special_tokens,
         "dtype": str(dtype).removeprefix("torch."),
         "device": str(device),
         "seed": cfg.seed,
@@ -175,11 +213,79 @@ def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: 
     }
 
 
-def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
-    """Load the weights, run every prompt, write the session; returns its paths."""
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler's kill) like Ctrl-C, so the run ends cleanly and can be resumed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_finite(vectors: torch.Tensor, sample_ids: list[str], dtype: torch.dtype) -> None:
+    """Stop on NaN or Inf (typically float16 overflow), naming the samples."""
+    bad = [sid for sid, ok in zip(sample_ids, vectors.isfinite().flatten(1).all(dim=1).tolist()) if not ok]
+    if bad:
+        raise TaskvecError(
+            f"hidden states contain NaN or Inf for {len(bad)} sample(s): {', '.join(bad[:10])}"
+            f"{' ...' if len(bad) > 10 else ''} (dtype {str(dtype).removeprefix('torch.')}: float16 overflows in some models); "
+            "use `dtype: bfloat16` or `float32` in a new session"
+        )
+
+
+def _ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple[str, TaskvecError]:
+    """The session status and the one-line error for a run that stopped early."""
+    kept = f"{done} of {total} samples are saved"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", Interrupted(f"interrupted; {kept}; resume with: {resume_hint}")
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "failed", TaskvecError(f"out of device memory; {kept}; lower `max_batch_tokens` or `batch_size` and resume with: {resume_hint}")
+    if isinstance(exc, OSError):
+        return "interrupted", TaskvecError(f"writing the session failed ({exc.strerror or exc}); {kept}; free space or fix the disk and resume with: {resume_hint}")
+    if isinstance(exc, TaskvecError):
+        return "failed", TaskvecError(f"{exc}; {kept}")
+    return "failed", TaskvecError(f"the run failed ({exc.__class__.__name__}: {exc}); {kept}; resume with: {resume_hint}")
+
+
+def _new_session(prep: Prepared) -> tuple[SessionPaths, list[dict[str, Any]]]:
+    """Create the session directories and write its config and prompts."""
+    cfg = prep.config
+    name = session_name(cfg.tag, prep.prompt_config.prompt_type, prep.prompt_config.n_shot, cfg.split, prep.model_ref.short_name, datetime.now())
+    paths = create_session(cfg.output_dir, name)
+    save_yaml(paths.task_vector_dir / "config.yaml", _resolved_config(prep))
+    _write_prompts(paths, prep)
+    return paths, []
+
+
+def _resume_target(prep: Prepared, resume: str, dtype: torch.dtype) -> tuple[SessionPaths, list[dict[str, Any]]]:
+    """The session to continue, after checking it was made by this config; with its earlier runs."""
+    paths = locate_session(resume, prep.config.output_dir)
+    previous = check_matches(paths, _resolved_config(prep), [(p.sample_id, p.text) for p in prep.prompts])
+    then, now = previous.get("dtype"), str(dtype).removeprefix("torch.")
+    if then is not None and then != now:
+        raise TaskvecError(f"--resume: the session ran in {then}, this run would use {now}; set `dtype: {then}`")
+    return paths, list(previous.get("runs", []))
+
+
+def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = None) -> SessionPaths:
+    """Load the weights, run every prompt, write the session; returns its paths.
+
+    With `resume` (a session directory or name), continue that session: sound
+    per-sample files are kept, the rest are computed. A run that stops early
+    records its status in metadata.json and raises a TaskvecError saying how to resume.
+    """
     cfg = prep.config
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
+    target = _resume_target(prep, resume, dtype) if resume is not None else None  # checked before the weights load
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     model = load_model(prep.model_ref, dtype, device)  # before the session exists: a load error writes nothing
@@ -189,40 +295,78 @@ def run_extraction(prep: Prepared, progress: bool = True) -> SessionPaths:
         batching = "padded"  # the packed mask is full-causal; sliding-window attention needs the model's own mask
     budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching]
     engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto", batching == "packed")
-    name = session_name(cfg.tag, prep.prompt_config.prompt_type, prep.prompt_config.n_shot, cfg.split, prep.model_ref.short_name, datetime.now())
-    paths = create_session(cfg.output_dir, name)
-    save_yaml(paths.task_vector_dir / "config.yaml", _resolved_config(prep))
-    _write_prompts(paths, prep)
-    tree = engine.plan(prep.items)
-    writer = SessionWriter(paths, prep.layers, prep.keys, _text_config(prep.model_config).hidden_size)
-    try:
-        with tqdm(total=len(prep.items), unit="sample", disable=not progress, desc="extract") as bar:
-            for batch in engine.run(prep.items, tree):
-                items = [prep.items[idx] for idx in batch.idxs]  # an item's idx is its position
-                writer.add(items, [prep.samples[it.idx].id for it in items], batch.vectors)
-                bar.update(len(batch.idxs))
-    finally:
-        writer.close()
-    t2 = time.perf_counter()
-    writer.write_task_vectors()
-    lengths = [len(it.ids) for it in prep.items]
-    extra = {
-        "add_special_tokens": prep.prompts[0].add_special_tokens if prep.prompts else None,
-        "engine": {
-            "prefix_cache": cfg.prefix_cache,
-            "prefix_nodes": [{"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()],
-            "batching": batching,
-            "max_batch_tokens": budget,
-            "batch_size": cfg.batch_size,
-            "tokens_total": sum(lengths),
-            "tokens_computed": tree.tokens_computed(lengths),
-        },
-        "timings": {**prep.timings, "load_model_s": t1 - t0, "extract_s": t2 - t1, "samples_per_s": len(prep.items) / max(t2 - t1, 1e-9)},
-    }
-    save_json(paths.task_vector_dir / "metadata.json", _metadata(prep, paths, device, dtype, extra))
+    paths, runs = target or _new_session(prep)
+    keys = [k for row in prep.keys for k in row]
+    hidden = _text_config(prep.model_config).hidden_size
+    resume_hint = f"taskvec extract --config {prep.config_path} --resume {paths.name}"
+    with session_lock(paths):
+        writer = SessionWriter(paths, prep.layers, prep.keys, hidden)
+        done: set[int] = set()
+        redone = 0
+        if target is not None:
+            ids = {it.idx: prep.samples[it.idx].id for it in prep.items}
+            for idx, record in sound_samples(paths, prep.items, ids, keys, hidden):
+                if record is None:
+                    redone += 1
+                else:
+                    writer.keep(record)
+                    done.add(idx)
+        todo = [it for it in prep.items if it.idx not in done]
+        tree = engine.plan(todo)
+        lengths = [len(it.ids) for it in todo]
+        run = {"started_at": datetime.now().isoformat(timespec="seconds"), "device": str(device), "n_kept": len(done),
+               "n_redone": redone, "n_to_compute": len(todo)}
+
+        def record(status: str, **more: Any) -> None:
+            run.update(status=status, n_saved=writer.n_saved, ended_at=datetime.now().isoformat(timespec="seconds"))
+            extra = {
+                "status": status,
+                "n_saved": writer.n_saved,
+                "runs": [*runs, run],
+                "engine": {
+                    "prefix_cache": cfg.prefix_cache,
+                    "prefix_nodes": [{"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()],
+                    "batching": batching,
+                    "max_batch_tokens": budget,
+                    "batch_size": cfg.batch_size,
+                    "tokens_total": sum(lengths),
+                    "tokens_computed": tree.tokens_computed(lengths),
+                },
+                **more,
+            }
+            save_json(paths.task_vector_dir / "metadata.json", _metadata(prep, paths, device, dtype, extra))
+
+        record("running")
+        try:
+            with _sigterm_as_interrupt(), tqdm(total=len(prep.items), initial=len(done), unit="sample", disable=not progress, desc="extract") as bar:
+                by_idx = {it.idx: it for it in todo}
+                for batch in engine.run(todo, tree):
+                    items = [by_idx[idx] for idx in batch.idxs]
+                    sample_ids = [prep.samples[idx].id for idx in batch.idxs]
+                    _check_finite(batch.vectors, sample_ids, dtype)
+                    writer.add(items, sample_ids, batch.vectors)
+                    bar.update(len(items))
+                writer.close()
+        except BaseException as exc:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the first error is the one reported
+                pass
+            status, error = _ending(exc, writer.n_saved, len(prep.items), resume_hint)
+            try:
+                record(status, error=str(error))
+            except OSError:
+                pass  # a full disk may refuse even this; the files on disk still say what is done
+            raise error from exc
+        t2 = time.perf_counter()
+        writer.write_task_vectors()
+        consolidated = write_consolidated(paths, [it.idx for it in prep.items], keys, hidden)
+        run["extract_s"] = t2 - t1
+        timings = {**prep.timings, "load_model_s": t1 - t0, "extract_s": t2 - t1, "samples_per_s": len(todo) / max(t2 - t1, 1e-9)}
+        record("complete", timings=timings, consolidated=CONSOLIDATED if consolidated else None)
     return paths
 
 
-def extract(config_path: Path, progress: bool = True) -> SessionPaths:
-    """Validate and prepare (writing nothing on error), then run and write the session."""
-    return run_extraction(prepare(config_path), progress)
+def extract(config_path: Path, progress: bool = True, resume: str | None = None) -> SessionPaths:
+    """Validate and prepare (writing nothing on error), then run and write (or resume) the session."""
+    return run_extraction(prepare(config_path), progress, resume)

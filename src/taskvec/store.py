@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,12 +16,15 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from taskvec.engine import Item
 from taskvec.errors import TaskvecError
 from taskvec.stats import RunningStats
 
 MAX_PENDING_WRITES = 64
+CONSOLIDATED = "vectors.safetensors"
+CONSOLIDATE_MAX_BYTES = 4 << 30  # above this the loader reads the per-sample files instead
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,20 @@ class SessionPaths:
 
     def sample_file(self, idx: int) -> Path:
         return self.raw_dir / f"sample_{idx:05d}.pt"
+
+
+@contextmanager
+def session_lock(paths: SessionPaths) -> Iterator[None]:
+    """Hold an exclusive lock on the session directory while writing it; the OS drops it if the process dies."""
+    fd = os.open(paths.task_vector_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TaskvecError(f"session '{paths.name}' is being written by another process; wait for it or stop it first") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def session_name(tag: str | None, prompt_type: str, n_shot: int, split: str, model_short: str, when: datetime) -> str:
@@ -98,6 +117,7 @@ class SessionWriter:
 
     Per-sample vectors are cloned so each file holds only its own data; at most
     MAX_PENDING_WRITES files wait in memory, so memory does not grow with the run.
+    `n_saved` counts the samples whose files are on disk (written or kept from before).
     """
 
     def __init__(self, paths: SessionPaths, layers: list[int], keys: list[list[str]], hidden: int) -> None:
@@ -107,6 +127,13 @@ class SessionWriter:
         self.stats = {k: RunningStats(hidden) for row in keys for k in row}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskvec-writer")
         self.pending: list[Future[None]] = []
+        self.n_saved = 0
+
+    def keep(self, record: dict[str, Any]) -> None:
+        """Count a sample already on disk (a resumed session) into the statistics."""
+        for key, stat in self.stats.items():
+            stat.update(record[key][None])
+        self.n_saved += 1
 
     def add(self, items: Sequence[Item], sample_ids: Sequence[str], vectors: torch.Tensor) -> None:
         """Queue a batch: `vectors` is (n, n_layers, n_positions, hidden) float32 on CPU, one row per item."""
@@ -122,13 +149,19 @@ class SessionWriter:
     def _drain(self, keep: int) -> None:
         while len(self.pending) > keep:
             self.pending.pop(0).result()
+            self.n_saved += 1
 
     def close(self) -> None:
-        """Wait for every queued file; re-raises a write error."""
-        try:
-            self._drain(0)
-        finally:
-            self.pool.shutdown(wait=True)
+        """Wait for every queued file, even after a failed one; re-raises the first write error."""
+        error: BaseException | None = None
+        while self.pending:
+            try:
+                self._drain(len(self.pending) - 1)
+            except Exception as exc:  # noqa: BLE001 - keep draining, report the first
+                error = error or exc
+        self.pool.shutdown(wait=True)
+        if error is not None:
+            raise error
 
     def task_vectors(self) -> dict[str, torch.Tensor]:
         """Means and stds as float32 CPU tensors, keyed as the layout says."""
@@ -145,3 +178,20 @@ class SessionWriter:
         for layer, row in zip(self.layers, self.keys):
             per_layer = {k: vectors[k] for key in row for k in (key, f"{key}_std")}
             save_torch(self.paths.task_vector_dir / f"layer_{layer}.pt", per_layer)
+
+
+def write_consolidated(paths: SessionPaths, idxs: list[int], keys: list[str], hidden: int) -> bool:
+    """Stack the per-sample files into one safetensors file ({key: (n, hidden)}, `_sample_idx`) for fast lazy loading.
+
+    Skipped (returns False) when it would exceed CONSOLIDATE_MAX_BYTES, since it is built in memory.
+    """
+    if len(idxs) * len(keys) * hidden * 4 > CONSOLIDATE_MAX_BYTES:
+        return False
+    stacked = {key: torch.empty(len(idxs), hidden) for key in keys}
+    for row, idx in enumerate(idxs):
+        record = torch.load(paths.sample_file(idx), weights_only=True)
+        for key in keys:
+            stacked[key][row] = record[key]
+    stacked["_sample_idx"] = torch.tensor(idxs, dtype=torch.int64)
+    atomic_write(paths.raw_dir / CONSOLIDATED, lambda p: save_file(stacked, str(p)))
+    return True

@@ -1,0 +1,110 @@
+"""Resuming a session: find it, check it was made by the same config, keep the samples that are sound."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from taskvec.engine import Item
+from taskvec.errors import TaskvecError
+from taskvec.store import SessionPaths
+
+# Fields that change how the work is scheduled, never what it computes.
+EXECUTION_FIELDS = frozenset({"batch_size", "max_batch_tokens", "prefix_cache", "batching", "device", "output_dir"})
+
+
+def locate_session(spec: str, output_dir: Path) -> SessionPaths:
+    """A session from its `task_vector/` or `raw_representations/` directory, or its name under `output_dir`."""
+    path = Path(spec)
+    if path.is_dir() and path.parent.name in ("task_vector", "raw_representations"):
+        output_dir, name = path.parent.parent, path.name
+    else:
+        name = path.name if path.parent == Path(".") else ""
+        if not name:
+            raise TaskvecError(
+                f"--resume: '{spec}' is not a session directory; pass {{output_dir}}/task_vector/NAME, "
+                "{output_dir}/raw_representations/NAME, or the session NAME"
+            )
+    paths = SessionPaths(name, output_dir / "task_vector" / name, output_dir / "raw_representations" / name)
+    if not (paths.task_vector_dir / "config.yaml").is_file() or not paths.raw_dir.is_dir():
+        known = sorted(p.name for p in (output_dir / "task_vector").glob("*") if p.is_dir())
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; sessions there: {len(known)} (`taskvec ls {output_dir}`)"
+        raise TaskvecError(f"--resume: no session '{name}' with a config.yaml and raw_representations in '{output_dir}'{hint}")
+    return paths
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _flatten(sub, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip("."), value
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """`field: session X, now Y` for every result-affecting field that differs (dotted names)."""
+    old = {k: v for k, v in _flatten(saved) if k.split(".")[0] not in EXECUTION_FIELDS}
+    new = {k: v for k, v in _flatten(current) if k.split(".")[0] not in EXECUTION_FIELDS}
+    return [f"{k}: session {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+
+
+def check_matches(paths: SessionPaths, resolved: dict[str, Any], prompts: list[tuple[str, str]]) -> dict[str, Any]:
+    """Refuse to resume unless config and prompts equal the session's; returns its metadata."""
+    saved = yaml.safe_load((paths.task_vector_dir / "config.yaml").read_text())
+    diffs = config_differences(saved, resolved)
+    if diffs:
+        raise TaskvecError(
+            f"--resume: the config differs from session '{paths.name}' in {len(diffs)} field(s): {'; '.join(diffs[:5])}"
+            f"{' ...' if len(diffs) > 5 else ''}; resume with the session's own config ({paths.task_vector_dir / 'config.yaml'})"
+        )
+    lines = (paths.task_vector_dir / "prompts.jsonl").read_text().splitlines()
+    written = [(row["sample_id"], row["prompt"]) for row in map(json.loads, lines)]
+    for i, (then, now) in enumerate(zip(written, prompts)):
+        if then != now:
+            raise TaskvecError(
+                f"--resume: prompt {i} ('{now[0]}') differs from the session's ('{then[0]}'); the dataset or tokenizer "
+                "changed since, so the session cannot be continued; start a new one"
+            )
+    if len(written) != len(prompts):
+        raise TaskvecError(f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; start a new one")
+    meta_path = paths.task_vector_dir / "metadata.json"
+    metadata: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if metadata.get("status") == "complete":
+        raise TaskvecError(f"--resume: session '{paths.name}' is already complete; nothing to resume")
+    return metadata
+
+
+def load_sound(path: Path, item: Item, sample_id: str, keys: list[str], hidden: int) -> dict[str, Any] | None:
+    """The record in `path` if it loads and is exactly what this item would produce in shape and identity."""
+    try:
+        record = torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is redone
+        return None
+    identity = {"_sample_id": sample_id, "_sample_idx": item.idx, "_seq_len": len(item.ids), "_token_indices": list(item.token_indices)}
+    if not isinstance(record, dict) or any(record.get(k) != v for k, v in identity.items()):
+        return None
+    for key in keys:
+        vec = record.get(key)
+        if not isinstance(vec, torch.Tensor) or vec.shape != (hidden,) or vec.dtype != torch.float32 or not vec.isfinite().all():
+            return None
+    return record
+
+
+def sound_samples(paths: SessionPaths, items: list[Item], sample_ids: dict[int, str], keys: list[str], hidden: int) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """Each finished sample with its record, or None where the file was unsound (it is deleted, so it is redone)."""
+    for stale in paths.raw_dir.glob(".sample_*.tmp*"):
+        stale.unlink(missing_ok=True)
+    for item in items:
+        path = paths.sample_file(item.idx)
+        if path.exists():
+            record = load_sound(path, item, sample_ids[item.idx], keys, hidden)
+            if record is None:
+                path.unlink()
+            yield item.idx, record
