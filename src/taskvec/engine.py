@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,11 +126,17 @@ class Extractor:
             return PrefixNode(0, list(range(len(items))))
         return plan_prefix_tree([it.ids for it in items], [len(it.ids) - 1 for it in items])
 
-    def run(self, items: Sequence[Item], tree: PrefixNode | None = None) -> Iterator[BatchResult]:
-        """Yield results batch by batch (order follows the plan, `tree` or `plan(items)`, not the input)."""
-        yield from self._run_node(items, tree or self.plan(items), Prefix())
+    def run(self, items: Sequence[Item], tree: PrefixNode | None = None, done: Set[int] = frozenset()) -> Iterator[BatchResult]:
+        """Yield results batch by batch (order follows the plan, `tree` or `plan(items)`, not the input).
 
-    def _run_node(self, items: Sequence[Item], node: PrefixNode, parent: Prefix) -> Iterator[BatchResult]:
+        Batches whose items are all in `done` (item idx) are skipped; the others run
+        exactly as in a full run, so a resumed run reproduces its vectors bit for bit.
+        """
+        yield from self._run_node(items, tree or self.plan(items), Prefix(), done)
+
+    def _run_node(self, items: Sequence[Item], node: PrefixNode, parent: Prefix, done: Set[int]) -> Iterator[BatchResult]:
+        if all(items[m].idx in done for n in node.walk() for m in n.members):
+            return
         prefix = parent
         if node.prefix_len > parent.length:
             ids = items[_first_member(node)].ids[: node.prefix_len]
@@ -138,9 +144,10 @@ class Extractor:
             prefix = self._extend(parent, ids, sorted(t for t in wanted if parent.length <= t < node.prefix_len))
         lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
         for batch in make_batches(lengths, self.max_batch_tokens, self.batch_size, self.packed):
-            yield self._forward_batch([items[m] for m in batch], prefix)
+            if not all(items[m].idx in done for m in batch):
+                yield self._forward_batch([items[m] for m in batch], prefix)
         for child in node.children:
-            yield from self._run_node(items, child, prefix)
+            yield from self._run_node(items, child, prefix, done)
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prefix: Prefix, index: torch.Tensor | None,
                  mask: torch.Tensor | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:

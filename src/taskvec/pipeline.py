@@ -43,7 +43,7 @@ from taskvec.store import (
     save_yaml,
     session_lock,
     session_name,
-    write_consolidated,
+    summarise,
 )
 
 DEFAULT_BATCH_TOKENS = {"packed": 1024, "padded": 16384}
@@ -300,22 +300,19 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
     hidden = _text_config(prep.model_config).hidden_size
     resume_hint = f"taskvec extract --config {prep.config_path} --resume {paths.name}"
     with session_lock(paths):
-        writer = SessionWriter(paths, prep.layers, prep.keys, hidden)
         done: set[int] = set()
         redone = 0
         if target is not None:
             ids = {it.idx: prep.samples[it.idx].id for it in prep.items}
-            for idx, record in sound_samples(paths, prep.items, ids, keys, hidden):
-                if record is None:
-                    redone += 1
-                else:
-                    writer.keep(record)
+            for idx, sound in sound_samples(paths, prep.items, ids, keys, hidden):
+                redone += not sound
+                if sound:
                     done.add(idx)
-        todo = [it for it in prep.items if it.idx not in done]
-        tree = engine.plan(todo)
-        lengths = [len(it.ids) for it in todo]
+        writer = SessionWriter(paths, prep.keys, n_saved=len(done))
+        tree = engine.plan(prep.items)  # the full run's plan, so finished batches are skipped and the rest run as before
+        lengths = [len(it.ids) for it in prep.items]
         run = {"started_at": datetime.now().isoformat(timespec="seconds"), "device": str(device), "n_kept": len(done),
-               "n_redone": redone, "n_to_compute": len(todo)}
+               "n_redone": redone, "n_to_compute": len(prep.items) - len(done)}
 
         def record(status: str, **more: Any) -> None:
             run.update(status=status, n_saved=writer.n_saved, ended_at=datetime.now().isoformat(timespec="seconds"))
@@ -339,14 +336,18 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
         record("running")
         try:
             with _sigterm_as_interrupt(), tqdm(total=len(prep.items), initial=len(done), unit="sample", disable=not progress, desc="extract") as bar:
-                by_idx = {it.idx: it for it in todo}
-                for batch in engine.run(todo, tree):
-                    items = [by_idx[idx] for idx in batch.idxs]
-                    sample_ids = [prep.samples[idx].id for idx in batch.idxs]
-                    _check_finite(batch.vectors, sample_ids, dtype)
-                    writer.add(items, sample_ids, batch.vectors)
+                by_idx = {it.idx: it for it in prep.items}
+                for batch in engine.run(prep.items, tree, done):
+                    rows = [r for r, idx in enumerate(batch.idxs) if idx not in done]
+                    items = [by_idx[batch.idxs[r]] for r in rows]
+                    sample_ids = [prep.samples[it.idx].id for it in items]
+                    vectors = batch.vectors[rows]
+                    _check_finite(vectors, sample_ids, dtype)
+                    writer.add(items, sample_ids, vectors)
                     bar.update(len(items))
                 writer.close()
+            t2 = time.perf_counter()
+            consolidated = summarise(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
         except BaseException as exc:
             try:
                 writer.close()
@@ -358,11 +359,9 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
             except OSError:
                 pass  # a full disk may refuse even this; the files on disk still say what is done
             raise error from exc
-        t2 = time.perf_counter()
-        writer.write_task_vectors()
-        consolidated = write_consolidated(paths, [it.idx for it in prep.items], keys, hidden)
         run["extract_s"] = t2 - t1
-        timings = {**prep.timings, "load_model_s": t1 - t0, "extract_s": t2 - t1, "samples_per_s": len(todo) / max(t2 - t1, 1e-9)}
+        timings = {**prep.timings, "load_model_s": t1 - t0, "extract_s": t2 - t1, "summarise_s": time.perf_counter() - t2,
+                   "samples_per_s": run["n_to_compute"] / max(t2 - t1, 1e-9)}
         record("complete", timings=timings, consolidated=CONSOLIDATED if consolidated else None)
     return paths
 

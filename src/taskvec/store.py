@@ -113,33 +113,22 @@ def save_yaml(path: Path, obj: Any) -> None:
 
 
 class SessionWriter:
-    """Writes per-sample files on a background thread and keeps running statistics.
+    """Writes per-sample files on a background thread.
 
     Per-sample vectors are cloned so each file holds only its own data; at most
     MAX_PENDING_WRITES files wait in memory, so memory does not grow with the run.
-    `n_saved` counts the samples whose files are on disk (written or kept from before).
+    `n_saved` counts the samples whose files are on disk (written, or kept from before).
     """
 
-    def __init__(self, paths: SessionPaths, layers: list[int], keys: list[list[str]], hidden: int) -> None:
+    def __init__(self, paths: SessionPaths, keys: list[list[str]], n_saved: int = 0) -> None:
         self.paths = paths
-        self.layers = layers
         self.keys = keys  # keys[layer_i][pos_i]
-        self.stats = {k: RunningStats(hidden) for row in keys for k in row}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskvec-writer")
         self.pending: list[Future[None]] = []
-        self.n_saved = 0
-
-    def keep(self, record: dict[str, Any]) -> None:
-        """Count a sample already on disk (a resumed session) into the statistics."""
-        for key, stat in self.stats.items():
-            stat.update(record[key][None])
-        self.n_saved += 1
+        self.n_saved = n_saved
 
     def add(self, items: Sequence[Item], sample_ids: Sequence[str], vectors: torch.Tensor) -> None:
         """Queue a batch: `vectors` is (n, n_layers, n_positions, hidden) float32 on CPU, one row per item."""
-        for li, row in enumerate(self.keys):
-            for pi, key in enumerate(row):
-                self.stats[key].update(vectors[:, li, pi])
         for item, sample_id, vecs in zip(items, sample_ids, vectors):
             record: dict[str, Any] = {key: vecs[li, pi].clone() for li, row in enumerate(self.keys) for pi, key in enumerate(row)}
             record.update(_sample_id=sample_id, _sample_idx=item.idx, _seq_len=len(item.ids), _token_indices=list(item.token_indices))
@@ -163,35 +152,31 @@ class SessionWriter:
         if error is not None:
             raise error
 
-    def task_vectors(self) -> dict[str, torch.Tensor]:
-        """Means and stds as float32 CPU tensors, keyed as the layout says."""
-        out: dict[str, torch.Tensor] = {}
-        for key, stat in self.stats.items():
-            out[key] = stat.mean.float()
-            out[f"{key}_std"] = stat.std().float()
-        return out
 
-    def write_task_vectors(self) -> None:
-        """task_vectors.pt plus one layer_{L}.pt per layer."""
-        vectors = self.task_vectors()
-        save_torch(self.paths.task_vector_dir / "task_vectors.pt", vectors)
-        for layer, row in zip(self.layers, self.keys):
-            per_layer = {k: vectors[k] for key in row for k in (key, f"{key}_std")}
-            save_torch(self.paths.task_vector_dir / f"layer_{layer}.pt", per_layer)
+def summarise(paths: SessionPaths, layers: list[int], keys: list[list[str]], idxs: list[int], hidden: int, chunk: int = 256) -> bool:
+    """Write task_vectors.pt, one layer_{L}.pt per layer and the consolidated vectors.safetensors.
 
-
-def write_consolidated(paths: SessionPaths, idxs: list[int], keys: list[str], hidden: int) -> bool:
-    """Stack the per-sample files into one safetensors file ({key: (n, hidden)}, `_sample_idx`) for fast lazy loading.
-
-    Skipped (returns False) when it would exceed CONSOLIDATE_MAX_BYTES, since it is built in memory.
+    Statistics stream over the per-sample files in sample order, so they do not
+    depend on how the run was batched, interrupted or resumed. The consolidated
+    file ({key: (n, hidden)}, `_sample_idx`) is built in memory and skipped (returns
+    False) above CONSOLIDATE_MAX_BYTES.
     """
-    if len(idxs) * len(keys) * hidden * 4 > CONSOLIDATE_MAX_BYTES:
-        return False
-    stacked = {key: torch.empty(len(idxs), hidden) for key in keys}
-    for row, idx in enumerate(idxs):
-        record = torch.load(paths.sample_file(idx), weights_only=True)
-        for key in keys:
-            stacked[key][row] = record[key]
-    stacked["_sample_idx"] = torch.tensor(idxs, dtype=torch.int64)
-    atomic_write(paths.raw_dir / CONSOLIDATED, lambda p: save_file(stacked, str(p)))
-    return True
+    flat = [key for row in keys for key in row]
+    stats = {key: RunningStats(hidden) for key in flat}
+    consolidate = len(idxs) * len(flat) * hidden * 4 <= CONSOLIDATE_MAX_BYTES
+    stacked = {key: torch.empty(len(idxs), hidden) for key in flat} if consolidate else {}
+    for start in range(0, len(idxs), chunk):
+        records = [torch.load(paths.sample_file(idx), weights_only=True) for idx in idxs[start : start + chunk]]
+        for key in flat:
+            block = torch.stack([record[key] for record in records])
+            stats[key].update(block)
+            if consolidate:
+                stacked[key][start : start + len(records)] = block
+    vectors = {k: v for key, stat in stats.items() for k, v in ((key, stat.mean.float()), (f"{key}_std", stat.std().float()))}
+    save_torch(paths.task_vector_dir / "task_vectors.pt", vectors)
+    for layer, row in zip(layers, keys):
+        save_torch(paths.task_vector_dir / f"layer_{layer}.pt", {k: vectors[k] for key in row for k in (key, f"{key}_std")})
+    if consolidate:
+        stacked["_sample_idx"] = torch.tensor(idxs, dtype=torch.int64)
+        atomic_write(paths.raw_dir / CONSOLIDATED, lambda p: save_file(stacked, str(p)))
+    return consolidate
