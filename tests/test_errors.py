@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,46 @@ CASES = [
     ("device without a GPU", {"device": "cuda:1"}, {}, "device: 'cuda:1'"),
     ("unsupported device", {"device": "mps"}, {}, "field 'device'"),
     ("tag that is a path", {"tag": "a/b"}, {}, "field 'tag'"),
+    ("duplicate positions", {"token_positions": ["last", "last"]}, {}, "duplicate positions"),
+    ("empty positions", {"token_positions": []}, {}, "token_positions"),
+    ("unknown dataset", {}, {"dataset": {"source": "builtin", "name": "finqa-v9"}}, "dataset.name 'finqa-v9' is not a builtin"),
+    ("unknown dataset source", {}, {"dataset": {"source": "sql"}}, "dataset.source"),
+    ("dataset file missing", {}, {"dataset": {"source": "file", "path": "nope.jsonl"}}, "nope.jsonl"),
+    ("on_out_of_range typo", {"on_out_of_range": "ignore"}, {}, "on_out_of_range"),
 ]
+
+
+def _data_file(tmp: Path, rows: list[dict]) -> str:
+    path = tmp / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+DATA_CASES = [
+    ("empty split", [], {}, "has no samples"),
+    ("field mapping to a missing column", [{"q": "What is 2+2?", "a": 4}], {"question": "question", "answer": "a"},
+     "dataset.fields.question names column 'question'"),
+]
+
+
+@pytest.mark.parametrize("what,rows,fields,expected", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_bad_dataset(what: str, rows: list[dict], fields: dict, expected: str, tiny_model_dir: Path, tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir))
+    dataset = {"source": "file", "path": _data_file(tmp_path, rows), "fields": fields}
+    _edit(tmp_path / "prompt.yaml", dataset=dataset, n_shot=0)
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("taskvec: error: ") and "\n" not in err and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_prompt_config_yaml(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir))
+    (tmp_path / "prompt.yaml").write_text("n_shot: [unclosed\n")
+    assert main(["extract", "--config", str(config), "--quiet"]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("what,changes,prompt_changes,expected", CASES, ids=[c[0] for c in CASES])
