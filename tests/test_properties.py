@@ -92,5 +92,6 @@ def test_any_partition_merges_to_one_pass(n: int, cuts: list[int], scale: float,
         part.update(data[start:stop])
         total.merge(part)
     assert total.count == n
-    torch.testing.assert_close(total.mean, data.mean(0), rtol=1e-10, atol=1e-12 * scale)
-    torch.testing.assert_close(total.std(), data.std(0), rtol=1e-8, atol=1e-12 * scale)
+    condition = 1 + offset / scale  # float64 rounding grows with how far the data sit from zero relative to their spread
+    torch.testing.assert_close(total.mean, data.mean(0), rtol=1e-13 * condition, atol=1e-12 * scale)
+    torch.testing.assert_close(total.std(), data.std(0), rtol=1e-10 + 1e-13 * condition, atol=0)

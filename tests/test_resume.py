@@ -102,10 +102,9 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
     assert meta["status"] == "interrupted" and meta["n_saved"] == saved >= 3 and meta["n_samples"] == N
     assert not (session / "task_vectors.pt").exists(), "an interrupted session must not look complete"
     monkeypatch.undo()
-    for spec in (session.name, str(session)):  # a name, then a directory: the second finds it complete
-        code = main(["extract", "--config", str(config), "--quiet", "--resume", spec])
-        if spec == session.name:
-            assert code == 0
+    entry = [sys.executable, str(REPO / "task_vector_generation.py"), "--config", str(config), "--quiet", "--resume", session.name]
+    subprocess.run(entry, check=True, capture_output=True)  # the seed-compatible entry point takes the same flags
+    assert main(["extract", "--config", str(config), "--quiet", "--resume", str(session)]) == 2
     assert "already complete" in capsys.readouterr().err
     meta = _meta(session)
     assert meta["status"] == "complete" and [r["status"] for r in meta["runs"]] == ["interrupted", "complete"]
@@ -113,9 +112,8 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
     _assert_same_result(reference, session)
 
 
-def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    """A real SIGKILL: no chance to clean up. The resumed session equals an uninterrupted one."""
-    config = _config(tmp_path, tiny_model_dir)
+def _slow_extract(config: Path) -> subprocess.Popen[str]:
+    """`taskvec extract` in a child process, slowed to 0.3 s a batch so a signal lands mid-run."""
     slow = (
         "import time, taskvec.store as s\n"
         "add = s.SessionWriter.add\n"
@@ -124,11 +122,17 @@ def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_
         f"raise SystemExit(main(['extract', '--config', {str(config)!r}, '--quiet']))\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
-    proc = subprocess.Popen([sys.executable, "-c", slow], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", slow], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A real SIGKILL: no chance to clean up. The resumed session equals an uninterrupted one."""
+    config = _config(tmp_path, tiny_model_dir)
+    proc = _slow_extract(config)
     deadline = time.monotonic() + 120
     raw_root = config.parent / "out" / "raw_representations"
     while time.monotonic() < deadline and len(list(raw_root.glob("*/sample_*.pt"))) < 6:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -144,15 +148,7 @@ def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_
 
 def test_sigterm_ends_like_ctrl_c(tiny_model_dir: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, tiny_model_dir)
-    slow = (
-        "import time, taskvec.store as s\n"
-        "add = s.SessionWriter.add\n"
-        "s.SessionWriter.add = lambda self, *a: (time.sleep(0.3), add(self, *a))[1]\n"
-        "from taskvec.cli import main\n"
-        f"raise SystemExit(main(['extract', '--config', {str(config)!r}, '--quiet']))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
-    proc = subprocess.Popen([sys.executable, "-c", slow], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = _slow_extract(config)
     raw_root = config.parent / "out" / "raw_representations"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(raw_root.glob("*/sample_*.pt")):

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from taskvec.errors import TaskvecError
 
 __version__ = "0.1.0"
-__all__ = ["TaskvecError", "__version__", "extract", "prepare", "run_extraction"]
+__all__ = ["TaskvecError", "__version__", "extract", "list_sessions", "load_session", "prepare", "run_extraction"]
+
+_LAZY = {
+    "extract": "taskvec.pipeline",
+    "prepare": "taskvec.pipeline",
+    "run_extraction": "taskvec.pipeline",
+    "load_session": "taskvec.session",
+    "list_sessions": "taskvec.session",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the heavy pipeline (torch, transformers) only when it is used."""
-    if name in ("extract", "prepare", "run_extraction"):
-        from taskvec import pipeline
-
-        return getattr(pipeline, name)
+    """Import the heavy modules (torch, transformers) only when one of their names is used."""
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'taskvec' has no attribute {name!r}")

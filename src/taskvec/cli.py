@@ -121,6 +121,33 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     cor.set_defaults(func=_correlate)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from taskvec.evaluate import evaluate
+
+    result = evaluate(
+        Path(args.config), progress=not args.quiet, split=args.split, max_samples=args.max_samples,
+        batch_size=args.batch_size, model=args.model, output_dir=args.output_dir, device=args.device, dtype=args.dtype,
+    )
+    m = result.metrics
+    print(f"results: {result.directory}")
+    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without a number)")
+
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
+    """evaluate: generate answers for a prompt config's split, parse and score them."""
+    ev = sub.add_parser("evaluate", help="generate answers for a prompt config, parse and score them")
+    ev.add_argument("--config", required=True, help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml)")
+    ev.add_argument("--split", help="dataset split (default: test)")
+    ev.add_argument("--max-samples", type=int, help="the first N samples of the split (default: all)")
+    ev.add_argument("--batch-size", type=int, help="prompts per generate call (default: 16)")
+    ev.add_argument("--model", help="overrides the prompt config's model")
+    ev.add_argument("--output-dir", help="where the results directory is created (default: results)")
+    ev.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    ev.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default: auto)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskvec", description="Extract and study task vectors.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check an extraction config, its prompts and data without loading weights")
     val.add_argument("--config", required=True, help="extraction config YAML")
     val.set_defaults(func=_validate)
+    _add_evaluate_command(sub)
     _add_session_commands(sub)
     return parser
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import signal
 import threading
 import time
@@ -16,22 +15,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
 from tqdm import tqdm
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-import taskvec
 from taskvec.config import ExtractionConfig, load_config
-from taskvec.data import available_splits, load_split
 from taskvec.data.base import Sample
 from taskvec.engine import Extractor, Item
 from taskvec.errors import Interrupted, TaskvecError
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.positions import normalise_layer, resolve_position, vector_key
 from taskvec.prompts.config import PromptConfig, load_prompt_config
-from taskvec.prompts.fewshot import select_demonstrations
-from taskvec.prompts.render import RenderedPrompt, render_prompt
+from taskvec.prompts.build import build_prompts, select_samples
+from taskvec.prompts.render import RenderedPrompt
 from taskvec.resume import check_matches, locate_session, sound_samples
+from taskvec.versions import package_versions
 from taskvec.store import (
     CONSOLIDATED,
     SessionPaths,
@@ -99,22 +96,7 @@ def prepare(config_path: Path) -> Prepared:
     check_writable(cfg.output_dir)
     resolve_device(cfg.device)
     base_dir = config_path.parent if inline else cfg.prompt_config.parent
-    dataset = prompt_cfg.dataset
-    demo_split = prompt_cfg.demonstrations.split
-    if dataset.source != "hf":
-        splits = available_splits(dataset)
-        checks = [("split", cfg.split)] + ([("demonstrations.split", demo_split)] if prompt_cfg.n_shot else [])
-        for field_name, split in checks:
-            if split not in splits:
-                raise TaskvecError(f"{field_name}: '{split}' is not a split of the dataset; use one of: {', '.join(splits)}")
-    split_samples = load_split(dataset, cfg.split, base_dir)
-    samples = split_samples[: cfg.max_samples]
-    if not samples:
-        raise TaskvecError(f"split: '{cfg.split}' has no samples; use a split with data (or a dataset that has some)")
-    if not prompt_cfg.n_shot:
-        pool: list[Sample] = []
-    else:
-        pool = split_samples if demo_split == cfg.split else load_split(dataset, demo_split, base_dir)
+    samples, pool = select_samples(prompt_cfg, cfg.split, cfg.max_samples, base_dir)
     ref = resolve_model(spec)
     model_config = load_model_config(ref)
     n_layers = _text_config(model_config).num_hidden_layers
@@ -123,10 +105,8 @@ def prepare(config_path: Path) -> Prepared:
         raise TaskvecError(f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once")
     tokenizer = load_tokenizer(ref)
     prompts, items, skipped = [], [], []
-    for idx, sample in enumerate(samples):
-        demos = select_demonstrations(pool, sample, prompt_cfg.n_shot, prompt_cfg.demonstrations)
-        prompt = render_prompt(prompt_cfg, sample, demos, tokenizer)
-        ids = np.asarray(tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"], dtype=np.int32)
+    for idx, (sample, (prompt, token_ids)) in enumerate(zip(samples, build_prompts(prompt_cfg, samples, pool, tokenizer))):
+        ids = np.asarray(token_ids, dtype=np.int32)
         prompts.append(prompt)
         try:
             indices = [resolve_position(p, len(ids), sample.id) for p in cfg.token_positions]
@@ -140,15 +120,6 @@ def prepare(config_path: Path) -> Prepared:
         raise TaskvecError(f"token_positions: every sample was out of range (first: {skipped[0]['reason']})")
     timings = {"prepare_s": time.perf_counter() - start}
     return Prepared(config_path, cfg, prompt_cfg, ref, model_config, tokenizer, layers, samples, prompts, items, skipped, timings)
-
-
-def _versions() -> dict[str, str]:
-    return {
-        "taskvec": taskvec.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _resolved_config(prep: Prepared) -> dict[str, Any]:
@@ -207,8 +178,7 @@ def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: 
         "dtype": str(dtype).removeprefix("torch."),
         "device": str(device),
         "seed": cfg.seed,
-        "created_at": datetime.now().isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": package_versions(),
         **extra,
     }
 
@@ -318,6 +288,7 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
             run.update(status=status, n_saved=writer.n_saved, ended_at=datetime.now().isoformat(timespec="seconds"))
             extra = {
                 "status": status,
+                "created_at": [*runs, run][0]["started_at"],
                 "n_saved": writer.n_saved,
                 "runs": [*runs, run],
                 "engine": {

@@ -86,6 +86,19 @@ def create_session(output_dir: Path, base: str) -> SessionPaths:
     raise TaskvecError(f"output_dir: could not find a free session name for '{base}'")
 
 
+def create_unique_dir(parent: Path, base: str) -> Path:
+    """Create `parent/base` exclusively; a taken name gets a `_2`, `_3`... suffix (never overwrites)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        path = parent / (base if attempt == 1 else f"{base}_{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise TaskvecError(f"output_dir: could not find a free directory name for '{base}' in '{parent}'")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write to a temporary sibling, then rename, so a file is either complete or absent."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}_{threading.get_ident()}")

@@ -1,0 +1,163 @@
+"""How similar are the task vectors of two or more sessions, layer by layer and position by position?
+
+Two numbers per key: the cosine similarity of the sessions' mean vectors, and how the
+per-sample vectors of one session align with the other session's mean (next to how they
+align with their own mean, which says how tight the session itself is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.axes import Axes
+from matplotlib.patches import Patch
+
+from taskvec.analysis.plotting import new_figure, save_figure, session_labels
+from taskvec.errors import TaskvecError
+from taskvec.session import Session, split_key
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def common_keys(sessions: Sequence[Session]) -> list[str]:
+    """Keys every session has, in the first session's order; an error names each session's keys if none is shared."""
+    shared = set.intersection(*(set(s.keys) for s in sessions))
+    if not shared:
+        listing = "; ".join(f"{s.name}: {', '.join(s.keys)}" for s in sessions)
+        raise TaskvecError(f"the sessions share no layer/position key, so there is nothing to compare ({listing})")
+    return [k for k in sessions[0].keys if k in shared]
+
+
+def _cosine_to(vectors: torch.Tensor, mean: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.cosine_similarity(vectors.double(), mean.double()[None], dim=1).numpy()
+
+
+def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
+    """One row per shared key and ordered session pair (a, b); writes compare.csv and the plots to `out`.
+
+    Columns: cos_means (cosine of the two mean vectors), the distribution of per-sample cosine of a's
+    vectors to b's mean (samples_cos_mean, _std, q05..q95) and own_cos_mean (a's samples to a's own mean).
+    """
+    if len(sessions) < 2:
+        raise TaskvecError("compare needs at least two sessions")
+    keys = common_keys(sessions)
+    hidden = {s.name: s.mean(keys[0]).shape[0] for s in sessions}
+    if len(set(hidden.values())) > 1:
+        raise TaskvecError(f"the sessions have different hidden sizes ({hidden}); compare sessions of one model")
+    labels = session_labels(sessions)
+    n = len(sessions)
+    rows: list[dict[str, object]] = []
+    dists: dict[tuple[str, int, int], np.ndarray] = {}
+    for key in keys:
+        layer, position = split_key(key)
+        means = [s.mean(key) for s in sessions]
+        for i, a in enumerate(sessions):
+            vecs = a.vectors(key)
+            for j in range(n):
+                dists[key, i, j] = _cosine_to(vecs, means[j])
+        for i, j in ((i, j) for i in range(n) for j in range(n) if i != j):
+            d = dists[key, i, j]
+            cos = torch.nn.functional.cosine_similarity(means[i].double(), means[j].double(), dim=0).item()
+            rows.append({
+                "key": key, "layer": layer, "position": position, "session_a": labels[i], "session_b": labels[j],
+                "cos_means": cos, "n_a": len(d), "samples_cos_mean": d.mean(),
+                "samples_cos_std": d.std(ddof=1) if len(d) > 1 else np.nan,  # a complete session has >= 1 sample
+                **{f"q{round(p * 100):02d}": v for p, v in zip(QUANTILES, np.quantile(d, QUANTILES))},
+                "own_cos_mean": dists[key, i, i].mean(),
+            })
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "compare.csv", index=False)
+    plots = [_plot_similarity(table, labels, out), _plot_per_sample(dists, keys, labels, out)]
+    if n >= 3:
+        plots.append(_plot_heatmaps(table, keys, labels, out))
+    table.attrs["plots"] = plots
+    return table
+
+
+def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:
+    """Line plot: cosine of the mean vectors against layer; colour = session pair, line style = position."""
+    fig = new_figure(8, 4.5)
+    ax = fig.subplots()
+    styles = {p: s for p, s in zip(table.position.unique(), ["-", "--", ":", "-."] * len(table))}
+    for color, (a, b) in enumerate(combinations(labels, 2)):
+        pair = table[(table.session_a == a) & (table.session_b == b)]
+        for position, group in pair.groupby("position", sort=False):
+            ax.plot(group.layer, group.cos_means, marker="o", color=f"C{color}", linestyle=styles[position],
+                    label=f"{a} vs {b}, pos {position}")
+    ax.set_xticks(sorted(table.layer.unique()))
+    ax.set_xlabel("layer (decoder block output)")
+    ax.set_ylabel("cosine similarity of mean vectors")
+    ax.set_title("Task-vector similarity between sessions")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return save_figure(fig, out / "compare_similarity.png")
+
+
+def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[str], labels: list[str], out: Path) -> Path:
+    """Box plots per layer: one row per session (its samples), one box per mean they are compared with."""
+    positions = list(dict.fromkeys(split_key(k)[1] for k in keys))
+    layers = list(dict.fromkeys(split_key(k)[0] for k in keys))
+    n = len(labels)
+    fig = new_figure(max(7.0, 1.0 + len(layers) * 0.35 * n) * len(positions), 3.2 * n)
+    axes = fig.subplots(n, len(positions), squeeze=False, sharey=True)
+    colors = [f"C{j}" for j in range(n)]
+    width = 0.8 / n
+    for i in range(n):
+        for col, position in enumerate(positions):
+            ax: Axes = axes[i][col]
+            present = [(x, f"layer_{layer}_pos_{position}") for x, layer in enumerate(layers) if f"layer_{layer}_pos_{position}" in keys]
+            for j in range(n):
+                data = [dists[key, i, j] for _, key in present]
+                xs = [x - 0.4 + width * (j + 0.5) for x, _ in present]
+                box = ax.boxplot(data, positions=xs, widths=width * 0.9, patch_artist=True, showfliers=True,
+                                 flierprops={"markersize": 2}, medianprops={"color": "black"})
+                for patch in box["boxes"]:
+                    patch.set_facecolor(colors[j])
+                    patch.set_alpha(0.7)
+            ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+            ax.set_title(f"samples of {labels[i]}, position {position}", fontsize="medium")
+            ax.set_xlabel("layer")
+            ax.grid(axis="y", alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("cosine to mean vector")
+    handles = [Patch(facecolor=colors[j], alpha=0.7, label=f"to mean of {labels[j]}") for j in range(n)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(n, 4))
+    fig.suptitle("Per-sample cosine similarity to each session's mean vector")
+    return save_figure(fig, out / "compare_per_sample.png")
+
+
+def _plot_heatmaps(table: pd.DataFrame, keys: list[str], labels: list[str], out: Path) -> Path:
+    """A grid of small heatmaps (rows: positions, columns: layers) of the pairwise cosine of mean vectors."""
+    positions = list(dict.fromkeys(split_key(k)[1] for k in keys))
+    layers = list(dict.fromkeys(split_key(k)[0] for k in keys))
+    n = len(labels)
+    index = {label: i for i, label in enumerate(labels)}
+    cell = max(1.8, 0.45 * n)
+    fig = new_figure(cell * len(layers) + 1.5, cell * len(positions) + 1.2)
+    axes = fig.subplots(len(positions), len(layers), squeeze=False)
+    lo = min(float(table.cos_means.min()), 0.99)  # the colour scale spans the data, never a single value
+    image = None
+    for r, position in enumerate(positions):
+        for c, layer in enumerate(layers):
+            ax: Axes = axes[r][c]
+            grid = np.eye(n)
+            sub = table[(table.layer == layer) & (table.position == position)]
+            for row in sub.itertuples():
+                grid[index[row.session_a], index[row.session_b]] = row.cos_means
+            if sub.empty:
+                grid[:] = np.nan
+            image = ax.imshow(grid, vmin=lo, vmax=1.0, cmap="viridis")
+            for (y, x), v in np.ndenumerate(grid):
+                ax.text(x, y, f"{v:.3f}", ha="center", va="center", fontsize="x-small", color="white" if v < (lo + 1) / 2 else "black")
+            ax.set_xticks(range(n), labels if r == len(positions) - 1 else [], rotation=45, ha="right", fontsize="x-small")
+            ax.set_yticks(range(n), labels if c == 0 else [], fontsize="x-small")
+            ax.set_title(f"layer {layer}, pos {position}", fontsize="small")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity of mean vectors")
+    fig.suptitle("Pairwise task-vector similarity per layer and position")
+    return save_figure(fig, out / "compare_heatmap.png")

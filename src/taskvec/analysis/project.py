@@ -1,0 +1,80 @@
+"""Where do the per-sample vectors of several sessions lie relative to each other? A 2-D PCA view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.decomposition import PCA
+
+from taskvec.analysis.plotting import new_figure, save_figure, session_labels
+from taskvec.errors import TaskvecError
+from taskvec.session import Session, split_key
+
+
+def project_key(sessions: Sequence[Session], layer: int, position: str | None) -> str:
+    """The key at `layer` (negative counts from the end of the model) and `position` (default: the first session's first)."""
+    first = sessions[0]
+    if layer < 0:
+        layer += int(first.metadata["n_model_layers"])
+    position = position if position is not None else first.positions[0]
+    key = f"layer_{layer}_pos_{position}"
+    for s in sessions:
+        if key not in s.keys:
+            raise TaskvecError(
+                f"session '{s.name}' has no vectors at layer {layer}, position {position}; "
+                f"it has layers {s.layers} and positions {s.positions}"
+            )
+    return key
+
+
+def project(sessions: Sequence[Session], layer: int, position: str | None, out: Path) -> pd.DataFrame:
+    """PCA of all sessions' per-sample vectors at one layer and position, fitted on them together.
+
+    Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind, pc1, pc2.
+    Writes `project_layer_{L}_pos_{P}.png` (and .csv) to `out`.
+    """
+    key = project_key(sessions, layer, position)
+    labels = session_labels(sessions)
+    vectors = [s.vectors(key) for s in sessions]
+    if len({v.shape[1] for v in vectors}) > 1:
+        widths = {s.name: v.shape[1] for s, v in zip(sessions, vectors)}
+        raise TaskvecError(f"the sessions have different hidden sizes ({widths}); project sessions of one model together")
+    stacked = torch.cat(vectors).double().numpy()
+    if len(stacked) < 2:
+        raise TaskvecError(f"PCA needs at least two samples; the sessions have {len(stacked)} at {key}")
+    pca = PCA(n_components=2).fit(stacked)
+    frames = []
+    for s, label, vecs in zip(sessions, labels, vectors):
+        coords = pca.transform(vecs.double().numpy())
+        mean = pca.transform(s.mean(key).double().numpy()[None])
+        frames.append(pd.DataFrame({"session": label, "sample_id": s.sample_ids, "kind": "sample", "pc1": coords[:, 0], "pc2": coords[:, 1]}))
+        frames.append(pd.DataFrame({"session": label, "sample_id": None, "kind": "mean", "pc1": mean[:, 0], "pc2": mean[:, 1]}))
+    table = pd.concat(frames, ignore_index=True)
+    stem = f"project_{key}"
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{stem}.csv", index=False)
+    table.attrs["plots"] = [_plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")]
+    table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
+    return table
+
+
+def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, path: Path) -> Path:
+    fig = new_figure(7, 6)
+    ax = fig.subplots()
+    for i, label in enumerate(labels):
+        rows = table[table.session == label]
+        samples, mean = rows[rows.kind == "sample"], rows[rows.kind == "mean"]
+        ax.scatter(samples.pc1, samples.pc2, s=14, alpha=0.6, color=f"C{i}", label=f"{label} (n={len(samples)})")
+        ax.scatter(mean.pc1, mean.pc2, s=220, marker="*", color=f"C{i}", edgecolors="black", linewidths=1.0,
+                   label=f"{label} task vector (mean)", zorder=3)
+    ax.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
+    ax.set_ylabel(f"PC2 ({ratio[1]:.1%} of variance)")
+    layer, position = split_key(key)
+    ax.set_title(f"PCA of per-sample vectors at layer {layer}, position {position}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return save_figure(fig, path)

@@ -1,0 +1,43 @@
+"""The samples of a split and their tokenised prompts, chosen the same way for extraction and evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from taskvec.data import available_splits, load_split
+from taskvec.data.base import Sample
+from taskvec.errors import TaskvecError
+from taskvec.prompts.config import PromptConfig
+from taskvec.prompts.fewshot import select_demonstrations
+from taskvec.prompts.render import RenderedPrompt, render_prompt
+
+
+def select_samples(cfg: PromptConfig, split: str, max_samples: int | None, base_dir: Path) -> tuple[list[Sample], list[Sample]]:
+    """The first `max_samples` of `split` and the demonstration pool; splits are checked before anything loads."""
+    demo_split = cfg.demonstrations.split
+    if cfg.dataset.source != "hf":
+        splits = available_splits(cfg.dataset)
+        checks = [("split", split)] + ([("demonstrations.split", demo_split)] if cfg.n_shot else [])
+        for field_name, name in checks:
+            if name not in splits:
+                raise TaskvecError(f"{field_name}: '{name}' is not a split of the dataset; use one of: {', '.join(splits)}")
+    split_samples = load_split(cfg.dataset, split, base_dir)
+    samples = split_samples[:max_samples]
+    if not samples:
+        raise TaskvecError(f"split: '{split}' has no samples; use a split with data (or a dataset that has some)")
+    if not cfg.n_shot:
+        return samples, []
+    return samples, split_samples if demo_split == split else load_split(cfg.dataset, demo_split, base_dir)
+
+
+def build_prompts(
+    cfg: PromptConfig, samples: list[Sample], pool: list[Sample], tokenizer: PreTrainedTokenizerBase
+) -> list[tuple[RenderedPrompt, list[int]]]:
+    """Each sample's rendered prompt and its token ids (with the special tokens the rendering asks for)."""
+    out = []
+    for sample in samples:
+        prompt = render_prompt(cfg, sample, select_demonstrations(pool, sample, cfg.n_shot, cfg.demonstrations), tokenizer)
+        out.append((prompt, list(tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])))
+    return out

@@ -1,0 +1,249 @@
+"""Open sessions written by `taskvec extract`: metadata, task vectors and per-sample vectors.
+
+A session lives in two directories, `{output_dir}/task_vector/{name}` (metadata, config,
+task vectors, prompts) and `{output_dir}/raw_representations/{name}` (one file per sample,
+plus `vectors.safetensors`, one (n, hidden) tensor per key, once a run completes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import safe_open
+
+from taskvec.errors import TaskvecError
+
+DEFAULT_OUTPUT_DIR = Path("outputs")
+VECTORS_FILE = "vectors.safetensors"
+SAMPLE_GLOB = "sample_*.pt"
+KEY_PATTERN = re.compile(r"layer_(\d+)_pos_(.+)")
+NAME_TIME = re.compile(r"_task_vector_(\d{8})_(\d{6})")
+
+
+def split_key(key: str) -> tuple[int, str]:
+    """`layer_{L}_pos_{P}` -> (L, P), P as written (`last`, `first`, `-2`)."""
+    match = KEY_PATTERN.fullmatch(key)
+    if match is None:
+        raise TaskvecError(f"'{key}' is not a vector key; keys look like layer_12_pos_last")
+    return int(match.group(1)), match.group(2)
+
+
+def _close_names(word: str, names: list[str]) -> str:
+    starting = [n for n in names if n.startswith(word)]
+    close = list(dict.fromkeys(starting + difflib.get_close_matches(word, names, n=3, cutoff=0.5)))[:3]
+    return f"; did you mean: {', '.join(close)}?" if close else ""
+
+
+class Session:
+    """One extraction session, read lazily: nothing but metadata.json is read until it is asked for."""
+
+    def __init__(self, task_vector_dir: Path, raw_dir: Path) -> None:
+        self.task_vector_dir = task_vector_dir
+        self.raw_dir = raw_dir
+        self.name = task_vector_dir.name
+        self._vectors: dict[str, torch.Tensor] = {}
+        try:
+            self.metadata: dict[str, Any] = json.loads((task_vector_dir / "metadata.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise TaskvecError(f"session '{self.name}': cannot read {task_vector_dir / 'metadata.json'} ({exc})") from None
+
+    def __repr__(self) -> str:
+        return f"Session({self.name!r}, status={self.status!r}, samples={len(self.sample_ids)}/{self.metadata.get('n_samples')})"
+
+    @property
+    def status(self) -> str:
+        """`running`, `interrupted`, `failed` or `complete` (sessions from before status was recorded are complete)."""
+        return str(self.metadata.get("status", "complete"))
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The resolved extraction config (prompt config inlined); it re-runs as it is."""
+        return yaml.safe_load((self.task_vector_dir / "config.yaml").read_text())
+
+    @cached_property
+    def keys(self) -> list[str]:
+        """Vector keys in extraction order (layer-major), without the `_std` keys."""
+        if "keys" in self.metadata:
+            return list(self.metadata["keys"])
+        return [f"layer_{layer}_pos_{p}" for layer in self.metadata["layers"] for p in self.metadata["token_positions"]]
+
+    @property
+    def layers(self) -> list[int]:
+        return list(dict.fromkeys(split_key(k)[0] for k in self.keys))
+
+    @property
+    def positions(self) -> list[str]:
+        return list(dict.fromkeys(split_key(k)[1] for k in self.keys))
+
+    @cached_property
+    def task_vectors(self) -> dict[str, torch.Tensor]:
+        """`{key: mean, key_std: std}` from task_vectors.pt; only complete sessions have it."""
+        path = self.task_vector_dir / "task_vectors.pt"
+        if self.status != "complete":
+            when = "if its run is no longer alive, " if self.status == "running" else ""
+            raise TaskvecError(
+                f"session '{self.name}' is {self.status}, not complete, so it has no task vectors yet; {when}finish it with "
+                f"`taskvec extract --config {self.task_vector_dir / 'config.yaml'} --resume {self.name}`"
+            )
+        if not path.exists():
+            raise TaskvecError(f"session '{self.name}' is marked complete but {path} is missing")
+        return torch.load(path, weights_only=True)
+
+    def mean(self, key: str) -> torch.Tensor:
+        """The task vector of `key`: (hidden,) mean over samples."""
+        return self.task_vectors[self.check_key(key)]
+
+    def std(self, key: str) -> torch.Tensor:
+        """(hidden,) standard deviation over samples (correction=1)."""
+        return self.task_vectors[f"{self.check_key(key)}_std"]
+
+    def check_key(self, key: str) -> str:
+        if key not in self.keys:
+            raise TaskvecError(f"session '{self.name}' has no key '{key}'{_close_names(key, self.keys)} (keys: {', '.join(self.keys)})")
+        return key
+
+    @cached_property
+    def prompts(self) -> list[dict[str, Any]]:
+        """prompts.jsonl: sample_idx, sample_id, prompt, n_tokens, add_special_tokens, demo_ids."""
+        lines = (self.task_vector_dir / "prompts.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    @property
+    def vectors_file(self) -> Path:
+        return self.raw_dir / VECTORS_FILE
+
+    @cached_property
+    def sample_idx(self) -> list[int]:
+        """Indices of the samples that have vectors, ascending (an interrupted run has only some)."""
+        if self.vectors_file.exists():
+            with safe_open(self.vectors_file, framework="pt") as f:
+                return sorted(f.get_tensor("_sample_idx").tolist())
+        return sorted(int(p.stem.removeprefix("sample_")) for p in self.raw_dir.glob(SAMPLE_GLOB))
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """Ids of the samples that have vectors, in sample_idx order (the rows of `vectors`)."""
+        ids = self.metadata["sample_ids"]  # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        id_of = dict(zip(self.metadata.get("sample_idxs", range(len(ids))), ids))
+        return [id_of[i] for i in self.sample_idx]
+
+    def vectors(self, key: str) -> torch.Tensor:
+        """(n_samples, hidden) float32 per-sample vectors of `key`, rows in sample_idx order; cached."""
+        self.check_key(key)
+        if key not in self._vectors:
+            if self.vectors_file.exists():
+                self._read_consolidated(key)
+            else:
+                self._read_sample_files()
+        return self._vectors[key]
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(field, value) lines that summarise the session for people (`taskvec show`)."""
+        meta = self.metadata
+        timings = meta.get("timings") or {}
+        return [
+            ("session", self.name),
+            ("status", self.status),
+            ("model", f"{meta.get('model')} ({meta.get('model_short')}, {meta.get('n_model_layers')} blocks)"),
+            ("prompts", f"{meta.get('prompt_type')}, {meta.get('n_shot')}-shot ({meta.get('prompt_config')})"),
+            ("split", str(meta.get("split"))),
+            ("samples", f"{len(self.sample_idx)} of {meta.get('n_samples')} have vectors"
+                        + (f" ({len(meta['skipped'])} skipped: position out of range)" if meta.get("skipped") else "")),
+            ("layers", ", ".join(map(str, self.layers))),
+            ("positions", ", ".join(self.positions)),
+            ("keys", f"{len(self.keys)}: {', '.join(self.keys)}"),
+            ("hidden size", str(meta.get("hidden_size"))),
+            ("dtype, device", f"{meta.get('dtype')}, {meta.get('device')}"),
+            ("created", str(meta.get("created_at"))),
+            ("timings", ", ".join(f"{k} {v:.3g}" for k, v in timings.items() if isinstance(v, (int, float))) or "-"),
+            ("task vectors", str(self.task_vector_dir)),
+            ("per-sample vectors", f"{self.raw_dir}" + (f" (+ {VECTORS_FILE})" if self.vectors_file.exists() else "")),
+        ]
+
+    def _read_consolidated(self, key: str) -> None:
+        """Read one key from vectors.safetensors (only that tensor is read from disk)."""
+        with safe_open(self.vectors_file, framework="pt") as f:
+            order = f.get_tensor("_sample_idx").argsort()
+            self._vectors[key] = f.get_tensor(key)[order]
+
+    def _read_sample_files(self) -> None:
+        """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without vectors.safetensors)."""
+        records = [torch.load(self.raw_dir / f"sample_{i:05d}.pt", weights_only=True) for i in self.sample_idx]
+        hidden = int(self.metadata.get("hidden_size", 0))
+        for key in self.keys:
+            rows = [r[key] for r in records]
+            self._vectors[key] = torch.stack(rows) if rows else torch.empty(0, hidden)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One line of `taskvec ls`; fields are None where metadata.json could not be read."""
+
+    name: str
+    model_short: str | None
+    prompt_type: str | None
+    n_shot: int | None
+    split: str | None
+    n_samples: int | None
+    created_at: str | None
+    status: str
+
+
+def _created_from_name(name: str) -> str | None:
+    match = NAME_TIME.search(name)
+    if match is None:
+        return None
+    d, t = match.groups()
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}T{t[:2]}:{t[2:4]}:{t[4:]}"
+
+
+def _summary(task_vector_dir: Path) -> SessionSummary:
+    name = task_vector_dir.name
+    try:
+        meta = json.loads((task_vector_dir / "metadata.json").read_text())
+        return SessionSummary(
+            name, meta.get("model_short"), meta.get("prompt_type"), meta.get("n_shot"), meta.get("split"),
+            meta.get("n_samples"), meta.get("created_at") or _created_from_name(name), str(meta.get("status", "complete")),
+        )
+    except (OSError, ValueError, AttributeError):
+        return SessionSummary(name, None, None, None, None, None, _created_from_name(name), "unreadable")
+
+
+def session_names(output_dir: Path) -> list[str]:
+    """Names of the sessions under `output_dir` (either of their two directories is enough)."""
+    dirs = [output_dir / "task_vector", output_dir / "raw_representations"]
+    return sorted({p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir()})
+
+
+def list_sessions(output_dir: Path) -> list[SessionSummary]:
+    """Every session under `output_dir`, oldest first; broken ones are listed with status `unreadable`."""
+    if not output_dir.is_dir():
+        raise TaskvecError(f"'{output_dir}' is not a directory; pass the output_dir of your extraction config")
+    summaries = [_summary(output_dir / "task_vector" / name) for name in session_names(output_dir)]
+    return sorted(summaries, key=lambda s: (s.created_at is None, s.created_at or "", s.name))
+
+
+def load_session(path: str | Path, output_dir: Path | None = None) -> Session:
+    """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
+    given = Path(path)
+    if given.is_dir() and given.parent.name == "raw_representations":
+        return Session(given.parent.parent / "task_vector" / given.name, given)
+    if given.is_dir() and (given.parent.name == "task_vector" or (given / "metadata.json").exists()):
+        return Session(given, given.parent.parent / "raw_representations" / given.name)
+    root = output_dir if output_dir is not None else DEFAULT_OUTPUT_DIR
+    candidate = root / "task_vector" / str(path)
+    if candidate.is_dir():
+        return Session(candidate, root / "raw_representations" / candidate.name)
+    hint = _close_names(given.name, session_names(root)) if root.is_dir() else f"; '{root}' does not exist"
+    raise TaskvecError(
+        f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
+        f"(`taskvec ls {root}` lists them)"
+    )

@@ -1,0 +1,188 @@
+"""The evaluation run on a tiny random model: files and fields, same samples as extraction, batching, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import taskvec.evaluate as ev
+from taskvec.cli import main
+from taskvec.models import load_model
+from taskvec.pipeline import prepare
+from taskvec.store import create_unique_dir
+from tests.conftest import REPO, write_configs
+
+PREDICTION_FIELDS = {
+    "sample_idx", "sample_id", "prompt", "generation", "parsed_answer", "parsed_text", "parse_method",
+    "gold", "gold_text", "correct", "n_prompt_tokens", "n_generated_tokens",
+}  # fmt: skip
+METRIC_FIELDS = {
+    "session_name", "status", "accuracy", "n_samples", "n_correct", "n_parse_failures", "split", "model",
+    "model_short", "prompt_type", "n_shot", "generation", "timings", "versions", "created_at", "config",
+}  # fmt: skip
+
+
+def write_prompt(tmp: Path, model: str, prompt: str = "vanilla_0shot_answer.yaml", **changes: Any) -> Path:
+    """A shipped prompt config with the model replaced, a small dataset and 8 new tokens."""
+    cfg = yaml.safe_load((REPO / "configs" / "smollm2-135m" / prompt).read_text())
+    cfg.update(model=model, generation={"max_new_tokens": 8, "do_sample": False})
+    cfg["dataset"].update(n_train=40, n_test=12)
+    cfg.update(changes)
+    path = tmp / "prompt.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_cli(config: Path, out: Path, *extra: str) -> int:
+    return main(["evaluate", "--config", str(config), "--output-dir", str(out), "--quiet", *extra])
+
+
+def read_predictions(directory: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (directory / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_writes_results(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    assert run_cli(config, tmp_path / "out", "--max-samples", "5", "--batch-size", "2") == 0
+    (directory,) = (tmp_path / "out").iterdir()
+    assert re.fullmatch(r"vanilla_0shot_test_tiny-qwen2_results_\d{8}_\d{6}", directory.name)
+    assert f"results: {directory}" in capsys.readouterr().out
+    rows = read_predictions(directory)
+    assert [r["sample_idx"] for r in rows] == list(range(5))
+    assert all(set(r) == PREDICTION_FIELDS for r in rows)
+    assert all(r["n_generated_tokens"] >= 1 and isinstance(r["correct"], bool) for r in rows)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert METRIC_FIELDS <= set(metrics)
+    assert metrics["status"] == "complete" and metrics["n_samples"] == 5 and metrics["session_name"] == directory.name
+    assert metrics["n_correct"] == sum(r["correct"] for r in rows)
+    assert metrics["n_parse_failures"] == sum(r["parsed_answer"] is None for r in rows)
+    assert metrics["config"]["max_samples"] == 5 and metrics["config"]["prompt_config"]["prompt_type"] == "vanilla"
+    rerun = yaml.safe_load((directory / "config.yaml").read_text())
+    assert rerun["model"] == str(tiny_model_dir) and rerun["generation"]["max_new_tokens"] == 8
+
+
+def test_same_samples_and_prompts_as_extraction(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The first N samples of the split, rendered exactly as `taskvec extract` renders them."""
+    extraction = prepare(write_configs(tmp_path, str(tiny_model_dir), split="test", max_samples=4))
+    prep = ev.prepare_evaluation(tmp_path / "prompt.yaml", max_samples=4, output_dir=tmp_path / "results")
+    assert [s.id for s in prep.samples] == [s.id for s in extraction.samples] == [f"test_{i}" for i in range(4)]
+    assert [p.text for p in prep.prompts] == [p.text for p in extraction.prompts]
+    assert [len(ids) for ids in prep.ids] == [len(item.ids) for item in extraction.items]
+
+
+@pytest.fixture(scope="module")
+def tiny_prep(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ev.EvalPrepared, torch.nn.Module]:
+    tmp = tmp_path_factory.mktemp("eval")
+    prep = ev.prepare_evaluation(write_prompt(tmp, str(tiny_model_dir)), max_samples=5)
+    return prep, load_model(prep.model_ref, torch.float32, torch.device("cpu"))
+
+
+def test_batched_generation_equals_batch_size_one(tiny_prep: tuple[ev.EvalPrepared, torch.nn.Module]) -> None:
+    prep, model = tiny_prep
+    assert len({len(ids) for ids in prep.ids}) > 1, "prompts of different lengths exercise the left padding"
+    single = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 1)
+    batched = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 3)
+    assert batched == single
+    assert all(len(out) == 8 or out[-1] == prep.tokenizer.eos_token_id for out in single)
+
+
+def test_stop_pattern_truncates_generation(tiny_prep: tuple[ev.EvalPrepared, torch.nn.Module]) -> None:
+    """Each row stops at the first token whose decoded text completes the stop pattern."""
+    prep, model = tiny_prep
+    full = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 5)
+    text = prep.tokenizer.decode(full[0], skip_special_tokens=True)
+    pattern = re.compile(re.escape(text[:2]))
+    stopped = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 5, stop=pattern)
+    for out, ref in zip(stopped, full):
+        assert out == ref[: len(out)]
+        if pattern.search(prep.tokenizer.decode(out, skip_special_tokens=True)):
+            assert not pattern.search(prep.tokenizer.decode(out[:-1], skip_special_tokens=True))
+    assert len(stopped[0]) < len(full[0]) or len(text) <= 2
+
+
+@pytest.mark.parametrize(
+    ("text", "stops"),
+    [
+        ("Revenue grew. The answer is 12.5.\n", True),
+        ("The answer is $1,234.50 million. Question:", True),
+        ("The answer is -3.85%.\n", True),
+        ("The answer is 12.", False),  # the next token may continue the number
+        ("so the answer is 300 / 1200 = 0.25. Multiply", False),
+        ("The answer is unclear. ", False),
+    ],
+)
+def test_answer_stop_pattern(text: str, stops: bool) -> None:
+    pattern = ev.answer_stop_pattern("The answer is {answer}.")
+    assert pattern is not None and bool(pattern.search(text)) is stops
+    assert ev.answer_stop_pattern("{answer}") is None
+
+
+def test_scoring_uses_the_parser(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generations that state the gold answer (in another notation for odd samples) are all scored correct."""
+    prep = ev.prepare_evaluation(write_prompt(tmp_path, str(tiny_model_dir)), max_samples=4, output_dir=tmp_path / "out")
+    answers = [f"The answer is {s.answer_text}." if i % 2 else f"So {s.answer:,.4f} is it" for i, s in enumerate(prep.samples)]
+
+    def fake_generate(model: Any, tokenizer: Any, prompt_ids: list[list[int]], *args: Any, **kwargs: Any) -> list[list[int]]:
+        return [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+
+    monkeypatch.setattr(ev, "generate", fake_generate)
+    result = ev.run_evaluation(prep, progress=False)
+    rows = read_predictions(result.directory)
+    assert [r["generation"] for r in rows] == answers
+    assert all(r["correct"] for r in rows) and result.metrics["accuracy"] == 1.0
+    assert [r["parse_method"] for r in rows] == ["last_number", "answer_phrase"] * 2
+    assert rows[1]["parsed_answer"] == prep.samples[1].answer and rows[1]["gold_text"] == prep.samples[1].answer_text
+
+
+def test_never_overwrites(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    for _ in range(2):
+        assert run_cli(config, tmp_path / "out", "--max-samples", "1") == 0
+    dirs = sorted((tmp_path / "out").iterdir())
+    assert len(dirs) == 2 and all((d / "metrics.json").is_file() for d in dirs)
+    first = create_unique_dir(tmp_path / "u", "name")
+    assert [first.name, create_unique_dir(tmp_path / "u", "name").name] == ["name", "name_2"]
+
+
+BAD = [
+    ("unknown split", ["--split", "validation"], {}, "split: 'validation' is not a split of the dataset; use one of: train, test"),
+    ("max_samples zero", ["--max-samples", "0"], {}, "field 'max_samples'"),
+    ("batch_size zero", ["--batch-size", "0"], {}, "field 'batch_size'"),
+    ("bad device", ["--device", "tpu"], {}, "field 'device'"),
+    ("bad dtype", ["--dtype", "float8"], {}, "field 'dtype'"),
+    ("missing model", ["--model", "/no/such/model/dir"], {}, "model: directory '/no/such/model/dir' not found"),
+    ("unknown prompt key", [], {"n_shots": 3}, "unknown key 'n_shots'"),
+    ("unknown demonstration split", [], {"n_shot": 2, "demonstrations": {"split": "dev"}}, "demonstrations.split: 'dev'"),
+    ("too many shots", [], {"n_shot": 60}, "n_shot=60"),
+]
+
+
+@pytest.mark.parametrize(("what", "args", "changes", "expected"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input(what: str, args: list[str], changes: dict[str, Any], expected: str, tiny_model_dir: Path,
+                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir), **changes)
+    assert run_cli(config, tmp_path / "out", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("taskvec: error: ") and "\n" not in err and expected in err, err
+    assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
+
+
+def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(tmp_path / "nope.yaml", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("taskvec: error: --config: file") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_py_entry_point() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "--max-samples" in proc.stdout and "prompt config YAML" in proc.stdout
