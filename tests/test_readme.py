@@ -12,18 +12,19 @@ from tests.conftest import REPO, write_configs
 from tests.tiny import save_tiny
 
 
-def _loading_snippet() -> str:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Loading a session", 1)[1]
+def _snippet(heading: str) -> str:
+    """The first python block under `heading` in README.md."""
+    section = (REPO / "README.md").read_text().split(heading, 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
 
 
-def test_readme_loading_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("heading", ["## Loading a session", "## Studying sessions"])
+def test_readme_snippets(heading: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = save_tiny(tmp_path / "tiny-16", "qwen2", n_layers=16)
     config = write_configs(tmp_path, str(model), layers=[3, 15], token_positions=["last", -2], max_samples=5)
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     session = next((tmp_path / "out" / "task_vector").iterdir()).name
-    code = _loading_snippet()
+    code = _snippet(heading)
     code = re.sub(r'^output_dir = ".*"$', f'output_dir = "{tmp_path / "out"}"', code, flags=re.M)
     code, n = re.subn(r'^session = ".*?"(.*)$', f'session = "{session}"', code, flags=re.M)
     assert n == 1, "the snippet must assign `session`"

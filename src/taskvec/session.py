@@ -223,22 +223,23 @@ def session_names(output_dir: Path) -> list[str]:
     return sorted({p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir()})
 
 
-def list_sessions(output_dir: Path) -> list[SessionSummary]:
+def list_sessions(output_dir: str | Path) -> list[SessionSummary]:
     """Every session under `output_dir`, oldest first; broken ones are listed with status `unreadable`."""
+    output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise TaskvecError(f"'{output_dir}' is not a directory; pass the output_dir of your extraction config")
     summaries = [_summary(output_dir / "task_vector" / name) for name in session_names(output_dir)]
     return sorted(summaries, key=lambda s: (s.created_at is None, s.created_at or "", s.name))
 
 
-def load_session(path: str | Path, output_dir: Path | None = None) -> Session:
+def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
     """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
     given = Path(path)
     if given.is_dir() and given.parent.name == "raw_representations":
         return Session(given.parent.parent / "task_vector" / given.name, given)
     if given.is_dir() and (given.parent.name == "task_vector" or (given / "metadata.json").exists()):
         return Session(given, given.parent.parent / "raw_representations" / given.name)
-    root = output_dir if output_dir is not None else DEFAULT_OUTPUT_DIR
+    root = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
     candidate = root / "task_vector" / str(path)
     if candidate.is_dir():
         return Session(candidate, root / "raw_representations" / candidate.name)
