@@ -38,6 +38,9 @@ class ExtractionConfig(BaseModel):
     output_dir: Path = Path("outputs")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
+    device_map: Literal["auto"] | None = Field(
+        None, description="auto: spread a model too large for one GPU over every visible GPU (accelerate)"
+    )
     seed: int = 0
 
     @field_validator("token_positions", mode="before")

@@ -142,12 +142,20 @@ class Extractor:
             ids = items[_first_member(node)].ids[: node.prefix_len]
             wanted = {t for n in node.walk() for m in n.members for t in items[m].token_indices}
             prefix = self._extend(parent, ids, sorted(t for t in wanted if parent.length <= t < node.prefix_len))
-        lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
-        for batch in make_batches(lengths, self.max_batch_tokens, self.batch_size, self.packed):
+        for batch in self._node_batches(items, node):
             if not all(items[m].idx in done for m in batch):
                 yield self._forward_batch([items[m] for m in batch], prefix)
         for child in node.children:
             yield from self._run_node(items, child, prefix, done)
+
+    def _node_batches(self, items: Sequence[Item], node: PrefixNode) -> list[list[int]]:
+        """The suffix batches of `node`'s own members (positions into `items`)."""
+        lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
+        return make_batches(lengths, self.max_batch_tokens, self.batch_size, self.packed)
+
+    def schedule(self, items: Sequence[Item], tree: PrefixNode) -> list[list[int]]:
+        """The batches `run(items, tree)` forms, as item idxs, in the order it runs them."""
+        return [[items[m].idx for m in batch] for node in tree.walk() for batch in self._node_batches(items, node)]
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prefix: Prefix, index: torch.Tensor | None,
                  mask: torch.Tensor | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
@@ -177,7 +185,7 @@ class Extractor:
         assert cache is not None
         known = dict(parent.known)
         for j, t in enumerate(wanted):
-            known[t] = torch.stack([captured[layer][j] for layer in self.layers])
+            known[t] = torch.stack([captured[layer][j].to(self.device) for layer in self.layers])
         kv = [(layer.keys, layer.values) for layer in cache.layers[: self.deepest + 1]]
         return Prefix(len(ids), kv, known)
 
@@ -207,7 +215,7 @@ class Extractor:
         out = torch.empty(len(batch), len(self.layers), len(batch[0].token_indices), self.hidden, device=device, dtype=self.model.dtype)
         if in_suffix:
             rows, cols = [x[0] for x in in_suffix], [x[1] for x in in_suffix]
-            out[rows, :, cols] = torch.stack([captured[layer] for layer in self.layers], dim=1)
+            out[rows, :, cols] = torch.stack([captured[layer].to(device) for layer in self.layers], dim=1)  # layers may sit on several GPUs
         for r, it in enumerate(batch):
             for p, t in enumerate(it.token_indices):
                 if t < start:

@@ -120,12 +120,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def load_model(ref: ModelRef, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
-    """Load weights in `dtype` on `device`, in eval mode, with SDPA attention."""
+def load_model(ref: ModelRef, dtype: torch.dtype, device: torch.device, device_map: str | None = None) -> PreTrainedModel:
+    """Load weights in `dtype` on `device` (or spread by accelerate with `device_map`), in eval mode, with SDPA attention."""
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            ref.source, dtype=dtype, attn_implementation="sdpa", **ref.kwargs()
-        ).to(device)
+        placement = {"device_map": device_map} if device_map is not None else {}
+        model = AutoModelForCausalLM.from_pretrained(ref.source, dtype=dtype, attn_implementation="sdpa", **placement, **ref.kwargs())
+        if device_map is None:
+            model = model.to(device)
     except torch.cuda.OutOfMemoryError as exc:
         raise TaskvecError(f"device: the model does not fit on {device}; use a smaller dtype (bfloat16) or another device") from exc
     except Exception as exc:

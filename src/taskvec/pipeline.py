@@ -6,12 +6,12 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from taskvec.config import ExtractionConfig, load_config
 from taskvec.data.base import Sample
+from taskvec.distributed import World, join_world, leave_world
 from taskvec.engine import Extractor, Item
 from taskvec.errors import Interrupted, TaskvecError
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
@@ -44,6 +45,7 @@ from taskvec.store import (
 )
 
 DEFAULT_BATCH_TOKENS = {"packed": 1024, "padded": 16384}
+T = TypeVar("T")
 
 
 @dataclass
@@ -245,51 +247,76 @@ def _resume_target(prep: Prepared, resume: str, dtype: torch.dtype) -> tuple[Ses
     return paths, list(previous.get("runs", []))
 
 
+def _on_main(world: World, work: Callable[[], T]) -> T:
+    """Run `work` on rank 0 only and hand its result, or its TaskvecError, to every rank."""
+    result, error = None, None
+    if world.main:
+        try:
+            result = work()
+        except TaskvecError as exc:
+            error = str(exc)
+    result, error = world.broadcast((result, error))
+    if error is not None:
+        raise TaskvecError(error)
+    return result  # type: ignore[return-value]
+
+
+def _sound_done(prep: Prepared, paths: SessionPaths, keys: list[str], hidden: int) -> tuple[set[int], int]:
+    """Samples of a resumed session whose files are sound, and how many files were unsound (deleted, to redo)."""
+    ids = {it.idx: prep.samples[it.idx].id for it in prep.items}
+    checked = list(sound_samples(paths, prep.items, ids, keys, hidden))
+    return {idx for idx, sound in checked if sound}, sum(not sound for _, sound in checked)
+
+
 def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = None) -> SessionPaths:
     """Load the weights, run every prompt, write the session; returns its paths.
 
     With `resume` (a session directory or name), continue that session: sound
     per-sample files are kept, the rest are computed. A run that stops early
     records its status in metadata.json and raises a TaskvecError saying how to resume.
+    Under torchrun each rank runs its shard of the batches (see `distributed`).
     """
+    world, device = join_world(resolve_device(prep.config.device))
+    try:
+        return _run(prep, progress, resume, world, device)
+    finally:
+        leave_world(world)
+
+
+def _run(prep: Prepared, progress: bool, resume: str | None, world: World, device: torch.device) -> SessionPaths:
     cfg = prep.config
-    device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     target = _resume_target(prep, resume, dtype) if resume is not None else None  # checked before the weights load
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    model = load_model(prep.model_ref, dtype, device)  # before the session exists: a load error writes nothing
+    model = load_model(prep.model_ref, dtype, device, cfg.device_map)  # before the session exists: a load error writes nothing
     t1 = time.perf_counter()
     batching = cfg.batching if cfg.batching != "auto" else "padded" if device.type == "cuda" else "packed"
     if batching == "packed" and _sliding_window(prep.model_config):
         batching = "padded"  # the packed mask is full-causal; sliding-window attention needs the model's own mask
     budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching]
     engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto", batching == "packed")
-    paths, runs = target or _new_session(prep)
+    paths, runs = _on_main(world, lambda: target or _new_session(prep))
     keys = [k for row in prep.keys for k in row]
     hidden = _text_config(prep.model_config).hidden_size
     resume_hint = f"taskvec extract --config {prep.config_path} --resume {paths.name}"
-    with session_lock(paths):
-        done: set[int] = set()
-        redone = 0
-        if target is not None:
-            ids = {it.idx: prep.samples[it.idx].id for it in prep.items}
-            for idx, sound in sound_samples(paths, prep.items, ids, keys, hidden):
-                redone += not sound
-                if sound:
-                    done.add(idx)
-        writer = SessionWriter(paths, prep.keys, n_saved=len(done))
+    with session_lock(paths) if world.main else nullcontext():
+        done, redone = _on_main(world, lambda: _sound_done(prep, paths, keys, hidden) if target else (set(), 0))
         tree = engine.plan(prep.items)  # the full run's plan, so finished batches are skipped and the rest run as before
+        elsewhere = world.shard(engine.schedule(prep.items, tree)) if world.size > 1 else set()
+        writer = SessionWriter(paths, prep.keys, n_saved=len(done) if world.main else 0)
         lengths = [len(it.ids) for it in prep.items]
-        run = {"started_at": datetime.now().isoformat(timespec="seconds"), "device": str(device), "n_kept": len(done),
-               "n_redone": redone, "n_to_compute": len(prep.items) - len(done)}
+        run = {"started_at": datetime.now().isoformat(timespec="seconds"), "device": str(device), "world_size": world.size,
+               "n_kept": len(done), "n_redone": redone, "n_to_compute": len(prep.items) - len(done)}
 
-        def record(status: str, **more: Any) -> None:
-            run.update(status=status, n_saved=writer.n_saved, ended_at=datetime.now().isoformat(timespec="seconds"))
+        def record(status: str, n_saved: int, **more: Any) -> None:
+            if not world.main:
+                return
+            run.update(status=status, n_saved=n_saved, ended_at=datetime.now().isoformat(timespec="seconds"))
             extra = {
                 "status": status,
                 "created_at": [*runs, run][0]["started_at"],
-                "n_saved": writer.n_saved,
+                "n_saved": n_saved,
                 "runs": [*runs, run],
                 "engine": {
                     "prefix_cache": cfg.prefix_cache,
@@ -297,6 +324,7 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
                     "batching": batching,
                     "max_batch_tokens": budget,
                     "batch_size": cfg.batch_size,
+                    "world_size": world.size,
                     "tokens_total": sum(lengths),
                     "tokens_computed": tree.tokens_computed(lengths),
                 },
@@ -304,11 +332,12 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
             }
             save_json(paths.task_vector_dir / "metadata.json", _metadata(prep, paths, device, dtype, extra))
 
-        record("running")
+        record("running", writer.n_saved)
+        mine = [it for it in prep.items if it.idx not in done and it.idx not in elsewhere]
         try:
-            with _sigterm_as_interrupt(), tqdm(total=len(prep.items), initial=len(done), unit="sample", disable=not progress, desc="extract") as bar:
+            with _sigterm_as_interrupt(), tqdm(total=len(mine), unit="sample", disable=not (progress and world.main), desc="extract") as bar:
                 by_idx = {it.idx: it for it in prep.items}
-                for batch in engine.run(prep.items, tree, done):
+                for batch in engine.run(prep.items, tree, done | elsewhere):
                     rows = [r for r, idx in enumerate(batch.idxs) if idx not in done]
                     items = [by_idx[batch.idxs[r]] for r in rows]
                     sample_ids = [prep.samples[it.idx].id for it in items]
@@ -318,7 +347,8 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
                     bar.update(len(items))
                 writer.close()
             t2 = time.perf_counter()
-            consolidated = summarise(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
+            n_saved = sum(world.gather(writer.n_saved))  # also waits for every rank's files
+            consolidated = summarise(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden) if world.main else False
         except BaseException as exc:
             try:
                 writer.close()
@@ -326,14 +356,15 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
                 pass
             status, error = _ending(exc, writer.n_saved, len(prep.items), resume_hint)
             try:
-                record(status, error=str(error))
+                record(status, writer.n_saved, error=str(error))
             except OSError:
                 pass  # a full disk may refuse even this; the files on disk still say what is done
             raise error from exc
         run["extract_s"] = t2 - t1
         timings = {**prep.timings, "load_model_s": t1 - t0, "extract_s": t2 - t1, "summarise_s": time.perf_counter() - t2,
                    "samples_per_s": run["n_to_compute"] / max(t2 - t1, 1e-9)}
-        record("complete", timings=timings, consolidated=CONSOLIDATED if consolidated else None)
+        record("complete", n_saved, timings=timings, consolidated=CONSOLIDATED if consolidated else None)
+    world.barrier()  # every rank returns once the session is complete
     return paths
 
 
