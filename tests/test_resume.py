@@ -121,7 +121,7 @@ def _slow_extract(config: Path) -> subprocess.Popen[str]:
         "from taskvec.cli import main\n"
         f"raise SystemExit(main(['extract', '--config', {str(config)!r}, '--quiet']))\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-c", slow], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
