@@ -52,3 +52,34 @@ def test_extract_with_embedded_model(tmp_path: Path) -> None:
         last = raw["_token_indices"][0]
         torch.testing.assert_close(raw["layer_3_pos_last"], hs[4][0, last], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(raw["layer_29_pos_last"], last_block["h"][0, last], rtol=1e-4, atol=1e-4)
+
+
+def test_evaluate_extract_and_correlate_on_embedded_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The walkthrough on the real model: evaluate (run.py), extract the same samples, correlate by id."""
+    from taskvec.cli import main
+    from taskvec.session import load_session
+
+    prompt = REPO / "configs/smollm2-135m/vanilla_5shot_answer.yaml"
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--config", str(prompt), "--max-samples", "4",
+                           "--output-dir", str(tmp_path / "results"), "--quiet"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = next((tmp_path / "results").iterdir())
+    rows = [json.loads(line) for line in (results / "predictions.jsonl").read_text().splitlines()]
+    assert [r["sample_id"] for r in rows] == [f"test_{i}" for i in range(4)]
+    assert all(r["generation"] and r["n_generated_tokens"] > 0 for r in rows)
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["n_samples"] == 4 and metrics["n_correct"] == sum(r["correct"] for r in rows)
+
+    config = tmp_path / "extract.yaml"
+    config.write_text(yaml.safe_dump({
+        "prompt_config": str(prompt), "split": "test", "max_samples": 4, "layers": [5, 15],
+        "output_dir": str(tmp_path / "out"),
+    }))
+    assert main(["extract", "--config", str(config), "--quiet"]) == 0
+    session = load_session(next((tmp_path / "out" / "task_vector").iterdir()))
+    assert session.sample_ids == [r["sample_id"] for r in rows]
+    assert [p["prompt"] for p in session.prompts] == [r["prompt"] for r in rows], "extraction and evaluation see the same prompts"
+    monkeypatch.chdir(tmp_path)
+    assert main(["correlate", str(session.task_vector_dir), str(results), "--out", "plots"]) == 0
+    assert "4 matched" in capsys.readouterr().out and (tmp_path / "plots" / "correlate.png").stat().st_size > 10_000
