@@ -290,3 +290,15 @@ def test_validate_reports_without_loading_weights(tiny_model_dir: Path, tmp_path
     bad = _config(tmp_path, tiny_model_dir, layers=[9])
     assert main(["validate", "--config", str(bad)]) == 2
     assert "layer 9 is out of range" in capsys.readouterr().err
+
+
+def test_large_runs_stream_statistics_from_files(reference: Path, tiny_model_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the in-memory cap the statistics come from the files, to the same bits, and there is no consolidated file."""
+    monkeypatch.setattr(taskvec.store, "CONSOLIDATE_MAX_BYTES", 0)
+    config = _config(tmp_path, tiny_model_dir)
+    assert main(["extract", "--config", str(config), "--quiet"]) == 0
+    (session,) = _sessions(config)
+    assert _meta(session)["consolidated"] is None and not (_raw_dir(session) / "vectors.safetensors").exists()
+    for key, value in torch.load(reference / "task_vectors.pt", weights_only=True).items():
+        assert torch.equal(value, torch.load(session / "task_vectors.pt", weights_only=True)[key]), key

@@ -40,8 +40,8 @@ from taskvec.store import (
     save_text,
     save_yaml,
     session_lock,
+    SampleTable,
     session_name,
-    summarise,
 )
 
 DEFAULT_BATCH_TOKENS = {"packed": 1024, "padded": 16384}
@@ -261,11 +261,17 @@ def _on_main(world: World, work: Callable[[], T]) -> T:
     return result  # type: ignore[return-value]
 
 
-def _sound_done(prep: Prepared, paths: SessionPaths, keys: list[str], hidden: int) -> tuple[set[int], int]:
-    """Samples of a resumed session whose files are sound, and how many files were unsound (deleted, to redo)."""
+def _sound_done(prep: Prepared, paths: SessionPaths, table: SampleTable) -> tuple[set[int], int]:
+    """Samples of a resumed session whose files are sound (kept in `table`), and how many were not (deleted, to redo)."""
     ids = {it.idx: prep.samples[it.idx].id for it in prep.items}
-    checked = list(sound_samples(paths, prep.items, ids, keys, hidden))
-    return {idx for idx, sound in checked if sound}, sum(not sound for _, sound in checked)
+    done, redone = set(), 0
+    for idx, record in sound_samples(paths, prep.items, ids, table.flat, table.hidden):
+        if record is None:
+            redone += 1
+        else:
+            table.put_record(record)
+            done.add(idx)
+    return done, redone
 
 
 def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = None) -> SessionPaths:
@@ -297,11 +303,11 @@ def _run(prep: Prepared, progress: bool, resume: str | None, world: World, devic
     budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching]
     engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto", batching == "packed")
     paths, runs = _on_main(world, lambda: target or _new_session(prep))
-    keys = [k for row in prep.keys for k in row]
     hidden = _text_config(prep.model_config).hidden_size
+    table = SampleTable(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden) if world.main else None
     resume_hint = f"taskvec extract --config {prep.config_path} --resume {paths.name}"
     with session_lock(paths) if world.main else nullcontext():
-        done, redone = _on_main(world, lambda: _sound_done(prep, paths, keys, hidden) if target else (set(), 0))
+        done, redone = _on_main(world, lambda: _sound_done(prep, paths, table) if target and table else (set(), 0))
         tree = engine.plan(prep.items)  # the full run's plan, so finished batches are skipped and the rest run as before
         elsewhere = world.shard(engine.schedule(prep.items, tree)) if world.size > 1 else set()
         writer = SessionWriter(paths, prep.keys, n_saved=len(done) if world.main else 0)
@@ -344,11 +350,13 @@ def _run(prep: Prepared, progress: bool, resume: str | None, world: World, devic
                     vectors = batch.vectors[rows]
                     _check_finite(vectors, sample_ids, dtype)
                     writer.add(items, sample_ids, vectors)
+                    if table is not None:
+                        table.put([it.idx for it in items], vectors)
                     bar.update(len(items))
                 writer.close()
             t2 = time.perf_counter()
             n_saved = sum(world.gather(writer.n_saved))  # also waits for every rank's files
-            consolidated = summarise(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden) if world.main else False
+            consolidated = table.summarise() if table is not None else False
         except BaseException as exc:
             try:
                 writer.close()

@@ -97,14 +97,14 @@ def load_sound(path: Path, item: Item, sample_id: str, keys: list[str], hidden: 
     return record
 
 
-def sound_samples(paths: SessionPaths, items: list[Item], sample_ids: dict[int, str], keys: list[str], hidden: int) -> Iterator[tuple[int, bool]]:
-    """Each finished sample and whether its file is sound; unsound files are deleted, so they are redone."""
+def sound_samples(paths: SessionPaths, items: list[Item], sample_ids: dict[int, str], keys: list[str], hidden: int) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """Each finished sample with its record, or None where its file was unsound (deleted, so it is redone)."""
     for stale in paths.raw_dir.glob(".sample_*.tmp*"):
         stale.unlink(missing_ok=True)
     for item in items:
         path = paths.sample_file(item.idx)
         if path.exists():
-            sound = load_sound(path, item, sample_ids[item.idx], keys, hidden) is not None
-            if not sound:
+            record = load_sound(path, item, sample_ids[item.idx], keys, hidden)
+            if record is None:
                 path.unlink()
-            yield item.idx, sound
+            yield item.idx, record
