@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from taskvec.errors import TaskvecError
 from taskvec.positions import Position, check_position
@@ -15,6 +15,16 @@ from taskvec.prompts.config import PromptConfig
 from taskvec.validation import describe_validation_error
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def _check_device(value: str) -> str:
+    if not DEVICE_RE.match(value):
+        raise ValueError("use auto, cpu, cuda or cuda:N")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_check_device)]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class ExtractionConfig(BaseModel):
@@ -36,8 +46,8 @@ class ExtractionConfig(BaseModel):
     prefix_cache: Literal["auto", "off"] = "auto"
     batching: Literal["auto", "packed", "padded"] = Field("auto", description="auto: packed on CPU, padded on GPU")
     output_dir: Path = Path("outputs")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str = "auto"
+    dtype: DType = "auto"
+    device: Device = "auto"
     device_map: Literal["auto"] | None = Field(
         None, description="auto: spread a model too large for one GPU over every visible GPU (accelerate)"
     )
@@ -59,13 +69,6 @@ class ExtractionConfig(BaseModel):
     def _layers(cls, value: list[int]) -> list[int]:
         if len(set(value)) != len(value):
             raise ValueError("duplicate layers; list each once")
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not DEVICE_RE.match(value):
-            raise ValueError("use auto, cpu, cuda or cuda:N")
         return value
 
     @field_validator("tag")

@@ -13,16 +13,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from taskvec.answers import extract_answer, score
-from taskvec.config import DEVICE_RE
+from taskvec.config import Device, DType
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError
 from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
@@ -43,16 +43,9 @@ class EvalOptions(BaseModel):
     batch_size: int = Field(16, ge=1)
     model: str | None = Field(None, description="overrides the prompt config's model")
     output_dir: Path = Path("results")
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: Device = "auto"
+    dtype: DType = "auto"
     seed: int = Field(0, description="torch seed (matters only with generation.do_sample)")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not DEVICE_RE.match(value):
-            raise ValueError("use auto, cpu, cuda or cuda:N")
-        return value
 
 
 @dataclass
