@@ -148,6 +148,38 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_evaluate)
 
 
+def _patch(args: argparse.Namespace) -> None:
+    from taskvec.patching import patch
+
+    result = patch(Path(args.config), progress=not args.quiet)
+    s = result.summary
+    print(f"{'layer':>5}  {'dev accuracy':>12}")
+    for layer in s["dev"]["layers"]:
+        mark = "  <- best" if layer == s["best_layer"] else ""
+        print(f"{layer:>5}  {s['dev']['task_vector'][layer]:>12.3f}{mark}")
+    t = s["test"]
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    print(f"dev: zero-shot {fmt(s['dev']['zero_shot'])}, few-shot {fmt(s['dev']['few_shot'])}")
+    print(f"test ({', '.join(s['tasks'])}; best layer {s['best_layer']} of {s['n_layers']}, depth {s['best_layer_depth']:.2f}): "
+          f"zero-shot {fmt(t['zero_shot'])}, few-shot {fmt(t['few_shot'])}, task vector {fmt(t['task_vector'])}, "
+          f"TV/few-shot {fmt(t['task_vector_over_few_shot'])}")
+    print(f"restricted to the answer words: zero-shot {fmt(t['zero_shot_restricted'])}, few-shot {fmt(t['few_shot_restricted'])}, "
+          f"task vector {fmt(t['task_vector_restricted'])}")
+    print(f"results: {result.directory}")
+    print(f"plot: {result.directory / 'patching.png'}")
+
+
+def _add_patch_command(sub: argparse._SubParsersAction) -> None:
+    """patch: task-vector patching (Hendel et al. 2023) driven by a patch config."""
+    pt = sub.add_parser("patch", help="patch task vectors into zero-shot prompts, sweep layers, score (Hendel et al. 2023)")
+    pt.add_argument("--config", required=True, help="patch config YAML (e.g. configs/smollm2-135m/short_patch_plain.yaml)")
+    pt.add_argument("--quiet", action="store_true", help="no progress bars")
+    pt.set_defaults(func=_patch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskvec", description="Extract and study task vectors.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--config", required=True, help="extraction config YAML")
     val.set_defaults(func=_validate)
     _add_evaluate_command(sub)
+    _add_patch_command(sub)
     _add_session_commands(sub)
     return parser
 

@@ -6,13 +6,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from taskvec.errors import TaskvecError
 from taskvec.positions import Position, check_position
 from taskvec.prompts.config import PromptConfig
-from taskvec.validation import describe_validation_error
+from taskvec.validation import load_yaml_model
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -81,20 +79,8 @@ class ExtractionConfig(BaseModel):
 
 def load_config(path: Path) -> ExtractionConfig:
     """Read and validate an extraction config; relative prompt paths resolve against CWD, then the file's folder."""
-    if not path.is_file():
-        raise TaskvecError(f"--config: file '{path}' not found; pass the path of an extraction config YAML")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TaskvecError(f"config '{path}': not valid YAML ({exc.__class__.__name__}); fix the syntax") from exc
-    if not isinstance(raw, dict):
-        raise TaskvecError(f"config '{path}': expected a mapping of fields, got {type(raw).__name__}")
-    try:
-        cfg = ExtractionConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise TaskvecError(describe_validation_error(exc, f"config '{path}'", ExtractionConfig)) from exc
-    except TaskvecError as exc:
-        raise TaskvecError(f"config '{path}': {exc}") from exc
+    missing = f"--config: file '{path}' not found; pass the path of an extraction config YAML"
+    cfg = load_yaml_model(path, ExtractionConfig, "config", missing)
     prompt = cfg.prompt_config
     if isinstance(prompt, Path) and not prompt.is_absolute() and not prompt.exists() and (path.parent / prompt).exists():
         cfg = cfg.model_copy(update={"prompt_config": path.parent / prompt})

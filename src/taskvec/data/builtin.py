@@ -5,6 +5,12 @@ anywhere. Each question kind is a generator function in the `KINDS` registry; ad
 kind by decorating a new `(rng) -> Problem` function with `@register("name")`.
 Questions carry their own figures; `rationale` shows the arithmetic in 1-3 sentences
 and stops before "The answer is", which the prompt renderer appends.
+
+Besides the numeric `finance` set there are short-answer task sets whose answer is one
+word (`SHORT_KINDS`, registered with `@register_short(name, labels)`): each is a task set
+of its own (`dataset.name: direction`, ...) and `short` mixes them. Their samples carry
+the word in `answer_text` and its index in the task's two labels as `answer` (0.0 or 1.0),
+so numeric code never sees a NaN. They exist for task-vector patching (taskvec.patching).
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True)
 class Problem:
-    """One generated question; `answer` is already rounded to its reported precision."""
+    """One generated question; `answer` is already rounded to its reported precision.
+
+    Word-answer problems set `answer_text` (the word) and `answer` (its label index).
+    """
 
     question: str
     answer: float
     rationale: str
+    answer_text: str | None = None
 
 
 Generator = Callable[[random.Random], Problem]
@@ -429,12 +439,111 @@ def difference(rng: random.Random) -> Problem:
     )
 
 
+# --- short-answer (one word) kinds -------------------------------------------------------
+
+SHORT_KINDS: dict[str, Generator] = {}
+LABELS: dict[str, tuple[str, str]] = {}  # kind -> its two answer words (one token each for common BPEs)
+
+
+def register_short(name: str, labels: tuple[str, str]) -> Callable[[Generator], Generator]:
+    """Add a one-word-answer generator to `SHORT_KINDS`; its answers are drawn from `labels`."""
+
+    def add(generator: Generator) -> Generator:
+        SHORT_KINDS[name] = generator
+        LABELS[name] = labels
+        return generator
+
+    return add
+
+
+def _word(kind: str, label: int, question: str, rationale: str) -> Problem:
+    return Problem(question, float(label), rationale, LABELS[kind][label])
+
+
+def _pair(rng: random.Random, low: float, high: float) -> tuple[float, float]:
+    """Two distinct figures (one decimal) at least 5% apart, in random order."""
+    while True:
+        a, b = _millions(rng, low, high), _millions(rng, low, high)
+        if abs(a - b) >= 0.05 * max(a, b):
+            return a, b
+
+
+def _short_m(value: float) -> str:
+    return f"${_grouped(value)}M"
+
+
+@register_short("direction", ("up", "down"))
+def direction(rng: random.Random) -> Problem:
+    """Did a line item go up or down between two years?"""
+    item = rng.choice(("Revenue", "Net income", "Operating expenses", "Free cash flow", "Inventory", "Total debt"))
+    old, new = _pair(rng, 1, 900)
+    label = 0 if new > old else 1
+    return _word(
+        "direction", label, f"{item} went from {_short_m(old)} to {_short_m(new)}. Direction:",
+        f"{_short_m(new)} is {'more' if label == 0 else 'less'} than {_short_m(old)}.",
+    )
+
+
+@register_short("profit_or_loss", ("profit", "loss"))
+def profit_or_loss(rng: random.Random) -> Problem:
+    """Do revenues exceed costs?"""
+    revenue, costs = (round(x) for x in _pair(rng, 20, 990))
+    while revenue == costs:
+        costs += 1
+    label = 0 if revenue > costs else 1
+    return _word(
+        "profit_or_loss", label, f"Revenue {revenue}, costs {costs}. Result:",
+        f"Revenue minus costs is {revenue} - {costs} = {revenue - costs}.",
+    )
+
+
+@register_short("which_larger", ("first", "second"))
+def which_larger(rng: random.Random) -> Problem:
+    """Which of two companies reported the larger figure?"""
+    item = rng.choice(("revenue", "net income", "total assets", "cash"))
+    first, second = _company(rng), _company(rng)
+    while second == first:
+        second = _company(rng)
+    a, b = _pair(rng, 1, 900)
+    label = 0 if a > b else 1
+    return _word(
+        "which_larger", label, f"{first} {item} {_short_m(a)}; {second} {item} {_short_m(b)}. Larger:",
+        f"{_short_m(max(a, b))} is more than {_short_m(min(a, b))}.",
+    )
+
+
+@register_short("above_one", ("yes", "no"))
+def above_one(rng: random.Random) -> Problem:
+    """Is a ratio (current assets / current liabilities) above 1?"""
+    assets, liabilities = _pair(rng, 5, 900)
+    label = 0 if assets > liabilities else 1
+    return _word(
+        "above_one", label, f"Current assets {_short_m(assets)}, current liabilities {_short_m(liabilities)}. Current ratio above 1:",
+        f"The current ratio is {_n(assets, 1)} / {_n(liabilities, 1)} = {_n(assets / liabilities)}.",
+    )
+
+
+def task_set(name: str | None) -> dict[str, Generator]:
+    """The kinds of a builtin task set: `finance` (default), `short` (all one-word kinds) or one short kind."""
+    if name in (None, "finance"):
+        return KINDS
+    if name == "short":
+        return SHORT_KINDS
+    if name in SHORT_KINDS:
+        return {name: SHORT_KINDS[name]}
+    raise TaskvecError(f"builtin task set '{name}' is unknown; use one of: {', '.join(TASK_SET_NAMES)}")
+
+
+TASK_SET_NAMES = ("finance", "short", *SHORT_KINDS)
+
+
 # --- splits -----------------------------------------------------------------------------
 
 
-def _split_seed(seed: int, split: str) -> int:
-    """A stable per-split seed (Python's hash() is salted per process)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{split}".encode()).digest()[:8], "big")
+def _split_seed(seed: int, split: str, name: str = "finance") -> int:
+    """A stable per-split (and per task set) seed (Python's hash() is salted per process)."""
+    key = f"{seed}:{split}" if name == "finance" else f"{seed}:{split}:{name}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
 
 
 def _owner(question: str) -> str:
@@ -450,30 +559,31 @@ def _draw(generator: Generator, rng: random.Random, split: str, seen: set[str]) 
             return problem
 
 
-def generate_labeled(split: str, n: int, seed: int = 0) -> list[tuple[str, Sample]]:
-    """`n` samples of `split` with their kind names; kinds are dealt in shuffled rounds so all appear."""
+def generate_labeled(split: str, n: int, seed: int = 0, name: str = "finance") -> list[tuple[str, Sample]]:
+    """`n` samples of `split` of task set `name` with their kind names; kinds are dealt in shuffled rounds so all appear."""
     if split not in SPLITS:
         raise TaskvecError(f"builtin dataset has no split '{split}'; use one of: {', '.join(SPLITS)}")
-    rng = random.Random(_split_seed(seed, split))
+    kinds = task_set(name)
+    rng = random.Random(_split_seed(seed, split, name))
     seen: set[str] = set()
     out: list[tuple[str, Sample]] = []
     while len(out) < n:
-        order = list(KINDS)
+        order = list(kinds)
         rng.shuffle(order)
         for kind in order[: n - len(out)]:
-            problem = _draw(KINDS[kind], rng, split, seen)
+            problem = _draw(kinds[kind], rng, split, seen)
             seen.add(problem.question)
             sample = Sample(
                 id=f"{split}_{len(out)}",
                 question=problem.question,
                 answer=problem.answer,
-                answer_text=format_number(problem.answer),
+                answer_text=problem.answer_text if problem.answer_text is not None else format_number(problem.answer),
                 rationale=problem.rationale,
             )
             out.append((kind, sample))
     return out
 
 
-def generate_split(split: str, n: int, seed: int = 0) -> list[Sample]:
-    """`n` deterministic samples of `split` ("train" or "test")."""
-    return [sample for _, sample in generate_labeled(split, n, seed)]
+def generate_split(split: str, n: int, seed: int = 0, name: str = "finance") -> list[Sample]:
+    """`n` deterministic samples of `split` ("train" or "test") of builtin task set `name`."""
+    return [sample for _, sample in generate_labeled(split, n, seed, name)]

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskvec.data.base import DatasetConfig
-from taskvec.errors import TaskvecError
-from taskvec.validation import describe_validation_error
+from taskvec.validation import load_yaml_model
 
 
 class Demonstrations(BaseModel):
@@ -69,18 +67,6 @@ class PromptConfig(BaseModel):
 
 def load_prompt_config(path: Path) -> PromptConfig:
     """Read and validate a prompt config YAML, with one-line errors."""
-    if not path.is_file():
-        raise TaskvecError(
-            f"prompt_config: file '{path}' not found; point `prompt_config` at an existing YAML "
-            "(shipped ones live under configs/{model_family}/)"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TaskvecError(f"prompt_config '{path}': not valid YAML ({exc.__class__.__name__}); fix the syntax") from exc
-    if not isinstance(raw, dict):
-        raise TaskvecError(f"prompt_config '{path}': expected a mapping of fields, got {type(raw).__name__}")
-    try:
-        return PromptConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise TaskvecError(describe_validation_error(exc, f"prompt_config '{path}'", PromptConfig)) from exc
+    missing = (f"prompt_config: file '{path}' not found; point `prompt_config` at an existing YAML "
+               "(shipped ones live under configs/{model_family}/)")
+    return load_yaml_model(path, PromptConfig, "prompt_config", missing)
