@@ -13,7 +13,7 @@ from taskvec.capture import capture, decoder_blocks
 from taskvec.cli import main
 from taskvec.data import DatasetConfig, load_split
 from taskvec.data.builtin import LABELS, SHORT_KINDS, generate_labeled, generate_split
-from taskvec.patching import full_logits, last_token_logits, mean_last_token_vectors, patching, prefix_cache
+from taskvec.intervene import full_logits, last_token_logits, mean_last_token_vectors, patching, prefix_cache
 from tests.conftest import REPO
 from tests.tiny import make_model, make_tokenizer
 

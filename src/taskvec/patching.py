@@ -8,18 +8,16 @@ on a dev split, the best one is reported on the test split next to zero-shot and
 accuracy. Answers are single words, scored by the free argmax next token (and, as a
 second number, the argmax restricted to the task's answer words).
 
-Speed: each zero-shot prompt's KV cache without its last token is computed once; the last
+Speed (`intervene.py`): each zero-shot prompt's KV cache without its last token is computed once; the last
 token then runs once for all swept layers at the same time, one batch row per layer (row 0
 unpatched = zero-shot), with one hook per block that patches only its own row.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,14 +25,12 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from torch import nn
 from tqdm import tqdm
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from taskvec.capture import block_output, decoder_blocks
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
-from taskvec.engine import Extractor, Item
+from taskvec.intervene import full_logits, last_token_logits, mean_last_token_vectors, prefix_cache
 from taskvec.errors import TaskvecError
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.prompts.build import build_prompts, select_samples
@@ -43,7 +39,6 @@ from taskvec.store import check_writable, create_unique_dir, save_json
 from taskvec.validation import load_yaml_model
 from taskvec.versions import package_versions
 
-KV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 # --- config -----------------------------------------------------------------------------
@@ -96,103 +91,6 @@ def load_patch_config(path: Path) -> PatchConfig:
     """Read and validate a patch config YAML, with one-line errors; relative paths are taken as written."""
     missing = f"--config: file '{path}' not found; pass a patch config YAML (see configs/smollm2-135m/short_patch_plain.yaml)"
     return load_yaml_model(path, PatchConfig, "patch config", missing)
-
-
-# --- hooks and the patched forward ----------------------------------------------------
-
-
-@contextmanager
-def patching(
-    blocks: nn.ModuleList, patches: dict[int, tuple[Sequence[int], torch.Tensor]], position: int = -1,
-    mode: str = "replace", scale: float = 1.0,
-) -> Iterator[None]:
-    """While active, block L's output at token `position` of batch rows `rows` becomes `vector` (or += scale*vector).
-
-    `patches[L] = (rows, vector)`; `vector` is (hidden,). Every forward inside the block is
-    patched, so run exactly one (the prefill). Hooks are removed on every exit path.
-    """
-
-    def make_hook(rows: Sequence[int], vector: torch.Tensor):  # noqa: ANN202 - torch's hook signature
-        index = torch.as_tensor(list(rows), dtype=torch.long)
-
-        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
-            hidden = block_output(output).clone()
-            vec = vector.to(hidden.device, hidden.dtype)
-            rows_ = index.to(hidden.device)
-            if mode == "replace":
-                hidden[rows_, position] = vec
-            else:
-                hidden[rows_, position] += scale * vec
-            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-        return hook
-
-    handles = []
-    try:
-        for layer, (rows, vector) in patches.items():
-            handles.append(blocks[layer].register_forward_hook(make_hook(rows, vector)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _cache_kw(module: nn.Module) -> str:
-    """The forward's cache argument: `cache` in newer transformers, `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
-
-
-@torch.inference_mode()
-def prefix_cache(model: PreTrainedModel, ids: Sequence[int]) -> KV:
-    """The KV cache of `ids[:-1]` (every block), to run the last token on top of it."""
-    device = next(model.parameters()).device
-    cache = DynamicCache()
-    base = model.get_decoder()
-    base(input_ids=torch.tensor([list(ids[:-1])], device=device), use_cache=True, **{_cache_kw(base): cache})
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-@torch.inference_mode()
-def last_token_logits(
-    model: PreTrainedModel, ids: Sequence[int], kv: KV, vectors: dict[int, torch.Tensor] | None,
-    layers: Sequence[int], mode: str = "replace", scale: float = 1.0,
-) -> torch.Tensor:
-    """Next-token logits after `ids`, (1 + len(layers), vocab): row 0 unpatched, row 1+i patched at `layers[i]`.
-
-    Only the last token runs (on the cached prefix, expanded over the rows), so one
-    call costs one token per row.
-    """
-    device = next(model.parameters()).device
-    rows = 1 + len(layers)
-    cache = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in kv])
-    n = len(ids)
-    patches = {layer: ([1 + i], vectors[layer]) for i, layer in enumerate(layers)} if vectors is not None else {}
-    with patching(decoder_blocks(model), patches, -1, mode, scale):
-        out = model(
-            input_ids=torch.full((rows, 1), int(ids[-1]), device=device),
-            position_ids=torch.full((rows, 1), n - 1, device=device),
-            use_cache=True, **{_cache_kw(model): cache},
-        )
-    return out.logits[:, -1].float()
-
-
-@torch.inference_mode()
-def full_logits(model: PreTrainedModel, ids: Sequence[int]) -> torch.Tensor:
-    """Next-token logits after `ids` from one plain forward, (vocab,)."""
-    device = next(model.parameters()).device
-    return model(input_ids=torch.tensor([list(ids)], device=device), logits_to_keep=1).logits[0, -1].float()
-
-
-def mean_last_token_vectors(model: PreTrainedModel, prompts: Sequence[Sequence[int]], layers: list[int],
-                            batch_size: int = 8, max_batch_tokens: int = 4096) -> dict[int, torch.Tensor]:
-    """Mean over prompts of block L's output at each prompt's last token (float32, CPU), per layer."""
-    extractor = Extractor(model, sorted(layers), max_batch_tokens=max_batch_tokens, batch_size=batch_size)
-    items = [Item(i, list(ids), [len(ids) - 1]) for i, ids in enumerate(prompts)]
-    total = torch.zeros(len(layers), extractor.hidden, dtype=torch.float64)
-    for result in extractor.run(items):
-        total += result.vectors[:, :, 0].double().sum(0)
-    mean = (total / len(items)).float()
-    return {layer: mean[j] for j, layer in enumerate(sorted(layers))}
 
 
 # --- scoring ---------------------------------------------------------------------------
