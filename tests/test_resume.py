@@ -208,6 +208,16 @@ def test_nan_is_reported_with_sample_ids(tiny_model_dir: Path, tmp_path: Path, m
     assert meta["n_saved"] == len(saved) and named not in saved, "the bad sample is not written"
 
 
+def _interrupted(tmp: Path, model: Path, monkeypatch: pytest.MonkeyPatch, n_batches: int) -> tuple[Path, Path]:
+    """A config and its session, interrupted by Ctrl-C after `n_batches` batches."""
+    config = _config(tmp, model)
+    _stop_after(monkeypatch, n_batches, KeyboardInterrupt())
+    assert main(["extract", "--config", str(config), "--quiet"]) == 130
+    monkeypatch.undo()
+    (session,) = _sessions(config)
+    return config, session
+
+
 def _resume_err(config: Path, session: str, capsys: pytest.CaptureFixture[str]) -> str:
     assert main(["extract", "--config", str(config), "--quiet", "--resume", session]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -217,11 +227,7 @@ def _resume_err(config: Path, session: str, capsys: pytest.CaptureFixture[str]) 
 
 def test_resume_refuses_a_different_config(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    config = _config(tmp_path, tiny_model_dir)
-    _stop_after(monkeypatch, 2, KeyboardInterrupt())
-    assert main(["extract", "--config", str(config), "--quiet"]) == 130
-    monkeypatch.undo()
-    (session,) = _sessions(config)
+    config, session = _interrupted(tmp_path, tiny_model_dir, monkeypatch, 2)
     before = sorted(p.name for p in _raw_dir(session).iterdir())
     data = yaml.safe_load(config.read_text())
     changed = tmp_path / "changed.yaml"
@@ -240,11 +246,7 @@ def test_resume_refuses_a_different_config(tiny_model_dir: Path, tmp_path: Path,
 
 def test_a_session_being_written_cannot_be_resumed(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    config = _config(tmp_path, tiny_model_dir)
-    _stop_after(monkeypatch, 1, KeyboardInterrupt())
-    assert main(["extract", "--config", str(config), "--quiet"]) == 130
-    monkeypatch.undo()
-    (session,) = _sessions(config)
+    config, session = _interrupted(tmp_path, tiny_model_dir, monkeypatch, 1)
     paths = SessionPaths(session.name, session, _raw_dir(session))
     with session_lock(paths):
         assert main(["extract", "--config", str(config), "--quiet", "--resume", session.name]) == 2

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 
 from taskvec.pipeline import Prepared, prepare
-from taskvec.prefix import plan_prefix_tree
+from taskvec.engine import plan
 
 
 def _mib(n_bytes: int) -> str:
@@ -19,7 +19,7 @@ def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
     text = prep.model_config.get_text_config()
     cfg, items = prep.config, prep.items
     lengths = [len(it.ids) for it in items]
-    tree = plan_prefix_tree([it.ids for it in items], [n - 1 for n in lengths])
+    tree = plan(items)
     n_keys = len(prep.layers) * len(cfg.token_positions)
     first = prep.prompts[items[0].idx]
     rows = [

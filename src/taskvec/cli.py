@@ -27,10 +27,15 @@ def _validate(args: argparse.Namespace) -> None:
     from taskvec.check import validate
 
     _, rows = validate(Path(args.config))
-    width = max(len(k) for k, _ in rows[:-1])
+    _print_rows(rows)
+    print("config OK: `taskvec extract --config " + args.config + "` will run this (no weights were loaded)")
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    """`field  value` lines, fields aligned (a value starting on its own line does not widen the column)."""
+    width = max(len(k) for k, v in rows if not v.startswith("\n"))
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    print("config OK: `taskvec extract --config " + args.config + "` will run this (no weights were loaded)")
 
 
 def _print_table(table: pd.DataFrame) -> None:
@@ -57,10 +62,7 @@ def _ls(args: argparse.Namespace) -> None:
 def _show(args: argparse.Namespace) -> None:
     from taskvec.session import load_session
 
-    rows = load_session(args.session, Path(args.output_dir)).describe()
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    _print_rows(load_session(args.session, Path(args.output_dir)).describe())
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -82,6 +82,11 @@ def packed_mask(seg_lens: list[int], prefix_len: int, dtype: torch.dtype, device
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[None, None]
 
 
+def plan(items: Sequence[Item]) -> PrefixNode:
+    """The prefix tree over `items` (positions into it): which prompts share how many leading tokens."""
+    return plan_prefix_tree([it.ids for it in items], [len(it.ids) - 1 for it in items])
+
+
 class Extractor:
     """Runs prompts through a model and returns hidden states at chosen blocks and tokens.
 
@@ -122,9 +127,7 @@ class Extractor:
 
     def plan(self, items: Sequence[Item]) -> PrefixNode:
         """The prefix tree over `items` (positions into it); a bare root when prefix reuse is off."""
-        if not self.prefix_cache:
-            return PrefixNode(0, list(range(len(items))))
-        return plan_prefix_tree([it.ids for it in items], [len(it.ids) - 1 for it in items])
+        return plan(items) if self.prefix_cache else PrefixNode(0, list(range(len(items))))
 
     def run(self, items: Sequence[Item], tree: PrefixNode | None = None, done: Set[int] = frozenset()) -> Iterator[BatchResult]:
         """Yield results batch by batch (order follows the plan, `tree` or `plan(items)`, not the input).

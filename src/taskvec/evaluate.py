@@ -29,7 +29,7 @@ from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device,
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.store import check_writable, create_unique_dir, save_json, save_text
+from taskvec.store import check_writable, create_unique_dir, save_json, save_text, session_name
 from taskvec.validation import describe_validation_error
 from taskvec.versions import package_versions
 
@@ -190,12 +190,6 @@ def generate(
     return outputs
 
 
-def results_name(prep: EvalPrepared, when: datetime) -> str:
-    """`{prompt_type}_{n_shot}shot_{split}_{model_short}_results_{YYYYmmdd_HHMMSS}`."""
-    cfg = prep.prompt_config
-    return f"{cfg.prompt_type}_{cfg.n_shot}shot_{prep.options.split}_{prep.model_ref.short_name}_results_{when:%Y%m%d_%H%M%S}"
-
-
 def _rerun_header(prep: EvalPrepared) -> str:
     """A comment for config.yaml giving the command that re-runs this evaluation."""
     o = prep.options
@@ -234,7 +228,8 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True) -> EvalResult:
     t0 = time.perf_counter()
     model = load_model(prep.model_ref, dtype, device)  # before the directory exists: a load error writes nothing
     t1 = time.perf_counter()
-    directory = create_unique_dir(o.output_dir, results_name(prep, datetime.now()))
+    name = session_name(None, cfg.prompt_type, cfg.n_shot, o.split, prep.model_ref.short_name, datetime.now(), kind="results")
+    directory = create_unique_dir(o.output_dir, name)
     resolved = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     save_text(directory / "config.yaml", _rerun_header(prep) + resolved)
     stop = answer_stop_pattern(cfg.answer_format)

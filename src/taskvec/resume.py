@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 
 from taskvec.engine import Item
 from taskvec.errors import TaskvecError
+from taskvec.session import missing_session, session_dirs
 from taskvec.store import SessionPaths
 
 # Fields that change how the work is scheduled, never what it computes.
@@ -21,23 +21,10 @@ EXECUTION_FIELDS = frozenset({"batch_size", "max_batch_tokens", "prefix_cache", 
 
 def locate_session(spec: str, output_dir: Path) -> SessionPaths:
     """A session from its `task_vector/` or `raw_representations/` directory, or its name under `output_dir`."""
-    path = Path(spec)
-    if path.is_dir() and path.parent.name in ("task_vector", "raw_representations"):
-        output_dir, name = path.parent.parent, path.name
-    else:
-        name = path.name if path.parent == Path(".") else ""
-        if not name:
-            raise TaskvecError(
-                f"--resume: '{spec}' is not a session directory; pass {{output_dir}}/task_vector/NAME, "
-                "{output_dir}/raw_representations/NAME, or the session NAME"
-            )
-    paths = SessionPaths(name, output_dir / "task_vector" / name, output_dir / "raw_representations" / name)
-    if not (paths.task_vector_dir / "config.yaml").is_file() or not paths.raw_dir.is_dir():
-        known = sorted(p.name for p in (output_dir / "task_vector").glob("*") if p.is_dir())
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; sessions there: {len(known)} (`taskvec ls {output_dir}`)"
-        raise TaskvecError(f"--resume: no session '{name}' with a config.yaml and raw_representations in '{output_dir}'{hint}")
-    return paths
+    task_vector_dir, raw_dir = session_dirs(spec, output_dir)
+    if not (task_vector_dir / "config.yaml").is_file() or not raw_dir.is_dir():
+        raise TaskvecError(f"--resume: {missing_session(spec, output_dir)}")
+    return SessionPaths(task_vector_dir.name, task_vector_dir, raw_dir)
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

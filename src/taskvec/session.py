@@ -36,7 +36,7 @@ def split_key(key: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
-def _close_names(word: str, names: list[str]) -> str:
+def close_names(word: str, names: list[str]) -> str:
     starting = [n for n in names if n.startswith(word)]
     close = list(dict.fromkeys(starting + difflib.get_close_matches(word, names, n=3, cutoff=0.5)))[:3]
     return f"; did you mean: {', '.join(close)}?" if close else ""
@@ -107,7 +107,7 @@ class Session:
 
     def check_key(self, key: str) -> str:
         if key not in self.keys:
-            raise TaskvecError(f"session '{self.name}' has no key '{key}'{_close_names(key, self.keys)} (keys: {', '.join(self.keys)})")
+            raise TaskvecError(f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: {', '.join(self.keys)})")
         return key
 
     @cached_property
@@ -232,19 +232,28 @@ def list_sessions(output_dir: str | Path) -> list[SessionSummary]:
     return sorted(summaries, key=lambda s: (s.created_at is None, s.created_at or "", s.name))
 
 
-def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
-    """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
+def session_dirs(path: str | Path, output_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """The task_vector and raw_representations directories of a session given by either directory or by its
+    name under `output_dir` (default `outputs`); they need not exist."""
     given = Path(path)
     if given.is_dir() and given.parent.name == "raw_representations":
-        return Session(given.parent.parent / "task_vector" / given.name, given)
+        return given.parent.parent / "task_vector" / given.name, given
     if given.is_dir() and (given.parent.name == "task_vector" or (given / "metadata.json").exists()):
-        return Session(given, given.parent.parent / "raw_representations" / given.name)
+        return given, given.parent.parent / "raw_representations" / given.name
     root = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
-    candidate = root / "task_vector" / str(path)
-    if candidate.is_dir():
-        return Session(candidate, root / "raw_representations" / candidate.name)
-    hint = _close_names(given.name, session_names(root)) if root.is_dir() else f"; '{root}' does not exist"
-    raise TaskvecError(
-        f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
-        f"(`taskvec ls {root}` lists them)"
-    )
+    return root / "task_vector" / str(path), root / "raw_representations" / str(path)
+
+
+def missing_session(path: str | Path, root: Path) -> str:
+    """Why `path` names no session under `root`, with close names, for an error message."""
+    hint = close_names(Path(path).name, session_names(root)) if root.is_dir() else f"; '{root}' does not exist"
+    return (f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
+            f"(`taskvec ls {root}` lists them)")
+
+
+def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
+    """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
+    task_vector_dir, raw_dir = session_dirs(path, output_dir)
+    if not task_vector_dir.is_dir():
+        raise TaskvecError(missing_session(path, Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR))
+    return Session(task_vector_dir, raw_dir)

@@ -53,10 +53,12 @@ def session_lock(paths: SessionPaths) -> Iterator[None]:
         os.close(fd)
 
 
-def session_name(tag: str | None, prompt_type: str, n_shot: int, split: str, model_short: str, when: datetime) -> str:
-    """`{tag}_{model_short}_task_vector_{YYYYmmdd_HHMMSS}`, tag defaulting to `{prompt_type}_{n_shot}shot_{split}`."""
+def session_name(tag: str | None, prompt_type: str, n_shot: int, split: str, model_short: str, when: datetime,
+                 kind: str = "task_vector") -> str:
+    """`{tag}_{model_short}_{kind}_{YYYYmmdd_HHMMSS}`, tag defaulting to `{prompt_type}_{n_shot}shot_{split}`
+    (kind: `task_vector` for extraction sessions, `results` for evaluations)."""
     stem = tag or f"{prompt_type}_{n_shot}shot_{split}"
-    return f"{stem}_{model_short}_task_vector_{when:%Y%m%d_%H%M%S}"
+    return f"{stem}_{model_short}_{kind}_{when:%Y%m%d_%H%M%S}"
 
 
 def check_writable(output_dir: Path) -> None:
