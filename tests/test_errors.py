@@ -115,7 +115,7 @@ def test_hub_id_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
     config = write_configs(tmp_path, "Qwen/Qwen2.5-1.5B-Instruct")
     assert main(["extract", "--config", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "cannot fetch 'Qwen/Qwen2.5-1.5B-Instruct' from the Hugging Face Hub" in err and "offline" in err
+    assert "'Qwen/Qwen2.5-1.5B-Instruct' is not in the local Hugging Face cache" in err and "offline" in err
 
 
 def test_corrupt_gguf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

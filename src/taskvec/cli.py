@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 
 def _extract(args: argparse.Namespace) -> None:
+    from taskvec.config import check_configs
+
+    check_configs(Path(args.config))  # a typo is reported in about a second, before torch is imported
     from taskvec.pipeline import extract
 
     paths = extract(Path(args.config), progress=not args.quiet, resume=args.resume)
@@ -24,6 +27,9 @@ def _extract(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    from taskvec.config import check_configs
+
+    check_configs(Path(args.config))
     from taskvec.check import validate
 
     _, rows = validate(Path(args.config))
@@ -124,6 +130,10 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from taskvec.prompts.config import load_prompt_config
+
+    if Path(args.config).is_file():
+        load_prompt_config(Path(args.config))  # schema errors before torch is imported
     from taskvec.evaluate import evaluate
 
     result = evaluate(
@@ -183,7 +193,10 @@ def _add_patch_command(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from taskvec import __version__
+
     parser = argparse.ArgumentParser(prog="taskvec", description="Extract and study task vectors.")
+    parser.add_argument("--version", action="version", version=f"taskvec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     ext = sub.add_parser("extract", help="run an extraction config and write a session")
     ext.add_argument("--config", required=True, help="extraction config YAML")
@@ -202,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "quiet", False):
+            from taskvec.models import silence_loading
+
+            silence_loading()
         args.func(args)
     except Interrupted as exc:
         print(f"taskvec: {exc}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from taskvec.positions import Position, check_position
-from taskvec.prompts.config import PromptConfig
+from taskvec.prompts.config import PromptConfig, load_prompt_config
 from taskvec.validation import load_yaml_model
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -85,3 +85,10 @@ def load_config(path: Path) -> ExtractionConfig:
     if isinstance(prompt, Path) and not prompt.is_absolute() and not prompt.exists() and (path.parent / prompt).exists():
         cfg = cfg.model_copy(update={"prompt_config": path.parent / prompt})
     return cfg
+
+
+def check_configs(path: Path) -> None:
+    """Validate an extraction config and its prompt config (YAML and schema only; imports neither torch nor transformers)."""
+    cfg = load_config(path)
+    if isinstance(cfg.prompt_config, Path):
+        load_prompt_config(cfg.prompt_config)

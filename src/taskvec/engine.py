@@ -120,6 +120,7 @@ class Extractor:
         params = inspect.signature(self.base.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self.hidden = int(model.config.get_text_config().hidden_size)
+        self.tokens_done = 0  # tokens run through the model so far (prefixes and suffixes): the progress bar's unit
 
     @property
     def device(self) -> torch.device:
@@ -156,6 +157,17 @@ class Extractor:
         lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
         return make_batches(lengths, self.max_batch_tokens, self.batch_size, self.packed)
 
+    def work(self, items: Sequence[Item], tree: PrefixNode, done: Set[int] = frozenset(), parent_len: int = 0) -> int:
+        """Tokens `run(items, tree, done)` will compute: the honest measure of how long it takes."""
+        if all(items[m].idx in done for n in tree.walk() for m in n.members):
+            return 0
+        start = max(tree.prefix_len, parent_len)
+        suffixes = sum(
+            len(items[m].ids) - start for batch in self._node_batches(items, tree) if not all(items[m].idx in done for m in batch)
+            for m in batch
+        )
+        return start - parent_len + suffixes + sum(self.work(items, child, done, start) for child in tree.children)
+
     def schedule(self, items: Sequence[Item], tree: PrefixNode) -> list[list[int]]:
         """The batches `run(items, tree)` forms, as item idxs, in the order it runs them."""
         return [[items[m].idx for m in batch] for node in tree.walk() for batch in self._node_batches(items, node)]
@@ -186,6 +198,7 @@ class Extractor:
         index = torch.tensor([t - start for t in wanted], device=self.device) if wanted else None
         captured, cache = self._forward(input_ids, positions, parent, index, keep_cache=True)
         assert cache is not None
+        self.tokens_done += len(ids) - start
         known = dict(parent.known)
         for j, t in enumerate(wanted):
             known[t] = torch.stack([captured[layer][j].to(self.device) for layer in self.layers])
@@ -215,6 +228,7 @@ class Extractor:
         in_suffix = [(r, p, offsets[r] + t - start) for r, it in enumerate(batch) for p, t in enumerate(it.token_indices) if t >= start]
         index = torch.tensor([x[2] for x in in_suffix], dtype=torch.long, device=device)
         captured, _ = self._forward(ids, positions, prefix, index, mask)
+        self.tokens_done += sum(len(it.ids) - start for it in batch)
         out = torch.empty(len(batch), len(self.layers), len(batch[0].token_indices), self.hidden, device=device, dtype=self.model.dtype)
         if in_suffix:
             rows, cols = [x[0] for x in in_suffix], [x[1] for x in in_suffix]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
@@ -24,6 +27,7 @@ class ModelRef:
     spec: str
     source: str
     gguf_file: str | None = None
+    offline: bool = False  # a Hub id while the Hub cannot be reached: only the local cache is read
 
     @property
     def short_name(self) -> str:
@@ -31,8 +35,24 @@ class ModelRef:
         name = self.gguf_file or self.source.rstrip("/").split("/")[-1]
         return name[: -len(".gguf")] if name.endswith(".gguf") else name
 
-    def kwargs(self) -> dict[str, str]:
-        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+    def kwargs(self) -> dict[str, str | bool]:
+        """Keyword arguments for transformers' `from_pretrained`."""
+        return ({"gguf_file": self.gguf_file} if self.gguf_file else {}) | ({"local_files_only": True} if self.offline else {})
+
+
+@functools.cache
+def hub_unreachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub is switched off (HF_HUB_OFFLINE) or does not answer a TCP connect within `timeout`."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+    except OSError:
+        return True
+    return False
 
 
 def _embedded() -> ModelRef:
@@ -61,7 +81,7 @@ def resolve_model(spec: str) -> ModelRef:
         return ModelRef(spec, str(path.resolve()))
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise TaskvecError(f"model: directory '{spec}' not found; check the path or use a Hub id like Qwen/Qwen2.5-1.5B-Instruct")
-    return ModelRef(spec, spec)
+    return ModelRef(spec, spec, offline=hub_unreachable())
 
 
 def _hub_error(ref: ModelRef, exc: Exception) -> TaskvecError:
@@ -74,6 +94,11 @@ def _hub_error(ref: ModelRef, exc: Exception) -> TaskvecError:
         return TaskvecError(
             f"model: cannot load '{ref.source}' ({type(exc).__name__}); the directory needs config.json, "
             "the weights and the tokenizer files (as written by save_pretrained)"
+        )
+    if ref.offline:
+        return TaskvecError(
+            f"model: '{ref.source}' is not in the local Hugging Face cache and the Hub cannot be reached (offline); "
+            "download it where you are online (`hf download ID --local-dir DIR`) and set `model: DIR`"
         )
     return TaskvecError(
         f"model: cannot fetch '{ref.source}' from the Hugging Face Hub ({type(exc).__name__}); you may be offline "
@@ -99,6 +124,16 @@ def load_tokenizer(ref: ModelRef) -> PreTrainedTokenizerBase:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def silence_loading() -> None:
+    """Switch off transformers' and the Hub's own progress bars and info lines (GGUF de-quantising, weight loading)."""
+    import huggingface_hub.utils
+    import transformers.utils.logging
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    huggingface_hub.utils.disable_progress_bars()
 
 
 def resolve_device(device: str) -> torch.device:

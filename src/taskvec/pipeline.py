@@ -341,7 +341,9 @@ def _run(prep: Prepared, progress: bool, resume: str | None, world: World, devic
         record("running", writer.n_saved)
         mine = [it for it in prep.items if it.idx not in done and it.idx not in elsewhere]
         try:
-            with _sigterm_as_interrupt(), tqdm(total=len(mine), unit="sample", disable=not (progress and world.main), desc="extract") as bar:
+            n_run, work = 0, engine.work(prep.items, tree, done | elsewhere)  # the bar counts tokens: prefixes make early samples slow
+            with _sigterm_as_interrupt(), tqdm(total=work, unit="tok", unit_scale=True, disable=not (progress and world.main),
+                                               desc="extract", postfix=f"0/{len(mine)} samples") as bar:
                 by_idx = {it.idx: it for it in prep.items}
                 for batch in engine.run(prep.items, tree, done | elsewhere):
                     rows = [r for r, idx in enumerate(batch.idxs) if idx not in done]
@@ -352,7 +354,9 @@ def _run(prep: Prepared, progress: bool, resume: str | None, world: World, devic
                     writer.add(items, sample_ids, vectors)
                     if table is not None:
                         table.put([it.idx for it in items], vectors)
-                    bar.update(len(items))
+                    n_run += len(items)
+                    bar.update(engine.tokens_done - bar.n)
+                    bar.set_postfix_str(f"{n_run}/{len(mine)} samples")
                 writer.close()
             t2 = time.perf_counter()
             n_saved = sum(world.gather(writer.n_saved))  # also waits for every rank's files

@@ -1,0 +1,184 @@
+"""A newcomer's first hour (issue 13): set-up decisions, messages, quiet runs, honest progress."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taskvec.cli import main
+from tests.conftest import REPO, write_configs
+
+SCRIPT = REPO / "scripts" / "install-torch.sh"
+
+
+def _install_torch(env: dict[str, str]) -> str:
+    """Run the set-up's torch step with `pip` replaced by `echo`: what it would install, and why."""
+    clean = {k: v for k, v in os.environ.items() if k != "TORCH_SPEC"}
+    fake_bin = Path(env.pop("FAKE_BIN", "/nonexistent"))
+    clean["PATH"] = f"{fake_bin}:{clean['PATH']}"
+    result = subprocess.run(["bash", str(SCRIPT)], env={**clean, "PIP": "echo PIP", **env}, capture_output=True, text=True,
+                            timeout=30, check=True)
+    return result.stdout
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback_index(tmp_path: Path) -> Iterator[str]:
+    """A package index on loopback with a torch/ page (stands in for PyTorch's CPU index)."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "index.html").write_text("<a>torch-2.13.0+cpu</a>")
+    server = http.server.HTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a stalled index)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_setup_takes_the_cpu_index_when_it_answers(loopback_index: str) -> None:
+    out = _install_torch({"TORCH_CPU_INDEX": loopback_index})
+    assert f"PIP install -q --index-url {loopback_index} torch==2.13.0" in out
+    assert "CPU build" in out
+
+
+def test_setup_falls_back_in_seconds_when_the_cpu_index_stalls(silent_port: int) -> None:
+    out = _install_torch({"TORCH_CPU_INDEX": f"http://127.0.0.1:{silent_port}"})  # subprocess timeout 30 s bounds it
+    assert "did not answer" in out and out.strip().endswith("PIP install -q torch==2.13.0")
+
+
+def test_setup_takes_the_cuda_build_on_a_gpu_machine(tmp_path: Path) -> None:
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200'\n")
+    smi.chmod(0o755)
+    out = _install_torch({"FAKE_BIN": str(tmp_path), "TORCH_CPU_INDEX": "http://127.0.0.1:9"})
+    assert "NVIDIA GPU found" in out and out.strip().endswith("PIP install -q torch==2.13.0")
+
+
+def test_setup_override_wins() -> None:
+    out = _install_torch({"TORCH_SPEC": "torch==2.5.1"})
+    assert out.strip().endswith("PIP install -q torch==2.5.1")
+
+
+def test_license_is_an_spdx_string() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from taskvec import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"taskvec {__version__}"
+
+
+def test_misspelt_key_is_named_with_the_closest_allowed_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, "unused", layers=None, layrs=[1, 2])
+    assert main(["extract", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'layrs'; did you mean 'layers'?" in err and "required" not in err
+
+
+def test_misspelt_nested_key_suggests_within_its_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_configs(tmp_path, "unused")
+    prompt = yaml.safe_load((tmp_path / "prompt.yaml").read_text())
+    prompt["dataset"]["n_trian"] = 5
+    (tmp_path / "prompt.yaml").write_text(yaml.safe_dump(prompt))
+    assert main(["validate", "--config", str(tmp_path / "extract.yaml")]) == 2
+    assert "unknown key 'dataset.n_trian'; did you mean 'n_train'?" in capsys.readouterr().err
+
+
+def test_invalid_yaml_gives_line_column_and_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: x\nlayers: [1, 2\nsplit: train\n")
+    assert main(["extract", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"config '{path}': not valid YAML at line 3, column" in err and "expected ','" in err
+
+
+def test_config_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
+    config = write_configs(tmp_path, "unused", layers=None, layrs=[1])
+    code = (
+        "import sys; from taskvec.cli import main; rc = main(['extract', '--config', sys.argv[1]]); "
+        "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "torch not imported" in result.stdout, result.stdout + result.stderr
+
+
+def test_offline_hub_is_detected_up_front(monkeypatch: pytest.MonkeyPatch, silent_port: int) -> None:
+    from huggingface_hub import constants
+
+    from taskvec.models import hub_unreachable, resolve_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    hub_unreachable.cache_clear()
+    try:
+        ref = resolve_model("Qwen/Qwen2.5-1.5B-Instruct")
+        assert ref.offline and ref.kwargs() == {"local_files_only": True}
+        hub_unreachable.cache_clear()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{silent_port}")  # listening: reachable
+        assert not resolve_model("Qwen/Qwen2.5-1.5B-Instruct").offline
+    finally:
+        hub_unreachable.cache_clear()
+
+
+def test_quiet_silences_the_libraries_bars(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import transformers.utils.logging as tlog
+
+    tlog.enable_progress_bar()
+    try:
+        config = write_configs(tmp_path, str(tiny_model_dir))
+        assert main(["extract", "--config", str(config), "--quiet"]) == 0
+        assert not tlog.is_progress_bar_enabled()
+        assert capsys.readouterr().err == ""
+    finally:
+        tlog.enable_progress_bar()
+        tlog.set_verbosity_warning()
+
+
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_progress_counts_the_tokens_the_engine_computes(prefix_cache: bool) -> None:
+    from taskvec.engine import Extractor, Item
+    from tests.tiny import make_model
+
+    model = make_model("qwen2", 3)
+    shared = list(range(10, 40))
+    items = [Item(i, shared + list(range(50, 50 + 3 + 2 * i)), [len(shared) + 2 + 2 * i]) for i in range(7)]
+    engine = Extractor(model, [0, 2], max_batch_tokens=40, batch_size=3, prefix_cache=prefix_cache, packed=True)
+    tree = engine.plan(items)
+    expected = engine.work(items, tree)
+    assert expected == (tree.tokens_computed([len(it.ids) for it in items]) if prefix_cache else sum(len(it.ids) for it in items))
+    list(engine.run(items, tree))
+    assert engine.tokens_done == expected
+    done = {0, 1, 2}
+    engine.tokens_done = 0
+    partial = engine.work(items, tree, done)
+    list(engine.run(items, tree, done))
+    assert engine.tokens_done == partial < expected
