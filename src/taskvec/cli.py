@@ -94,7 +94,7 @@ def _correlate(args: argparse.Namespace) -> None:
     from taskvec.analysis import correlate
     from taskvec.session import load_session
 
-    table = correlate(load_session(args.session, Path(args.output_dir)), Path(args.results_dir), Path(args.out))
+    table = correlate(load_session(args.session, Path(args.output_dir)), Path(args.results_dir), Path(args.out), force=args.force)
     a = table.attrs
     print(f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
           f"{a['predictions_only']} predictions without vectors")
@@ -126,6 +126,7 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     cor = sub.add_parser("correlate", parents=[where, plots], help="relate per-sample vectors to answer correctness")
     cor.add_argument("session", help="session directory or name")
     cor.add_argument("results_dir", help="evaluation results directory holding predictions.jsonl")
+    cor.add_argument("--force", action="store_true", help="join even if model, split or prompts differ from the session's")
     cor.set_defaults(func=_correlate)
 
 

@@ -20,6 +20,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from taskvec.config import ExtractionConfig, load_config
 from taskvec.data.base import Sample
+from taskvec.data.files import absolute_paths, file_sha256, split_file
 from taskvec.distributed import World, join_world, leave_world
 from taskvec.engine import Extractor, Item
 from taskvec.errors import Interrupted, TaskvecError
@@ -69,6 +70,7 @@ class Prepared:
     items: list[Item]
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    data_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[list[str]]:
@@ -98,6 +100,8 @@ def prepare(config_path: Path) -> Prepared:
     check_writable(cfg.output_dir)
     resolve_device(cfg.device)
     base_dir = config_path.parent if inline else cfg.prompt_config.parent
+    if prompt_cfg.dataset.source in ("file", "finqa"):  # absolute paths: the session's config.yaml re-runs from anywhere
+        prompt_cfg = prompt_cfg.model_copy(update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)})
     samples, pool = select_samples(prompt_cfg, cfg.split, cfg.max_samples, base_dir)
     ref = resolve_model(spec)
     model_config = load_model_config(ref)
@@ -121,7 +125,18 @@ def prepare(config_path: Path) -> Prepared:
     if not items:
         raise TaskvecError(f"token_positions: every sample was out of range (first: {skipped[0]['reason']})")
     timings = {"prepare_s": time.perf_counter() - start}
-    return Prepared(config_path, cfg, prompt_cfg, ref, model_config, tokenizer, layers, samples, prompts, items, skipped, timings)
+    return Prepared(config_path, cfg, prompt_cfg, ref, model_config, tokenizer, layers, samples, prompts, items, skipped, timings,
+                    _data_hashes(prompt_cfg, cfg.split))
+
+
+def _data_hashes(prompt_cfg: PromptConfig, split: str) -> dict[str, str]:
+    """SHA-256 of each data file the run reads (query split and demonstration split), by absolute path."""
+    ds = prompt_cfg.dataset
+    if ds.source not in ("file", "finqa"):
+        return {}
+    splits = {split} | ({prompt_cfg.demonstrations.split} if prompt_cfg.n_shot else set())
+    files = {split_file(ds, name) for name in splits}
+    return {str(path): file_sha256(path) for path in sorted(files)}
 
 
 def _resolved_config(prep: Prepared) -> dict[str, Any]:
@@ -170,7 +185,10 @@ def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: 
         "n_shot": prep.prompt_config.n_shot,
         "prompt_config": "inline" if isinstance(cfg.prompt_config, PromptConfig) else str(cfg.prompt_config),
         "dataset": prep.prompt_config.dataset.model_dump(mode="json"),
+        "data_sha256": prep.data_sha256,
         "split": cfg.split,
+        "max_samples": cfg.max_samples,
+        "n_split_samples_used": len(prep.samples),  # fewer than max_samples when the split is shorter (warned)
         "n_samples": len(prep.items),
         "sample_ids": [prep.samples[it.idx].id for it in prep.items],
         "sample_idxs": [it.idx for it in prep.items],
@@ -241,6 +259,10 @@ def _resume_target(prep: Prepared, resume: str, dtype: torch.dtype) -> tuple[Ses
     """The session to continue, after checking it was made by this config; with its earlier runs."""
     paths = locate_session(resume, prep.config.output_dir)
     previous = check_matches(paths, _resolved_config(prep), [(p.sample_id, p.text) for p in prep.prompts])
+    changed = [path for path, digest in prep.data_sha256.items() if previous.get("data_sha256", {}).get(path, digest) != digest]
+    if changed:
+        raise TaskvecError(f"--resume: data file '{changed[0]}' changed since the session was written (its SHA-256 differs); "
+                           "restore it or start a new session")
     then, now = previous.get("dtype"), str(dtype).removeprefix("torch.")
     if then is not None and then != now:
         raise TaskvecError(f"--resume: the session ran in {then}, this run would use {now}; set `dtype: {then}`")

@@ -164,8 +164,19 @@ class Session:
             ("dtype, device", f"{meta.get('dtype')}, {meta.get('device')}"),
             ("created", str(meta.get("created_at"))),
             ("timings", ", ".join(f"{k} {v:.3g}" for k, v in timings.items() if isinstance(v, (int, float))) or "-"),
-            ("task vectors", str(self.task_vector_dir)),
-            ("per-sample vectors", f"{self.raw_dir}" + (f" (+ {VECTORS_FILE})" if self.vectors_file.exists() else "")),
+            *self._where(),
+        ]
+
+    def _where(self) -> list[tuple[str, str]]:
+        """Where the vectors are; for an unfinished session, that the task vectors are missing and how to resume."""
+        raw = ("per-sample vectors", f"{self.raw_dir}" + (f" (+ {VECTORS_FILE})" if self.vectors_file.exists() else ""))
+        if self.status == "complete":
+            return [("task vectors", str(self.task_vector_dir)), raw]
+        config = self.task_vector_dir / "config.yaml"
+        return [
+            ("task vectors", f"not written: the session is {self.status} ({len(self.sample_idx)} per-sample files saved)"),
+            raw,
+            ("resume with", f"taskvec extract --config {config} --resume {self.task_vector_dir}"),
         ]
 
     def _read_consolidated(self, key: str) -> None:

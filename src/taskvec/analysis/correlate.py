@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,30 @@ def read_correctness(results: Path) -> dict[str, bool]:
     return correct
 
 
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def check_same_prompts(session: Session, results_dir: Path) -> None:
+    """Refuse to join vectors and predictions made from different models, splits or prompts, naming the difference."""
+    folder = results_dir.parent if results_dir.is_file() else results_dir
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    meta = session.metadata
+    problems = [f"{f}: session {meta.get(f)!r}, predictions {metrics[f]!r}"
+                for f in ("model", "split", "prompt_type", "n_shot") if f in metrics and metrics[f] != meta.get(f)]
+    written = {row["sample_id"]: row["prompt"] for row in _read_jsonl(session.task_vector_dir / "prompts.jsonl")}
+    predicted = {row["sample_id"]: row.get("prompt") for row in _read_jsonl(folder / PREDICTIONS_FILE)}
+    differ = [i for i, text in predicted.items() if i in written and text is not None and text != written[i]]
+    if differ:
+        problems.append(f"the prompt text differs for {len(differ)} of {len(set(written) & set(predicted))} joined samples "
+                        f"(e.g. '{differ[0]}')")
+    if problems:
+        raise TaskvecError(
+            f"session '{session.name}' and the predictions in '{folder}' come from different runs ({'; '.join(problems)}); "
+            "pair the session with an evaluation of the same model, split and prompt config, or pass --force to join anyway"
+        )
+
+
 def _probe(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
     """Mean and std of stratified k-fold probe accuracy, and k; NaN when a class has fewer than two samples."""
     folds = min(MAX_FOLDS, int(np.bincount(y, minlength=2).min()))
@@ -64,13 +89,16 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else math.nan
 
 
-def correlate(session: Session, results_dir: Path, out: Path) -> pd.DataFrame:
+def correlate(session: Session, results_dir: Path, out: Path, force: bool = False) -> pd.DataFrame:
     """One row per key: probe accuracy vs majority baseline, and cosine to the task vector of correct vs incorrect samples.
 
+    Vectors and predictions must come from the same model, split and prompts (`force` joins them anyway).
     `attrs` holds the join counts (`matched`, `session_only`, `predictions_only`), a `note` when the
     probe cannot run, and the written `plots`; correlate.csv goes next to them in `out`.
     """
     correct = read_correctness(results_dir)
+    if not force:
+        check_same_prompts(session, results_dir)
     ids = session.sample_ids
     rows = [i for i, sample_id in enumerate(ids) if sample_id in correct]
     join = {"matched": len(rows), "session_only": len(ids) - len(rows), "predictions_only": len(set(correct) - set(ids))}

@@ -29,7 +29,7 @@ class FieldMap(BaseModel):
     """Which column of a local file holds each sample field."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str | None = None
+    id: str | None = Field(None, description="id column; unset: a column named `id` if the file has one, else {split}_{row}")
     question: str = "question"
     answer: str = "answer"
     rationale: str | None = None

@@ -8,6 +8,7 @@ Which file serves a split: `dataset.splits` maps split names to files
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -69,6 +70,29 @@ def _resolve(path: Path, field: str, base_dir: Path | None) -> Path:
             return candidate
     tried = " or ".join(f"'{c}'" for c in candidates)
     raise TaskvecError(f"{field}: file {tried} not found; fix the path in `{field}`")
+
+
+def absolute_paths(cfg: DatasetConfig, base_dir: Path | None) -> DatasetConfig:
+    """`cfg` with every file path that exists made absolute (as `split_file` finds it), so it reads from any directory."""
+
+    def absolute(path: Path) -> Path:
+        path = path.expanduser()
+        for candidate in [path] if path.is_absolute() or base_dir is None else [path, base_dir / path]:
+            if candidate.is_file():
+                return candidate.resolve()
+        return path
+
+    splits = {name: absolute(path) for name, path in cfg.splits.items()}
+    return cfg.model_copy(update={"path": absolute(cfg.path) if cfg.path else None, "splits": splits})
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a data file's bytes (recorded so a resume notices an edited file)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- reading records ----------------------------------------------------------------------
@@ -160,10 +184,18 @@ def _check_columns(rows: list[Record], fields: FieldMap, where: str) -> None:
             )
 
 
+def _sample_id(row: Record, index: int, fields: FieldMap, split: str, where: str) -> str:
+    """The row's id: the `dataset.fields.id` column, else a column named `id`, else `{split}_{index}`."""
+    column = fields.id if fields.id is not None else ("id" if "id" in row else None)
+    if column is None:
+        return f"{split}_{index}"
+    if row.get(column) in (None, ""):
+        raise TaskvecError(f"row {index} in {where} has no value in column '{column}'; fill it or set `dataset.fields.id` to another column")
+    return str(row[column])
+
+
 def _to_sample(row: Record, index: int, fields: FieldMap, split: str, where: str) -> Sample:
-    if fields.id is not None and row.get(fields.id) in (None, ""):
-        raise TaskvecError(f"row {index} in {where} has no value in column '{fields.id}'; fill it or unset `dataset.fields.id`")
-    sample_id = str(row[fields.id]) if fields.id is not None else f"{split}_{index}"
+    sample_id = _sample_id(row, index, fields, split, where)
     question = _text(row.get(fields.question))
     if not question:
         raise TaskvecError(f"row '{sample_id}' in {where} has an empty question; fill it or drop the row")

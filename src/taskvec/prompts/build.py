@@ -8,7 +8,7 @@ from transformers import PreTrainedTokenizerBase
 
 from taskvec.data import available_splits, load_split
 from taskvec.data.base import Sample
-from taskvec.errors import TaskvecError
+from taskvec.errors import TaskvecError, warn
 from taskvec.prompts.config import PromptConfig
 from taskvec.prompts.fewshot import select_demonstrations
 from taskvec.prompts.render import RenderedPrompt, render_prompt
@@ -27,6 +27,8 @@ def select_samples(cfg: PromptConfig, split: str, max_samples: int | None, base_
     samples = split_samples[:max_samples]
     if not samples:
         raise TaskvecError(f"split: '{split}' has no samples; use a split with data (or a dataset that has some)")
+    if max_samples is not None and max_samples > len(samples):
+        warn(f"max_samples: {max_samples} asked for, but split '{split}' has {len(samples)} samples; using all {len(samples)}")
     if not cfg.n_shot:
         return samples, []
     return samples, split_samples if demo_split == split else load_split(cfg.dataset, demo_split, base_dir)
@@ -38,6 +40,18 @@ def build_prompts(
     """Each sample's rendered prompt and its token ids (with the special tokens the rendering asks for)."""
     out = []
     for sample in samples:
-        prompt = render_prompt(cfg, sample, select_demonstrations(pool, sample, cfg.n_shot, cfg.demonstrations), tokenizer)
+        demos = select_demonstrations(pool, sample, cfg.n_shot, cfg.demonstrations)
+        _check_rationales(cfg, demos)
+        prompt = render_prompt(cfg, sample, demos, tokenizer)
         out.append((prompt, list(tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])))
     return out
+
+
+def _check_rationales(cfg: PromptConfig, demos: list[Sample]) -> None:
+    """cot demonstrations must show a worked solution; without one the prompt would silently be vanilla."""
+    bare = [d.id for d in demos if not d.rationale]
+    if cfg.prompt_type == "cot" and bare:
+        raise TaskvecError(
+            f"prompt_type: cot needs a rationale (worked solution) for every demonstration, but sample '{bare[0]}' of split "
+            f"'{cfg.demonstrations.split}' has none; map the column with `dataset.fields.rationale`, or use `prompt_type: vanilla`"
+        )
