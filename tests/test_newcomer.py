@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import os
 import socket
@@ -182,3 +183,104 @@ def test_progress_counts_the_tokens_the_engine_computes(prefix_cache: bool) -> N
     partial = engine.work(items, tree, done)
     list(engine.run(items, tree, done))
     assert engine.tokens_done == partial < expected
+
+
+def _file_dataset(tmp_path: Path, rows: list[dict], **dataset: object) -> None:
+    """Point the prompt config written by `write_configs` at a JSONL file of `rows`."""
+    data = tmp_path / "data" / "rows.jsonl"
+    data.parent.mkdir(exist_ok=True)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompt = yaml.safe_load((tmp_path / "prompt.yaml").read_text())
+    prompt["dataset"] = {"source": "file", "splits": {"train": "data/rows.jsonl"}, **dataset}
+    prompt["demonstrations"] = {"split": "train"}
+    (tmp_path / "prompt.yaml").write_text(yaml.safe_dump(prompt))
+
+
+ROWS = [{"id": f"q{i}", "question": f"What is {i} plus {i}?", "answer": 2 * i, "why": f"{i} + {i} = {2 * i}."} for i in range(10)]
+
+
+def test_a_column_named_id_is_used_by_default(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from taskvec.pipeline import prepare
+
+    config = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_5shot_answer.yaml", max_samples=4)
+    _file_dataset(tmp_path, ROWS)
+    assert [s.id for s in prepare(config).samples] == ["q0", "q1", "q2", "q3"]
+
+
+def test_session_config_reruns_from_anywhere_and_resume_checks_the_data(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_5shot_answer.yaml", max_samples=4)
+    _file_dataset(tmp_path, ROWS)
+    monkeypatch.chdir(tmp_path)  # the data path is relative to the prompt config's folder
+    assert main(["extract", "--config", str(config), "--quiet"]) == 0
+    session = next((tmp_path / "out" / "task_vector").iterdir())
+    saved = yaml.safe_load((session / "config.yaml").read_text())
+    assert saved["prompt_config"]["dataset"]["splits"]["train"] == str((tmp_path / "data" / "rows.jsonl").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["validate", "--config", str(session / "config.yaml")]) == 0
+    meta = json.loads((session / "metadata.json").read_text())
+    assert list(meta["data_sha256"]) == [str((tmp_path / "data" / "rows.jsonl").resolve())]
+    meta["status"] = "interrupted"
+    (session / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "data" / "rows.jsonl").write_text((tmp_path / "data" / "rows.jsonl").read_text() + "\n")  # same rows, new bytes
+    capsys.readouterr()
+    assert main(["extract", "--config", str(session / "config.yaml"), "--resume", str(session), "--quiet"]) == 2
+    assert "rows.jsonl' changed since the session was written" in capsys.readouterr().err
+
+
+def test_max_samples_beyond_the_split_is_warned_and_recorded(tmp_path: Path, tiny_model_dir: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", max_samples=100000)
+    _file_dataset(tmp_path, ROWS)
+    assert main(["extract", "--config", str(config), "--quiet"]) == 0
+    assert "warning: max_samples: 100000 asked for, but split 'train' has 10 samples" in capsys.readouterr().err
+    meta = json.loads(next((tmp_path / "out" / "task_vector").glob("*/metadata.json")).read_text())
+    assert (meta["max_samples"], meta["n_split_samples_used"], meta["n_samples"]) == (100000, 10, 10)
+
+
+def test_cot_without_rationales_is_refused(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir), prompt="cot_5shot_answer.yaml", max_samples=4)
+    _file_dataset(tmp_path, ROWS)
+    assert main(["validate", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "prompt_type: cot needs a rationale" in err and "dataset.fields.rationale" in err
+    _file_dataset(tmp_path, ROWS, fields={"rationale": "why"})
+    assert main(["validate", "--config", str(config)]) == 0
+
+
+def test_show_of_an_unfinished_session_says_how_to_resume(tmp_path: Path, tiny_model_dir: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", max_samples=3)
+    assert main(["extract", "--config", str(config), "--quiet"]) == 0
+    session = next((tmp_path / "out" / "task_vector").iterdir())
+    meta = json.loads((session / "metadata.json").read_text())
+    (session / "metadata.json").write_text(json.dumps({**meta, "status": "interrupted"}))
+    capsys.readouterr()
+    assert main(["show", str(session)]) == 0
+    out = capsys.readouterr().out
+    assert "not written: the session is interrupted" in out
+    assert f"taskvec extract --config {session / 'config.yaml'} --resume {session}" in out
+
+
+def test_correlate_refuses_predictions_of_another_prompt_config(tmp_path: Path, tiny_model_dir: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.tiny_sessions import extract_sessions
+
+    out, (cot, vanilla) = extract_sessions(tmp_path, tiny_model_dir, max_samples=6)
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [json.loads(line) for line in (out / "task_vector" / vanilla / "prompts.jsonl").read_text().splitlines()]
+    (results / "predictions.jsonl").write_text("".join(
+        json.dumps({"sample_id": r["sample_id"], "prompt": r["prompt"], "correct": i % 2 == 0}) + "\n" for i, r in enumerate(rows)))
+    (results / "metrics.json").write_text(json.dumps({"model": str(tiny_model_dir), "split": "train", "prompt_type": "vanilla",
+                                                       "n_shot": 0}))
+    args = ["correlate", cot, str(results), "--output-dir", str(out), "--out", str(tmp_path / "plots")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "come from different runs" in err and "prompt_type: session 'cot', predictions 'vanilla'" in err
+    assert "prompt text differs for 6 of 6" in err
+    assert main([*args, "--force"]) == 0
+    assert main(["correlate", vanilla, str(results), "--output-dir", str(out), "--out", str(tmp_path / "plots2")]) == 0
