@@ -284,3 +284,29 @@ def test_correlate_refuses_predictions_of_another_prompt_config(tmp_path: Path, 
     assert "prompt text differs for 6 of 6" in err
     assert main([*args, "--force"]) == 0
     assert main(["correlate", vanilla, str(results), "--output-dir", str(out), "--out", str(tmp_path / "plots2")]) == 0
+
+
+def test_analyses_write_to_a_folder_named_after_their_inputs(tmp_path: Path, tiny_model_dir: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Same-tag sessions get short unique labels; outputs go under OUTPUT_DIR/analysis; every file is printed."""
+    from taskvec.analysis.plotting import session_labels
+    from taskvec.session import load_session
+
+    out = tmp_path / "out"
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        config = write_configs(tmp_path / run, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", max_samples=4,
+                               output_dir=str(out), tag="same")
+        assert main(["extract", "--config", str(config), "--quiet"]) == 0
+    names = sorted(p.name for p in (out / "task_vector").iterdir())
+    if names[0].rsplit("_", 1)[-1] == names[1].rsplit("_", 1)[-1]:  # same second: the second directory got a suffix
+        pytest.skip("both sessions were created within one second")
+    labels = session_labels([load_session(n, out) for n in names])
+    assert labels == [f"same@{n.rsplit('_', 1)[-1]}" for n in names]
+    capsys.readouterr()
+    assert main(["compare", *names, "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    folder = out / "analysis" / f"compare_{labels[0]}_vs_{labels[1]}"
+    assert f"table: {folder / 'compare.csv'}" in printed and f"plot: {folder / 'compare_similarity.png'}" in printed
+    assert (folder / "compare.csv").is_file() and not list(Path.cwd().glob("compare*.png"))
+    assert main(["ls", "--output-dir", str(out)]) == 0 and all(n in capsys.readouterr().out for n in names)

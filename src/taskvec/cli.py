@@ -13,6 +13,8 @@ from taskvec.errors import Interrupted, TaskvecError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from taskvec.session import Session
+
 
 def _extract(args: argparse.Namespace) -> None:
     from taskvec.config import check_configs
@@ -45,10 +47,26 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
 
 
 def _print_table(table: pd.DataFrame) -> None:
-    """Print a table in full, then the files the analysis wrote (its `attrs["plots"]`)."""
+    """Print a table in full, then every file the analysis wrote."""
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    _print_files(table)
+
+
+def _print_files(table: pd.DataFrame) -> None:
+    """The CSV (`attrs["csv"]`) and the plots (`attrs["plots"]`) an analysis wrote."""
+    print(f"table: {table.attrs['csv']}")
     for path in table.attrs.get("plots", []):
         print(f"plot: {path}")
+
+
+def _analysis_dir(args: argparse.Namespace, sessions: list[Session]) -> Path:
+    """`--out`, or `{output_dir}/analysis/{command}_{session labels}` so results of different inputs never mix."""
+    if args.out is not None:
+        return Path(args.out)
+    from taskvec.analysis.plotting import session_labels
+
+    stem = "_vs_".join(session_labels(sessions))
+    return Path(args.output_dir) / "analysis" / f"{args.command}_{stem}"
 
 
 def _ls(args: argparse.Namespace) -> None:
@@ -58,9 +76,10 @@ def _ls(args: argparse.Namespace) -> None:
 
     from taskvec.session import list_sessions
 
-    sessions = list_sessions(Path(args.output_dir))
+    root = Path(args.root or args.output_dir)
+    sessions = list_sessions(root)
     if not sessions:
-        print(f"no sessions under {Path(args.output_dir) / 'task_vector'}")
+        print(f"no sessions under {root / 'task_vector'}")
         return
     print(pd.DataFrame([asdict(s) for s in sessions], dtype=object).fillna("-").to_string(index=False))
 
@@ -75,7 +94,8 @@ def _compare(args: argparse.Namespace) -> None:
     from taskvec.analysis import compare
     from taskvec.session import load_session
 
-    _print_table(compare([load_session(s, Path(args.output_dir)) for s in args.sessions], Path(args.out)))
+    sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
+    _print_table(compare(sessions, _analysis_dir(args, sessions)))
 
 
 def _project(args: argparse.Namespace) -> None:
@@ -83,18 +103,18 @@ def _project(args: argparse.Namespace) -> None:
     from taskvec.session import load_session
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
-    table = project(sessions, args.layer, args.position, Path(args.out))
+    table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions))
     print("explained variance: " + ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(table.attrs["explained_variance_ratio"])))
-    print(f"{len(table)} points ({(table.kind == 'mean').sum()} task vectors) written to {Path(args.out)}")
-    for path in table.attrs["plots"]:
-        print(f"plot: {path}")
+    print(f"{len(table)} points ({(table.kind == 'mean').sum()} task vectors)")
+    _print_files(table)
 
 
 def _correlate(args: argparse.Namespace) -> None:
     from taskvec.analysis import correlate
     from taskvec.session import load_session
 
-    table = correlate(load_session(args.session, Path(args.output_dir)), Path(args.results_dir), Path(args.out), force=args.force)
+    session = load_session(args.session, Path(args.output_dir))
+    table = correlate(session, Path(args.results_dir), _analysis_dir(args, [session]), force=args.force)
     a = table.attrs
     print(f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
           f"{a['predictions_only']} predictions without vectors")
@@ -105,13 +125,13 @@ def _correlate(args: argparse.Namespace) -> None:
 
 def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     """ls, show and the analyses; SESSION is a session directory or a name under --output-dir."""
-    ls = sub.add_parser("ls", help="list the sessions under an output directory")
-    ls.add_argument("output_dir", nargs="?", default="outputs", help="root holding task_vector/ (default: outputs)")
-    ls.set_defaults(func=_ls)
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--output-dir", default="outputs", help="where session names are looked up (default: outputs)")
+    where.add_argument("--output-dir", default="outputs", help="where sessions are found (default: outputs)")
+    ls = sub.add_parser("ls", parents=[where], help="list the sessions under an output directory")
+    ls.add_argument("root", nargs="?", help="same as --output-dir (kept for earlier scripts)")
+    ls.set_defaults(func=_ls)
     plots = argparse.ArgumentParser(add_help=False)
-    plots.add_argument("--out", default=".", help="folder for the plots and the CSV table (default: current directory)")
+    plots.add_argument("--out", help="folder for the plots and the CSV table (default: OUTPUT_DIR/analysis/COMMAND_LABELS)")
     show = sub.add_parser("show", parents=[where], help="summarise one session")
     show.add_argument("session", help="session directory or name")
     show.set_defaults(func=_show)

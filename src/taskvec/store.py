@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -101,12 +103,23 @@ def create_unique_dir(parent: Path, base: str) -> Path:
     raise TaskvecError(f"output_dir: could not find a free directory name for '{base}' in '{parent}'")
 
 
+NEARLY_FULL = 16 * 2**20  # bytes free below which a failed write is taken for a full disk
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary sibling, then rename, so a file is either complete or absent."""
+    """Write to a temporary sibling, then rename, so a file is either complete or absent.
+
+    Writers that hide the OS error (torch.save's "unexpected pos", safetensors' "os error 28") are
+    reported as the ENOSPC OSError they are when the disk turns out to be full.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}_{threading.get_ident()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as exc:
+        if not isinstance(exc, OSError) and shutil.disk_usage(path.parent).free < NEARLY_FULL:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path.parent)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -17,7 +17,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
-from taskvec.analysis.plotting import new_figure, save_figure, session_labels
+from taskvec.analysis.plotting import legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.session import Session, split_key
 
@@ -73,6 +73,7 @@ def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
+    table.attrs["csv"] = out / "compare.csv"
     plots = [_plot_similarity(table, labels, out), _plot_per_sample(dists, keys, labels, out)]
     if n >= 3:
         plots.append(_plot_heatmaps(table, keys, labels, out))
@@ -82,7 +83,7 @@ def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
 
 def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:
     """Line plot: cosine of the mean vectors against layer; colour = session pair, line style = position."""
-    fig = new_figure(8, 4.5)
+    fig = new_figure(11, 4.5)
     ax = fig.subplots()
     styles = {p: s for p, s in zip(table.position.unique(), ["-", "--", ":", "-."] * len(table))}
     for color, (a, b) in enumerate(combinations(labels, 2)):
@@ -95,7 +96,8 @@ def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:
     ax.set_ylabel("cosine similarity of mean vectors")
     ax.set_title("Task-vector similarity between sessions")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    plain_numbers(ax)
+    legend_outside(ax)
     return save_figure(fig, out / "compare_similarity.png")
 
 
@@ -126,6 +128,7 @@ def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[s
             ax.grid(axis="y", alpha=0.3)
             if col == 0:
                 ax.set_ylabel("cosine to mean vector")
+                plain_numbers(ax)
     handles = [Patch(facecolor=colors[j], alpha=0.7, label=f"to mean of {labels[j]}") for j in range(n)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(n, 4))
     fig.suptitle("Per-sample cosine similarity to each session's mean vector")

@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from taskvec.analysis.plotting import new_figure, save_figure, session_labels
+from taskvec.analysis.plotting import legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.session import Session, split_key
 
@@ -129,12 +129,13 @@ def correlate(session: Session, results_dir: Path, out: Path, force: bool = Fals
     table = pd.DataFrame(table_rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "correlate.csv", index=False)
+    table.attrs["csv"] = out / "correlate.csv"
     table.attrs.update(join, note=note, plots=[_plot(table, session_labels([session])[0], join, note, out / "correlate.png")])
     return table
 
 
 def _plot(table: pd.DataFrame, label: str, join: dict[str, int], note: str, path: Path) -> Path:
-    fig = new_figure(12, 4.8)
+    fig = new_figure(12, 6.0)
     acc_ax, cos_ax = fig.subplots(1, 2)
     for i, (position, group) in enumerate(table.groupby("position", sort=False)):
         acc_ax.errorbar(group.layer, group.probe_acc, yerr=group.probe_acc_std, marker="o", capsize=3, color=f"C{i}",
@@ -153,7 +154,8 @@ def _plot(table: pd.DataFrame, label: str, join: dict[str, int], note: str, path
         ax.set_xticks(sorted(table.layer.unique()))
         ax.set_xlabel("layer")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        plain_numbers(ax)
+        legend_outside(ax, below=True)
     n, n_correct = int(table.n.iloc[0]), int(table.n_correct.iloc[0])
     fig.suptitle(f"{label}: {n} samples joined with predictions ({n_correct} correct, {n - n_correct} incorrect; "
                  f"{join['session_only']} without a prediction)")

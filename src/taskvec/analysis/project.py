@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from taskvec.analysis.plotting import new_figure, save_figure, session_labels
+from taskvec.analysis.plotting import legend_outside, new_figure, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.session import Session, split_key
 
@@ -57,13 +57,14 @@ def project(sessions: Sequence[Session], layer: int, position: str | None, out: 
     stem = f"project_{key}"
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{stem}.csv", index=False)
+    table.attrs["csv"] = out / f"{stem}.csv"
     table.attrs["plots"] = [_plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")]
     table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
     return table
 
 
 def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, path: Path) -> Path:
-    fig = new_figure(7, 6)
+    fig = new_figure(9.5, 6)
     ax = fig.subplots()
     for i, label in enumerate(labels):
         rows = table[table.session == label]
@@ -76,5 +77,5 @@ def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, p
     layer, position = split_key(key)
     ax.set_title(f"PCA of per-sample vectors at layer {layer}, position {position}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    legend_outside(ax)
     return save_figure(fig, path)
