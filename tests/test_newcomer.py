@@ -312,3 +312,17 @@ def test_analyses_write_to_a_folder_named_after_their_inputs(tmp_path: Path, tin
     assert main(["ls", "--output-dir", str(out)]) == 0
     listing = capsys.readouterr().out
     assert all(n in listing for n in names)
+
+
+def test_extract_ends_with_next_steps_that_run(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", max_samples=3)
+    assert main(["extract", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    steps = out.split("next steps")[1].splitlines()
+    show = next(line.strip() for line in steps if line.strip().startswith("taskvec show"))
+    assert main(show.split()[1:]) == 0
+    snippet = next(line.strip() for line in steps if line.strip().startswith("python -c"))
+    code = snippet.removeprefix('python -c "').removesuffix('"')
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "torch.Size([64]) torch.Size([3, 64])" in result.stdout, result.stderr
+    assert any("extract_vanilla_0shot.yaml" in line and (REPO / line.split("--config ")[1].split()[0]).is_file() for line in steps)

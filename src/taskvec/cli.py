@@ -26,6 +26,21 @@ def _extract(args: argparse.Namespace) -> None:
     print(f"session: {paths.name}")
     print(f"task vectors: {paths.task_vector_dir}")
     print(f"per-sample vectors: {paths.raw_dir}")
+    if not args.quiet:
+        _next_steps(paths.task_vector_dir)
+
+
+def _next_steps(task_vector_dir: Path) -> None:
+    """What a newcomer can do with the session just written."""
+    import json
+
+    key = json.loads((task_vector_dir / "metadata.json").read_text())["keys"][0]
+    print("next steps (in a shell where `source .venv/bin/activate` has run):")
+    print(f"  taskvec show {task_vector_dir}")
+    print(f"  python -c \"import taskvec; s = taskvec.load_session('{task_vector_dir}'); "
+          f"print(s.mean('{key}').shape, s.vectors('{key}').shape)\"")
+    print("  taskvec extract --config configs/smollm2-135m/extract_vanilla_0shot.yaml   # a second session (0-shot prompts)")
+    print(f"  taskvec compare {task_vector_dir.name} vanilla_0shot_...   # names from `taskvec ls`")
 
 
 def _validate(args: argparse.Namespace) -> None:
