@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -252,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "quiet", False):
+            os.environ["TQDM_DISABLE"] = "1"  # read when tqdm is imported: also silences bars of libraries that use tqdm directly
             from taskvec.models import silence_loading
 
             silence_loading()

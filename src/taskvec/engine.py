@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import DynamicCache, PretrainedConfig, PreTrainedModel
 
 from taskvec.capture import StopForward, capture, decoder_blocks
 from taskvec.prefix import PrefixNode, plan_prefix_tree
@@ -85,6 +85,21 @@ def packed_mask(seg_lens: list[int], prefix_len: int, dtype: torch.dtype, device
 def plan(items: Sequence[Item]) -> PrefixNode:
     """The prefix tree over `items` (positions into it): which prompts share how many leading tokens."""
     return plan_prefix_tree([it.ids for it in items], [len(it.ids) - 1 for it in items])
+
+
+DEFAULT_BATCH_TOKENS = {"packed": 1024, "padded": 16384}
+
+
+def choose_batching(batching: str, device: torch.device, model_config: PretrainedConfig) -> str:
+    """`packed` or `padded` for a config's `batching` (auto: packed on CPU, padded on GPU).
+
+    The packed mask is full-causal, so models with sliding-window attention always run padded
+    (their own mask then applies).
+    """
+    chosen = batching if batching != "auto" else "padded" if device.type == "cuda" else "packed"
+    text = model_config.get_text_config()
+    sliding = bool(getattr(text, "use_sliding_window", False)) or "sliding_attention" in (getattr(text, "layer_types", None) or [])
+    return "padded" if chosen == "packed" and sliding else chosen
 
 
 class Extractor:

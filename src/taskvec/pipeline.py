@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import signal
 import threading
@@ -23,8 +22,10 @@ from taskvec.config import ExtractionConfig, load_config
 from taskvec.data.base import Sample
 from taskvec.data.files import absolute_paths, file_sha256, split_file
 from taskvec.distributed import World, join_world, leave_world
-from taskvec.engine import Extractor, Item
-from taskvec.errors import Interrupted, TaskvecError
+from taskvec.engine import DEFAULT_BATCH_TOKENS, Extractor, Item, choose_batching
+from taskvec.prefix import PrefixNode
+from taskvec.recorder import SessionRecorder
+from taskvec.errors import TaskvecError
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.positions import normalise_layer, resolve_position, vector_key
 from taskvec.prompts.config import PromptConfig, load_prompt_config
@@ -46,7 +47,6 @@ from taskvec.store import (
     session_name,
 )
 
-DEFAULT_BATCH_TOKENS = {"packed": 1024, "padded": 16384}
 T = TypeVar("T")
 
 
@@ -81,12 +81,6 @@ class Prepared:
 def _text_config(model_config: PretrainedConfig) -> PretrainedConfig:
     """The decoder's own config (multimodal configs nest it)."""
     return model_config.get_text_config()
-
-
-def _sliding_window(model_config: PretrainedConfig) -> bool:
-    """Whether any block attends within a sliding window (Mistral-, Gemma-style)."""
-    text = _text_config(model_config)
-    return bool(getattr(text, "use_sliding_window", False)) or "sliding_attention" in (getattr(text, "layer_types", None) or [])
 
 
 def prepare(config_path: Path) -> Prepared:
@@ -232,23 +226,6 @@ def _check_finite(vectors: torch.Tensor, sample_ids: list[str], dtype: torch.dty
         )
 
 
-def _ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple[str, TaskvecError]:
-    """The session status and the one-line error for a run that stopped early."""
-    kept = f"{done} of {total} samples are saved"
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", Interrupted(f"interrupted; {kept}; resume with: {resume_hint}")
-    if isinstance(exc, torch.OutOfMemoryError):
-        return "failed", TaskvecError(f"out of device memory; {kept}; lower `max_batch_tokens` or `batch_size` and resume with: {resume_hint}")
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        where = Path(exc.filename).parent if exc.filename and not Path(exc.filename).is_dir() else exc.filename
-        return "interrupted", TaskvecError(f"no space left on device in {where}; {kept}; free space and resume with: {resume_hint}")
-    if isinstance(exc, OSError):
-        return "interrupted", TaskvecError(f"writing the session failed ({exc.strerror or exc}); {kept}; free space or fix the disk and resume with: {resume_hint}")
-    if isinstance(exc, TaskvecError):
-        return "failed", TaskvecError(f"{exc}; {kept}")
-    return "failed", TaskvecError(f"the run failed ({exc.__class__.__name__}: {exc}); {kept}; resume with: {resume_hint}")
-
-
 def _new_session(prep: Prepared) -> tuple[SessionPaths, list[dict[str, Any]]]:
     """Create the session directories and write its config and prompts."""
     cfg = prep.config
@@ -316,94 +293,92 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
 
 
 def _run(prep: Prepared, progress: bool, resume: str | None, world: World, device: torch.device) -> SessionPaths:
+    """Check a resume target, load the weights, open (or reopen) the session, run the batches, record the ending."""
     cfg = prep.config
     dtype = resolve_dtype(cfg.dtype, device)
     target = _resume_target(prep, resume, dtype) if resume is not None else None  # checked before the weights load
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     model = load_model(prep.model_ref, dtype, device, cfg.device_map)  # before the session exists: a load error writes nothing
-    t1 = time.perf_counter()
-    batching = cfg.batching if cfg.batching != "auto" else "padded" if device.type == "cuda" else "packed"
-    if batching == "packed" and _sliding_window(prep.model_config):
-        batching = "padded"  # the packed mask is full-causal; sliding-window attention needs the model's own mask
-    budget = cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching]
-    engine = Extractor(model, prep.layers, budget, cfg.batch_size, cfg.prefix_cache == "auto", batching == "packed")
+    load_s = time.perf_counter() - t0
+    batching = choose_batching(cfg.batching, device, prep.model_config)
+    engine = Extractor(model, prep.layers, cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching], cfg.batch_size,
+                       cfg.prefix_cache == "auto", batching == "packed")
     paths, runs = _on_main(world, lambda: target or _new_session(prep))
     hidden = _text_config(prep.model_config).hidden_size
-    table = SampleTable(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden) if world.main else None
-    resume_hint = f"taskvec extract --config {prep.config_path} --resume {paths.name}"
     with session_lock(paths) if world.main else nullcontext():
+        table = SampleTable(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden) if world.main else None
         done, redone = _on_main(world, lambda: _sound_done(prep, paths, table) if target and table else (set(), 0))
         tree = engine.plan(prep.items)  # the full run's plan, so finished batches are skipped and the rest run as before
-        elsewhere = world.shard(engine.schedule(prep.items, tree)) if world.size > 1 else set()
+        recorder = SessionRecorder(paths, lambda **extra: _metadata(prep, paths, device, dtype, extra), runs, world.main)
+        recorder.start(len(done), {"device": str(device), "world_size": world.size, "n_kept": len(done), "n_redone": redone,
+                                   "n_to_compute": len(prep.items) - len(done)},
+                       engine=_engine_summary(prep, engine, tree, batching, world.size))
         writer = SessionWriter(paths, prep.keys, n_saved=len(done) if world.main else 0)
-        lengths = [len(it.ids) for it in prep.items]
-        run = {"started_at": datetime.now().isoformat(timespec="seconds"), "device": str(device), "world_size": world.size,
-               "n_kept": len(done), "n_redone": redone, "n_to_compute": len(prep.items) - len(done)}
-
-        def record(status: str, n_saved: int, **more: Any) -> None:
-            if not world.main:
-                return
-            run.update(status=status, n_saved=n_saved, ended_at=datetime.now().isoformat(timespec="seconds"))
-            extra = {
-                "status": status,
-                "created_at": [*runs, run][0]["started_at"],
-                "n_saved": n_saved,
-                "runs": [*runs, run],
-                "engine": {
-                    "prefix_cache": cfg.prefix_cache,
-                    "prefix_nodes": [{"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()],
-                    "batching": batching,
-                    "max_batch_tokens": budget,
-                    "batch_size": cfg.batch_size,
-                    "world_size": world.size,
-                    "tokens_total": sum(lengths),
-                    "tokens_computed": tree.tokens_computed(lengths),
-                },
-                **more,
-            }
-            save_json(paths.task_vector_dir / "metadata.json", _metadata(prep, paths, device, dtype, extra))
-
-        record("running", writer.n_saved)
-        mine = [it for it in prep.items if it.idx not in done and it.idx not in elsewhere]
         try:
-            n_run, work = 0, engine.work(prep.items, tree, done | elsewhere)  # the bar counts tokens: prefixes make early samples slow
-            with _sigterm_as_interrupt(), tqdm(total=work, unit="tok", unit_scale=True, disable=not (progress and world.main),
-                                               desc="extract", postfix=f"0/{len(mine)} samples") as bar:
-                by_idx = {it.idx: it for it in prep.items}
-                for batch in engine.run(prep.items, tree, done | elsewhere):
-                    rows = [r for r, idx in enumerate(batch.idxs) if idx not in done]
-                    items = [by_idx[batch.idxs[r]] for r in rows]
-                    sample_ids = [prep.samples[it.idx].id for it in items]
-                    vectors = batch.vectors[rows]
-                    _check_finite(vectors, sample_ids, dtype)
-                    writer.add(items, sample_ids, vectors)
-                    if table is not None:
-                        table.put([it.idx for it in items], vectors)
-                    n_run += len(items)
-                    bar.update(engine.tokens_done - bar.n)
-                    bar.set_postfix_str(f"{n_run}/{len(mine)} samples")
-                writer.close()
-            t2 = time.perf_counter()
+            t1 = time.perf_counter()
+            _extract_batches(prep, engine, tree, done, world, writer, table, dtype, progress)
+            extract_s = time.perf_counter() - t1
             n_saved = sum(world.gather(writer.n_saved))  # also waits for every rank's files
+            t2 = time.perf_counter()
             consolidated = table.summarise() if table is not None else False
         except BaseException as exc:
-            try:
-                writer.close()
-            except Exception:  # noqa: BLE001 - the first error is the one reported
-                pass
-            status, error = _ending(exc, writer.n_saved, len(prep.items), resume_hint)
-            try:
-                record(status, writer.n_saved, error=str(error))
-            except OSError:
-                pass  # a full disk may refuse even this; the files on disk still say what is done
-            raise error from exc
-        run["extract_s"] = t2 - t1
-        timings = {**prep.timings, "load_model_s": t1 - t0, "extract_s": t2 - t1, "summarise_s": time.perf_counter() - t2,
-                   "samples_per_s": run["n_to_compute"] / max(t2 - t1, 1e-9)}
-        record("complete", n_saved, timings=timings, consolidated=CONSOLIDATED if consolidated else None)
+            _close_quietly(writer)
+            recorder.fail(exc, writer.n_saved, len(prep.items), f"taskvec extract --config {prep.config_path} --resume {paths.name}")
+        recorder.run["extract_s"] = extract_s
+        timings = {**prep.timings, "load_model_s": load_s, "extract_s": extract_s, "summarise_s": time.perf_counter() - t2,
+                   "samples_per_s": (len(prep.items) - len(done)) / max(extract_s, 1e-9)}
+        recorder.finish(n_saved, timings=timings, consolidated=CONSOLIDATED if consolidated else None)
     world.barrier()  # every rank returns once the session is complete
     return paths
+
+
+def _engine_summary(prep: Prepared, engine: Extractor, tree: PrefixNode, batching: str, world_size: int) -> dict[str, Any]:
+    """How the work was scheduled (metadata `engine`)."""
+    cfg, lengths = prep.config, [len(it.ids) for it in prep.items]
+    return {
+        "prefix_cache": cfg.prefix_cache,
+        "prefix_nodes": [{"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()],
+        "batching": batching,
+        "max_batch_tokens": engine.max_batch_tokens,
+        "batch_size": cfg.batch_size,
+        "world_size": world_size,
+        "tokens_total": sum(lengths),
+        "tokens_computed": tree.tokens_computed(lengths),
+    }
+
+
+def _extract_batches(prep: Prepared, engine: Extractor, tree: PrefixNode, done: set[int], world: World, writer: SessionWriter,
+                     table: SampleTable | None, dtype: torch.dtype, progress: bool) -> None:
+    """The loop: this rank's batches through the model, checked, written, kept for the statistics; a bar counting tokens."""
+    elsewhere = world.shard(engine.schedule(prep.items, tree)) if world.size > 1 else set()
+    mine = sum(1 for it in prep.items if it.idx not in done and it.idx not in elsewhere)
+    by_idx = {it.idx: it for it in prep.items}
+    work = engine.work(prep.items, tree, done | elsewhere)  # the bar counts tokens: prefixes make early samples slow
+    n_run = 0
+    with _sigterm_as_interrupt(), tqdm(total=work, unit="tok", unit_scale=True, disable=not (progress and world.main),
+                                       desc="extract", postfix=f"0/{mine} samples") as bar:
+        for batch in engine.run(prep.items, tree, done | elsewhere):
+            rows = [r for r, idx in enumerate(batch.idxs) if idx not in done]
+            items = [by_idx[batch.idxs[r]] for r in rows]
+            sample_ids = [prep.samples[it.idx].id for it in items]
+            vectors = batch.vectors[rows]
+            _check_finite(vectors, sample_ids, dtype)
+            writer.add(items, sample_ids, vectors)
+            if table is not None:
+                table.put([it.idx for it in items], vectors)
+            n_run += len(items)
+            bar.update(engine.tokens_done - bar.n)
+            bar.set_postfix_str(f"{n_run}/{mine} samples")
+        writer.close()
+
+
+def _close_quietly(writer: SessionWriter) -> None:
+    """Close the writer after a failure; the first error is the one reported."""
+    try:
+        writer.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def extract(config_path: Path, progress: bool = True, resume: str | None = None) -> SessionPaths:

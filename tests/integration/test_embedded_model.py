@@ -64,6 +64,7 @@ def test_evaluate_extract_and_correlate_on_embedded_model(tmp_path: Path, monkey
     proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--config", str(prompt), "--max-samples", "4",
                            "--output-dir", str(tmp_path / "results"), "--quiet"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "de-quantizing" not in proc.stderr and "Loading weights" not in proc.stderr, "--quiet silences the libraries' bars"
     results = next((tmp_path / "results").iterdir())
     rows = [json.loads(line) for line in (results / "predictions.jsonl").read_text().splitlines()]
     assert [r["sample_id"] for r in rows] == [f"test_{i}" for i in range(4)]
