@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
 import http.server
+import json
 import os
 import socket
 import subprocess

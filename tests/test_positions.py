@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskvec.errors import TaskvecError
-from taskvec.positions import check_position, normalise_layer, resolve_position, vector_key
+from taskvec.positions import VectorKey, check_position, normalise_layer, resolve_position
 
 
 @pytest.mark.parametrize(
@@ -40,5 +40,5 @@ def test_layers_and_keys() -> None:
         normalise_layer(30, 30)
     with pytest.raises(TaskvecError):
         normalise_layer(-31, 30)
-    assert vector_key(12, -2) == "layer_12_pos_-2"
-    assert vector_key(0, "last") == "layer_0_pos_last"
+    assert str(VectorKey(12, -2)) == "layer_12_pos_-2"
+    assert str(VectorKey(0, "last")) == "layer_0_pos_last"

@@ -21,7 +21,8 @@ import yaml
 import taskvec.store
 from taskvec.cli import main
 from taskvec.engine import BatchResult, Extractor
-from taskvec.store import SessionPaths, session_lock
+from taskvec.layout import SessionPaths
+from taskvec.store import session_lock
 from tests.conftest import REPO, write_configs
 
 N = 24

@@ -14,6 +14,7 @@ from taskvec.errors import Interrupted, TaskvecError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from taskvec.layout import SessionPaths
     from taskvec.session import Session
 
 
@@ -28,14 +29,15 @@ def _extract(args: argparse.Namespace) -> None:
     print(f"task vectors: {paths.task_vector_dir}")
     print(f"per-sample vectors: {paths.raw_dir}")
     if not args.quiet:
-        _next_steps(paths.task_vector_dir)
+        _next_steps(paths)
 
 
-def _next_steps(task_vector_dir: Path) -> None:
+def _next_steps(paths: SessionPaths) -> None:
     """What a newcomer can do with the session just written."""
     import json
 
-    key = json.loads((task_vector_dir / "metadata.json").read_text())["keys"][0]
+    key = json.loads(paths.metadata.read_text())["keys"][0]
+    task_vector_dir = paths.task_vector_dir
     print("next steps (in a shell where `source .venv/bin/activate` has run):")
     print(f"  taskvec show {task_vector_dir}")
     print(f"  python -c \"import taskvec; s = taskvec.load_session('{task_vector_dir}'); "

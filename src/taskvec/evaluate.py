@@ -25,11 +25,12 @@ from taskvec.answers import extract_answer, score
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError
+from taskvec.layout import session_name
 from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
-from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.build import build_prompts, select_samples
+from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.store import check_writable, create_unique_dir, save_json, save_text, session_name
+from taskvec.store import check_writable, create_unique_dir, save_json, save_text
 from taskvec.validation import describe_validation_error
 from taskvec.versions import package_versions
 

@@ -30,16 +30,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
-from taskvec.intervene import full_logits, last_token_logits, mean_last_token_vectors, prefix_cache
 from taskvec.errors import TaskvecError
+from taskvec.intervene import full_logits, last_token_logits, mean_last_token_vectors, prefix_cache
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import PromptConfig, load_prompt_config
 from taskvec.store import check_writable, create_unique_dir, save_json
 from taskvec.validation import load_yaml_model
 from taskvec.versions import package_versions
-
-
 
 # --- config -----------------------------------------------------------------------------
 

@@ -23,29 +23,18 @@ from taskvec.data.base import Sample
 from taskvec.data.files import absolute_paths, file_sha256, split_file
 from taskvec.distributed import World, join_world, leave_world
 from taskvec.engine import DEFAULT_BATCH_TOKENS, Extractor, Item, choose_batching
-from taskvec.prefix import PrefixNode
-from taskvec.recorder import SessionRecorder
 from taskvec.errors import TaskvecError
+from taskvec.layout import CONSOLIDATED, SessionPaths, session_name
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
-from taskvec.positions import normalise_layer, resolve_position, vector_key
+from taskvec.positions import VectorKey, normalise_layer, resolve_position
+from taskvec.prefix import PrefixNode
+from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import PromptConfig, load_prompt_config
-from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.render import RenderedPrompt
+from taskvec.recorder import SessionRecorder
 from taskvec.resume import check_matches, locate_session, sound_samples
+from taskvec.store import SampleTable, SessionWriter, check_writable, create_session, save_text, save_yaml, session_lock
 from taskvec.versions import package_versions
-from taskvec.store import (
-    CONSOLIDATED,
-    SessionPaths,
-    SessionWriter,
-    check_writable,
-    create_session,
-    save_json,
-    save_text,
-    save_yaml,
-    session_lock,
-    SampleTable,
-    session_name,
-)
 
 T = TypeVar("T")
 
@@ -75,7 +64,7 @@ class Prepared:
 
     @property
     def keys(self) -> list[list[str]]:
-        return [[vector_key(layer, p) for p in self.config.token_positions] for layer in self.layers]
+        return [[str(VectorKey(layer, p)) for p in self.config.token_positions] for layer in self.layers]
 
 
 def _text_config(model_config: PretrainedConfig) -> PretrainedConfig:
@@ -98,6 +87,7 @@ def prepare(config_path: Path) -> Prepared:
     if prompt_cfg.dataset.source in ("file", "finqa"):  # absolute paths: the session's config.yaml re-runs from anywhere
         prompt_cfg = prompt_cfg.model_copy(update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)})
     samples, pool = select_samples(prompt_cfg, cfg.split, cfg.max_samples, base_dir)
+    warn_if_short(cfg.max_samples, samples, cfg.split)
     ref = resolve_model(spec)
     model_config = load_model_config(ref)
     n_layers = _text_config(model_config).num_hidden_layers
@@ -157,7 +147,7 @@ def _write_prompts(paths: SessionPaths, prep: Prepared) -> None:
         )
         for idx, prompt in enumerate(prep.prompts)
     ]
-    save_text(paths.task_vector_dir / "prompts.jsonl", "\n".join(lines) + "\n")
+    save_text(paths.prompts, "\n".join(lines) + "\n")
 
 
 def _metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: torch.dtype, extra: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +221,7 @@ def _new_session(prep: Prepared) -> tuple[SessionPaths, list[dict[str, Any]]]:
     cfg = prep.config
     name = session_name(cfg.tag, prep.prompt_config.prompt_type, prep.prompt_config.n_shot, cfg.split, prep.model_ref.short_name, datetime.now())
     paths = create_session(cfg.output_dir, name)
-    save_yaml(paths.task_vector_dir / "config.yaml", _resolved_config(prep))
+    save_yaml(paths.config, _resolved_config(prep))
     _write_prompts(paths, prep)
     return paths, []
 

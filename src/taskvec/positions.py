@@ -1,7 +1,9 @@
-"""Token position specs -> absolute token indices, and the key naming convention."""
+"""Token position specs -> absolute token indices, and the one vector-key type (layer, position)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Union
 
 from taskvec.errors import TaskvecError
@@ -53,6 +55,30 @@ def normalise_layer(layer: int, n_layers: int) -> int:
     return layer % n_layers
 
 
-def vector_key(layer: int, position: Position) -> str:
-    """`layer_{L}_pos_{P}` with L non-negative and P as written."""
-    return f"layer_{layer}_pos_{position}"
+KEY_PATTERN = re.compile(r"layer_(\d+)_pos_(last|first|-?\d+)")
+
+
+@dataclass(frozen=True)
+class VectorKey:
+    """The name of one vector: block `layer` (non-negative) read at `position` as written in the config.
+
+    `str(key)` is the file key `layer_{L}_pos_{P}` (`layer_12_pos_-2`); `key.std` names its standard deviation.
+    """
+
+    layer: int
+    position: Position
+
+    def __str__(self) -> str:
+        return f"layer_{self.layer}_pos_{self.position}"
+
+    @property
+    def std(self) -> str:
+        return f"{self}_std"
+
+    @classmethod
+    def parse(cls, text: str) -> VectorKey:
+        """`layer_{L}_pos_{P}` -> VectorKey(L, P); P becomes an int unless it is `last` or `first`."""
+        match = KEY_PATTERN.fullmatch(text)
+        if match is None:
+            raise TaskvecError(f"'{text}' is not a vector key; keys look like layer_12_pos_last or layer_12_pos_-2")
+        return cls(int(match.group(1)), check_position(match.group(2)))

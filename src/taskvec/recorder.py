@@ -11,7 +11,8 @@ from typing import Any, NoReturn
 import torch
 
 from taskvec.errors import Interrupted, TaskvecError
-from taskvec.store import SessionPaths, save_json
+from taskvec.layout import SessionPaths
+from taskvec.store import save_json
 
 
 def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple[str, TaskvecError]:
@@ -59,7 +60,7 @@ class SessionRecorder:
         self.run.update(status=status, n_saved=n_saved, ended_at=_now())
         runs = [*self.runs, self.run]
         extra = {"status": status, "created_at": runs[0]["started_at"], "n_saved": n_saved, "runs": runs, **self.fixed, **more}
-        save_json(self.paths.task_vector_dir / "metadata.json", self.describe(**extra))
+        save_json(self.paths.metadata, self.describe(**extra))
 
     def start(self, n_saved: int, run: dict[str, Any], **fixed: Any) -> None:
         """Record status `running` (kept if the process is killed); `run` describes this run, `fixed` goes in every write."""

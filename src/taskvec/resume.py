@@ -12,8 +12,8 @@ import yaml
 
 from taskvec.engine import Item
 from taskvec.errors import TaskvecError
-from taskvec.session import missing_session, session_dirs
-from taskvec.store import SessionPaths
+from taskvec.layout import SessionPaths
+from taskvec.session import missing_session, session_paths
 
 # Fields that change how the work is scheduled, never what it computes.
 EXECUTION_FIELDS = frozenset({"batch_size", "max_batch_tokens", "prefix_cache", "batching", "device", "output_dir"})
@@ -21,10 +21,10 @@ EXECUTION_FIELDS = frozenset({"batch_size", "max_batch_tokens", "prefix_cache", 
 
 def locate_session(spec: str, output_dir: Path) -> SessionPaths:
     """A session from its `task_vector/` or `raw_representations/` directory, or its name under `output_dir`."""
-    task_vector_dir, raw_dir = session_dirs(spec, output_dir)
-    if not (task_vector_dir / "config.yaml").is_file() or not raw_dir.is_dir():
+    paths = session_paths(spec, output_dir)
+    if not paths.config.is_file() or not paths.raw_dir.is_dir():
         raise TaskvecError(f"--resume: {missing_session(spec, output_dir)}")
-    return SessionPaths(task_vector_dir.name, task_vector_dir, raw_dir)
+    return paths
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -44,14 +44,14 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 def check_matches(paths: SessionPaths, resolved: dict[str, Any], prompts: list[tuple[str, str]]) -> dict[str, Any]:
     """Refuse to resume unless config and prompts equal the session's; returns its metadata."""
-    saved = yaml.safe_load((paths.task_vector_dir / "config.yaml").read_text())
+    saved = yaml.safe_load(paths.config.read_text())
     diffs = config_differences(saved, resolved)
     if diffs:
         raise TaskvecError(
             f"--resume: the config differs from session '{paths.name}' in {len(diffs)} field(s): {'; '.join(diffs[:5])}"
-            f"{' ...' if len(diffs) > 5 else ''}; resume with the session's own config ({paths.task_vector_dir / 'config.yaml'})"
+            f"{' ...' if len(diffs) > 5 else ''}; resume with the session's own config ({paths.config})"
         )
-    lines = (paths.task_vector_dir / "prompts.jsonl").read_text().splitlines()
+    lines = paths.prompts.read_text().splitlines()
     written = [(row["sample_id"], row["prompt"]) for row in map(json.loads, lines)]
     for i, (then, now) in enumerate(zip(written, prompts)):
         if then != now:
@@ -61,7 +61,7 @@ def check_matches(paths: SessionPaths, resolved: dict[str, Any], prompts: list[t
             )
     if len(written) != len(prompts):
         raise TaskvecError(f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; start a new one")
-    meta_path = paths.task_vector_dir / "metadata.json"
+    meta_path = paths.metadata
     metadata: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if metadata.get("status") == "complete":
         raise TaskvecError(f"--resume: session '{paths.name}' is already complete; nothing to resume")

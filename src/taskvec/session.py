@@ -20,20 +20,11 @@ import yaml
 from safetensors import safe_open
 
 from taskvec.errors import TaskvecError
+from taskvec.layout import CONSOLIDATED, RAW_DIR, TASK_VECTOR_DIR, SessionPaths
+from taskvec.positions import VectorKey
 
 DEFAULT_OUTPUT_DIR = Path("outputs")
-VECTORS_FILE = "vectors.safetensors"
-SAMPLE_GLOB = "sample_*.pt"
-KEY_PATTERN = re.compile(r"layer_(\d+)_pos_(.+)")
 NAME_TIME = re.compile(r"_task_vector_(\d{8})_(\d{6})")
-
-
-def split_key(key: str) -> tuple[int, str]:
-    """`layer_{L}_pos_{P}` -> (L, P), P as written (`last`, `first`, `-2`)."""
-    match = KEY_PATTERN.fullmatch(key)
-    if match is None:
-        raise TaskvecError(f"'{key}' is not a vector key; keys look like layer_12_pos_last")
-    return int(match.group(1)), match.group(2)
 
 
 def close_names(word: str, names: list[str]) -> str:
@@ -46,14 +37,15 @@ class Session:
     """One extraction session, read lazily: nothing but metadata.json is read until it is asked for."""
 
     def __init__(self, task_vector_dir: Path, raw_dir: Path) -> None:
+        self.paths = SessionPaths(task_vector_dir.name, task_vector_dir, raw_dir)
         self.task_vector_dir = task_vector_dir
         self.raw_dir = raw_dir
         self.name = task_vector_dir.name
         self._vectors: dict[str, torch.Tensor] = {}
         try:
-            self.metadata: dict[str, Any] = json.loads((task_vector_dir / "metadata.json").read_text())
+            self.metadata: dict[str, Any] = json.loads(self.paths.metadata.read_text())
         except (OSError, ValueError) as exc:
-            raise TaskvecError(f"session '{self.name}': cannot read {task_vector_dir / 'metadata.json'} ({exc})") from None
+            raise TaskvecError(f"session '{self.name}': cannot read {self.paths.metadata} ({exc})") from None
 
     def __repr__(self) -> str:
         return f"Session({self.name!r}, status={self.status!r}, samples={len(self.sample_ids)}/{self.metadata.get('n_samples')})"
@@ -66,32 +58,38 @@ class Session:
     @cached_property
     def config(self) -> dict[str, Any]:
         """The resolved extraction config (prompt config inlined); it re-runs as it is."""
-        return yaml.safe_load((self.task_vector_dir / "config.yaml").read_text())
+        return yaml.safe_load(self.paths.config.read_text())
 
     @cached_property
     def keys(self) -> list[str]:
         """Vector keys in extraction order (layer-major), without the `_std` keys."""
         if "keys" in self.metadata:
             return list(self.metadata["keys"])
-        return [f"layer_{layer}_pos_{p}" for layer in self.metadata["layers"] for p in self.metadata["token_positions"]]
+        return [str(VectorKey(layer, p)) for layer in self.metadata["layers"] for p in self.metadata["token_positions"]]
+
+    @property
+    def vector_keys(self) -> list[VectorKey]:
+        """`keys` as typed keys (layer, position)."""
+        return [VectorKey.parse(k) for k in self.keys]
 
     @property
     def layers(self) -> list[int]:
-        return list(dict.fromkeys(split_key(k)[0] for k in self.keys))
+        return list(dict.fromkeys(k.layer for k in self.vector_keys))
 
     @property
     def positions(self) -> list[str]:
-        return list(dict.fromkeys(split_key(k)[1] for k in self.keys))
+        """Positions as written (`last`, `-2`), in extraction order."""
+        return list(dict.fromkeys(str(k.position) for k in self.vector_keys))
 
     @cached_property
     def task_vectors(self) -> dict[str, torch.Tensor]:
         """`{key: mean, key_std: std}` from task_vectors.pt; only complete sessions have it."""
-        path = self.task_vector_dir / "task_vectors.pt"
+        path = self.paths.task_vectors
         if self.status != "complete":
             when = "if its run is no longer alive, " if self.status == "running" else ""
             raise TaskvecError(
                 f"session '{self.name}' is {self.status}, not complete, so it has no task vectors yet; {when}finish it with "
-                f"`taskvec extract --config {self.task_vector_dir / 'config.yaml'} --resume {self.name}`"
+                f"`taskvec extract --config {self.paths.config} --resume {self.name}`"
             )
         if not path.exists():
             raise TaskvecError(f"session '{self.name}' is marked complete but {path} is missing")
@@ -113,12 +111,12 @@ class Session:
     @cached_property
     def prompts(self) -> list[dict[str, Any]]:
         """prompts.jsonl: sample_idx, sample_id, prompt, n_tokens, add_special_tokens, demo_ids."""
-        lines = (self.task_vector_dir / "prompts.jsonl").read_text().splitlines()
+        lines = self.paths.prompts.read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
     @property
     def vectors_file(self) -> Path:
-        return self.raw_dir / VECTORS_FILE
+        return self.paths.consolidated
 
     @cached_property
     def sample_idx(self) -> list[int]:
@@ -126,7 +124,7 @@ class Session:
         if self.vectors_file.exists():
             with safe_open(self.vectors_file, framework="pt") as f:
                 return sorted(f.get_tensor("_sample_idx").tolist())
-        return sorted(int(p.stem.removeprefix("sample_")) for p in self.raw_dir.glob(SAMPLE_GLOB))
+        return self.paths.sample_idxs()
 
     @property
     def sample_ids(self) -> list[str]:
@@ -169,10 +167,10 @@ class Session:
 
     def _where(self) -> list[tuple[str, str]]:
         """Where the vectors are; for an unfinished session, that the task vectors are missing and how to resume."""
-        raw = ("per-sample vectors", f"{self.raw_dir}" + (f" (+ {VECTORS_FILE})" if self.vectors_file.exists() else ""))
+        raw = ("per-sample vectors", f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""))
         if self.status == "complete":
             return [("task vectors", str(self.task_vector_dir)), raw]
-        config = self.task_vector_dir / "config.yaml"
+        config = self.paths.config
         return [
             ("task vectors", f"not written: the session is {self.status} ({len(self.sample_idx)} per-sample files saved)"),
             raw,
@@ -187,7 +185,7 @@ class Session:
 
     def _read_sample_files(self) -> None:
         """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without vectors.safetensors)."""
-        records = [torch.load(self.raw_dir / f"sample_{i:05d}.pt", weights_only=True) for i in self.sample_idx]
+        records = [torch.load(self.paths.sample_file(i), weights_only=True) for i in self.sample_idx]
         hidden = int(self.metadata.get("hidden_size", 0))
         for key in self.keys:
             rows = [r[key] for r in records]
@@ -216,10 +214,10 @@ def _created_from_name(name: str) -> str | None:
     return f"{d[:4]}-{d[4:6]}-{d[6:]}T{t[:2]}:{t[2:4]}:{t[4:]}"
 
 
-def _summary(task_vector_dir: Path) -> SessionSummary:
-    name = task_vector_dir.name
+def _summary(paths: SessionPaths) -> SessionSummary:
+    name = paths.name
     try:
-        meta = json.loads((task_vector_dir / "metadata.json").read_text())
+        meta = json.loads(paths.metadata.read_text())
         return SessionSummary(
             name, meta.get("model_short"), meta.get("prompt_type"), meta.get("n_shot"), meta.get("split"),
             meta.get("n_samples"), meta.get("created_at") or _created_from_name(name), str(meta.get("status", "complete")),
@@ -230,7 +228,7 @@ def _summary(task_vector_dir: Path) -> SessionSummary:
 
 def session_names(output_dir: Path) -> list[str]:
     """Names of the sessions under `output_dir` (either of their two directories is enough)."""
-    dirs = [output_dir / "task_vector", output_dir / "raw_representations"]
+    dirs = [output_dir / TASK_VECTOR_DIR, output_dir / RAW_DIR]
     return sorted({p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir()})
 
 
@@ -239,20 +237,19 @@ def list_sessions(output_dir: str | Path) -> list[SessionSummary]:
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise TaskvecError(f"'{output_dir}' is not a directory; pass the output_dir of your extraction config")
-    summaries = [_summary(output_dir / "task_vector" / name) for name in session_names(output_dir)]
+    summaries = [_summary(SessionPaths.under(output_dir, name)) for name in session_names(output_dir)]
     return sorted(summaries, key=lambda s: (s.created_at is None, s.created_at or "", s.name))
 
 
-def session_dirs(path: str | Path, output_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """The task_vector and raw_representations directories of a session given by either directory or by its
-    name under `output_dir` (default `outputs`); they need not exist."""
+def session_paths(path: str | Path, output_dir: str | Path | None = None) -> SessionPaths:
+    """The paths of a session given by either of its directories or by its name under `output_dir`
+    (default `outputs`); they need not exist."""
     given = Path(path)
-    if given.is_dir() and given.parent.name == "raw_representations":
-        return given.parent.parent / "task_vector" / given.name, given
-    if given.is_dir() and (given.parent.name == "task_vector" or (given / "metadata.json").exists()):
-        return given, given.parent.parent / "raw_representations" / given.name
-    root = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
-    return root / "task_vector" / str(path), root / "raw_representations" / str(path)
+    if given.is_dir() and given.parent.name == RAW_DIR:
+        return SessionPaths.under(given.parent.parent, given.name)
+    if given.is_dir() and (given.parent.name == TASK_VECTOR_DIR or SessionPaths(given.name, given, given).metadata.exists()):
+        return SessionPaths(given.name, given, given.parent.parent / RAW_DIR / given.name)
+    return SessionPaths.under(Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR, str(path))
 
 
 def missing_session(path: str | Path, root: Path) -> str:
@@ -264,7 +261,7 @@ def missing_session(path: str | Path, root: Path) -> str:
 
 def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
     """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
-    task_vector_dir, raw_dir = session_dirs(path, output_dir)
-    if not task_vector_dir.is_dir():
+    paths = session_paths(path, output_dir)
+    if not paths.task_vector_dir.is_dir():
         raise TaskvecError(missing_session(path, Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR))
-    return Session(task_vector_dir, raw_dir)
+    return Session(paths.task_vector_dir, paths.raw_dir)

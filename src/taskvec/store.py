@@ -11,8 +11,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +20,11 @@ from safetensors.torch import save_file
 
 from taskvec.engine import Item
 from taskvec.errors import TaskvecError
+from taskvec.layout import SessionPaths
 from taskvec.stats import RunningStats
 
 MAX_PENDING_WRITES = 64
-CONSOLIDATED = "vectors.safetensors"
 CONSOLIDATE_MAX_BYTES = 4 << 30  # above this the loader reads the per-sample files instead
-
-
-@dataclass(frozen=True)
-class SessionPaths:
-    """The two directories of one session."""
-
-    name: str
-    task_vector_dir: Path
-    raw_dir: Path
-
-    def sample_file(self, idx: int) -> Path:
-        return self.raw_dir / f"sample_{idx:05d}.pt"
 
 
 @contextmanager
@@ -55,14 +41,6 @@ def session_lock(paths: SessionPaths) -> Iterator[None]:
         os.close(fd)
 
 
-def session_name(tag: str | None, prompt_type: str, n_shot: int, split: str, model_short: str, when: datetime,
-                 kind: str = "task_vector") -> str:
-    """`{tag}_{model_short}_{kind}_{YYYYmmdd_HHMMSS}`, tag defaulting to `{prompt_type}_{n_shot}shot_{split}`
-    (kind: `task_vector` for extraction sessions, `results` for evaluations)."""
-    stem = tag or f"{prompt_type}_{n_shot}shot_{split}"
-    return f"{stem}_{model_short}_{kind}_{when:%Y%m%d_%H%M%S}"
-
-
 def check_writable(output_dir: Path) -> None:
     """Fail before any work if `output_dir` cannot hold a session."""
     probe = output_dir
@@ -76,17 +54,17 @@ def create_session(output_dir: Path, base: str) -> SessionPaths:
     """Create both session directories exclusively; a taken name gets a `_2`, `_3`... suffix."""
     for attempt in range(1, 1000):
         name = base if attempt == 1 else f"{base}_{attempt}"
-        tv, raw = output_dir / "task_vector" / name, output_dir / "raw_representations" / name
-        tv.parent.mkdir(parents=True, exist_ok=True)
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        if raw.exists():
+        paths = SessionPaths.under(output_dir, name)
+        paths.task_vector_dir.parent.mkdir(parents=True, exist_ok=True)
+        paths.raw_dir.parent.mkdir(parents=True, exist_ok=True)
+        if paths.raw_dir.exists():
             continue
         try:
-            tv.mkdir()
+            paths.task_vector_dir.mkdir()
         except FileExistsError:
             continue
-        raw.mkdir()
-        return SessionPaths(name, tv, raw)
+        paths.raw_dir.mkdir()
+        return paths
     raise TaskvecError(f"output_dir: could not find a free session name for '{base}'")
 
 
@@ -230,12 +208,12 @@ class SampleTable:
             stats.update(self._block(start, min(start + chunk, len(self.idxs))).flatten(1))
         means, stds = stats.mean.float().view(len(self.flat), -1), stats.std().float().view(len(self.flat), -1)
         vectors = {k: v for i, key in enumerate(self.flat) for k, v in ((key, means[i].clone()), (f"{key}_std", stds[i].clone()))}
-        save_torch(self.paths.task_vector_dir / "task_vectors.pt", vectors)
+        save_torch(self.paths.task_vectors, vectors)
         for layer, row in zip(self.layers, self.keys):
-            save_torch(self.paths.task_vector_dir / f"layer_{layer}.pt", {k: vectors[k] for key in row for k in (key, f"{key}_std")})
+            save_torch(self.paths.layer_file(layer), {k: vectors[k] for key in row for k in (key, f"{key}_std")})
         if self.data is None:
             return False
         tensors = {key: self.data[:, k].contiguous() for k, key in enumerate(self.flat)}
         tensors["_sample_idx"] = torch.tensor(self.idxs, dtype=torch.int64)
-        atomic_write(self.paths.raw_dir / CONSOLIDATED, lambda p: save_file(tensors, str(p)))
+        atomic_write(self.paths.consolidated, lambda p: save_file(tensors, str(p)))
         return True

@@ -19,7 +19,8 @@ from matplotlib.patches import Patch
 
 from taskvec.analysis.plotting import legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
-from taskvec.session import Session, split_key
+from taskvec.positions import VectorKey
+from taskvec.session import Session
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -54,7 +55,8 @@ def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     dists: dict[tuple[str, int, int], np.ndarray] = {}
     for key in keys:
-        layer, position = split_key(key)
+        parsed = VectorKey.parse(key)
+        layer, position = parsed.layer, str(parsed.position)
         means = [s.mean(key) for s in sessions]
         for i, a in enumerate(sessions):
             vecs = a.vectors(key)
@@ -103,8 +105,9 @@ def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:
 
 def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[str], labels: list[str], out: Path) -> Path:
     """Box plots per layer: one row per session (its samples), one box per mean they are compared with."""
-    positions = list(dict.fromkeys(split_key(k)[1] for k in keys))
-    layers = list(dict.fromkeys(split_key(k)[0] for k in keys))
+    parsed = {(k.layer, str(k.position)): str(k) for k in map(VectorKey.parse, keys)}
+    positions = list(dict.fromkeys(p for _, p in parsed))
+    layers = list(dict.fromkeys(layer for layer, _ in parsed))
     n = len(labels)
     fig = new_figure(max(7.0, 1.0 + len(layers) * 0.35 * n) * len(positions), 3.2 * n)
     axes = fig.subplots(n, len(positions), squeeze=False, sharey=True)
@@ -113,7 +116,7 @@ def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[s
     for i in range(n):
         for col, position in enumerate(positions):
             ax: Axes = axes[i][col]
-            present = [(x, f"layer_{layer}_pos_{position}") for x, layer in enumerate(layers) if f"layer_{layer}_pos_{position}" in keys]
+            present = [(x, parsed[layer, position]) for x, layer in enumerate(layers) if (layer, position) in parsed]
             for j in range(n):
                 data = [dists[key, i, j] for _, key in present]
                 xs = [x - 0.4 + width * (j + 0.5) for x, _ in present]
@@ -137,8 +140,9 @@ def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[s
 
 def _plot_heatmaps(table: pd.DataFrame, keys: list[str], labels: list[str], out: Path) -> Path:
     """A grid of small heatmaps (rows: positions, columns: layers) of the pairwise cosine of mean vectors."""
-    positions = list(dict.fromkeys(split_key(k)[1] for k in keys))
-    layers = list(dict.fromkeys(split_key(k)[0] for k in keys))
+    parsed = [VectorKey.parse(k) for k in keys]
+    positions = list(dict.fromkeys(str(k.position) for k in parsed))
+    layers = list(dict.fromkeys(k.layer for k in parsed))
     n = len(labels)
     index = {label: i for i, label in enumerate(labels)}
     cell = max(1.8, 0.45 * n)

@@ -23,7 +23,8 @@ from sklearn.preprocessing import StandardScaler
 
 from taskvec.analysis.plotting import legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
-from taskvec.session import Session, split_key
+from taskvec.positions import VectorKey
+from taskvec.session import Session
 
 PREDICTIONS_FILE = "predictions.jsonl"
 MAX_FOLDS = 5
@@ -62,7 +63,7 @@ def check_same_prompts(session: Session, results_dir: Path) -> None:
     meta = session.metadata
     problems = [f"{f}: session {meta.get(f)!r}, predictions {metrics[f]!r}"
                 for f in ("model", "split", "prompt_type", "n_shot") if f in metrics and metrics[f] != meta.get(f)]
-    written = {row["sample_id"]: row["prompt"] for row in _read_jsonl(session.task_vector_dir / "prompts.jsonl")}
+    written = {row["sample_id"]: row["prompt"] for row in _read_jsonl(session.paths.prompts)}
     predicted = {row["sample_id"]: row.get("prompt") for row in _read_jsonl(folder / PREDICTIONS_FILE)}
     differ = [i for i, text in predicted.items() if i in written and text is not None and text != written[i]]
     if differ:
@@ -116,7 +117,8 @@ def correlate(session: Session, results_dir: Path, out: Path, force: bool = Fals
                 "so probe accuracy is NaN")
     table_rows = []
     for key in session.keys:
-        layer, position = split_key(key)
+        parsed = VectorKey.parse(key)
+        layer, position = parsed.layer, str(parsed.position)
         vectors = session.vectors(key)[rows]
         cos = torch.nn.functional.cosine_similarity(vectors.double(), session.mean(key).double()[None], dim=1).numpy()
         accuracy, accuracy_std, folds = _probe(vectors.double().numpy(), y)

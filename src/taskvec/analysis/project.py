@@ -12,7 +12,8 @@ from sklearn.decomposition import PCA
 
 from taskvec.analysis.plotting import legend_outside, new_figure, save_figure, session_labels
 from taskvec.errors import TaskvecError
-from taskvec.session import Session, split_key
+from taskvec.positions import VectorKey, check_position
+from taskvec.session import Session
 
 
 def project_key(sessions: Sequence[Session], layer: int, position: str | None) -> str:
@@ -21,7 +22,7 @@ def project_key(sessions: Sequence[Session], layer: int, position: str | None) -
     if layer < 0:
         layer += int(first.metadata["n_model_layers"])
     position = position if position is not None else first.positions[0]
-    key = f"layer_{layer}_pos_{position}"
+    key = str(VectorKey(layer, check_position(position)))
     for s in sessions:
         if key not in s.keys:
             raise TaskvecError(
@@ -74,7 +75,8 @@ def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, p
                    label=f"{label} task vector (mean)", zorder=3)
     ax.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
     ax.set_ylabel(f"PC2 ({ratio[1]:.1%} of variance)")
-    layer, position = split_key(key)
+    parsed = VectorKey.parse(key)
+    layer, position = parsed.layer, parsed.position
     ax.set_title(f"PCA of per-sample vectors at layer {layer}, position {position}")
     ax.grid(alpha=0.3)
     legend_outside(ax)

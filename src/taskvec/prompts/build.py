@@ -27,11 +27,15 @@ def select_samples(cfg: PromptConfig, split: str, max_samples: int | None, base_
     samples = split_samples[:max_samples]
     if not samples:
         raise TaskvecError(f"split: '{split}' has no samples; use a split with data (or a dataset that has some)")
-    if max_samples is not None and max_samples > len(samples):
-        warn(f"max_samples: {max_samples} asked for, but split '{split}' has {len(samples)} samples; using all {len(samples)}")
     if not cfg.n_shot:
         return samples, []
     return samples, split_samples if demo_split == split else load_split(cfg.dataset, demo_split, base_dir)
+
+
+def warn_if_short(max_samples: int | None, samples: list[Sample], split: str) -> None:
+    """Say so when `max_samples` asks for more than the split has (the run uses them all)."""
+    if max_samples is not None and max_samples > len(samples):
+        warn(f"max_samples: {max_samples} asked for, but split '{split}' has {len(samples)} samples; using all {len(samples)}")
 
 
 def build_prompts(
