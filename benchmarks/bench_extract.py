@@ -334,8 +334,10 @@ def print_table(results: dict[str, object]) -> None:
     for variant, res in results.items():
         if not isinstance(res, dict) or "methods" not in res:
             continue
-        print(f"\n{variant}: {res['n_prompts']} prompts, {res['tokens_total']} tokens ({res['tokens_distinct']} distinct), floor {res['floor_tflop']:.2f} TFLOP")
-        print(f"{'method':<26}{'seconds':>9}{'speedup':>9}{'samples/s':>11}{'tokens/s':>11}{'TFLOP/s':>9}{'peak%':>7}{'mem MiB':>9}{'max rel diff':>14}")
+        print(f"\n{variant}: {res['n_prompts']} prompts, {res['tokens_total']} tokens ({res['tokens_distinct']} distinct), "
+              f"floor {res['floor_tflop']:.2f} TFLOP")
+        print(f"{'method':<26}{'seconds':>9}{'speedup':>9}{'samples/s':>11}{'tokens/s':>11}{'TFLOP/s':>9}{'peak%':>7}"
+              f"{'mem MiB':>9}{'max rel diff':>14}")
         for name, m in res["methods"].items():
             frac = m["fraction_of_bf16_peak"]
             print(f"{name:<26}{m['seconds']:9.3f}{m['speedup_vs_baseline']:9.1f}{m['samples_per_s']:11.1f}"

@@ -99,7 +99,8 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     (session,) = _sessions(config)
     saved = len(list(_raw_dir(session).glob("sample_*.pt")))
-    assert err == f"taskvec: interrupted; {saved} of {N} samples are saved; resume with: taskvec extract --config {config} --resume {session.name}"
+    resume = f"taskvec extract --config {config} --resume {session.name}"
+    assert err == f"taskvec: interrupted; {saved} of {N} samples are saved; resume with: {resume}"
     meta = _meta(session)
     assert meta["status"] == "interrupted" and meta["n_saved"] == saved >= 3 and meta["n_samples"] == N
     assert not (session / "task_vectors.pt").exists(), "an interrupted session must not look complete"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -40,7 +40,7 @@ def capture(
     """
     captured: dict[int, torch.Tensor] = {}
 
-    def make_hook(layer: int):  # noqa: ANN202 - torch's hook signature
+    def make_hook(layer: int) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], None]:
         def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> None:
             if index is not None and layer in layers:
                 captured[layer] = block_output(output).flatten(0, 1).index_select(0, index)

@@ -32,7 +32,7 @@ class ExtractionConfig(BaseModel):
     model: str | None = None
     prompt_config: Path | PromptConfig = Field(description="a prompt config YAML, or one inlined (as in a session's config.yaml)")
     layers: list[int] = Field(min_length=1)
-    token_positions: list[Position] = Field(default_factory=lambda: ["last"], min_length=1)
+    token_positions: list[Position] = Field(["last"], min_length=1)
     split: str = "train"
     max_samples: int | None = Field(None, ge=1)
     on_out_of_range: Literal["error", "skip"] = Field(

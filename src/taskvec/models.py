@@ -160,7 +160,7 @@ def load_model(ref: ModelRef, dtype: torch.dtype, device: torch.device, device_m
         placement = {"device_map": device_map} if device_map is not None else {}
         model = AutoModelForCausalLM.from_pretrained(ref.source, dtype=dtype, attn_implementation="sdpa", **placement, **ref.kwargs())
         if device_map is None:
-            model = model.to(device)
+            model.to(device)  # type: ignore[arg-type]  # in place; transformers wraps `to` with a signature mypy misreads
     except torch.cuda.OutOfMemoryError as exc:
         raise TaskvecError(f"device: the model does not fit on {device}; use a smaller dtype (bfloat16) or another device") from exc
     except Exception as exc:

@@ -76,14 +76,14 @@ def prepare(config_path: Path) -> Prepared:
     """Validate configs, read the model config, load data, render and tokenise every prompt."""
     start = time.perf_counter()
     cfg = load_config(config_path)
-    inline = isinstance(cfg.prompt_config, PromptConfig)
-    prompt_cfg = cfg.prompt_config if inline else load_prompt_config(cfg.prompt_config)
+    given = cfg.prompt_config
+    prompt_cfg = given if isinstance(given, PromptConfig) else load_prompt_config(given)
     spec = cfg.model or prompt_cfg.model
     if spec is None:
         raise TaskvecError("model: neither the extraction config nor the prompt config names a model; add `model:` to one")
     check_writable(cfg.output_dir)
     resolve_device(cfg.device)
-    base_dir = config_path.parent if inline else cfg.prompt_config.parent
+    base_dir = given.parent if isinstance(given, Path) else config_path.parent
     if prompt_cfg.dataset.source in ("file", "finqa"):  # absolute paths: the session's config.yaml re-runs from anywhere
         prompt_cfg = prompt_cfg.model_copy(update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)})
     samples, pool = select_samples(prompt_cfg, cfg.split, cfg.max_samples, base_dir)
@@ -219,7 +219,8 @@ def _check_finite(vectors: torch.Tensor, sample_ids: list[str], dtype: torch.dty
 def _new_session(prep: Prepared) -> tuple[SessionPaths, list[dict[str, Any]]]:
     """Create the session directories and write its config and prompts."""
     cfg = prep.config
-    name = session_name(cfg.tag, prep.prompt_config.prompt_type, prep.prompt_config.n_shot, cfg.split, prep.model_ref.short_name, datetime.now())
+    prompt_cfg = prep.prompt_config
+    name = session_name(cfg.tag, prompt_cfg.prompt_type, prompt_cfg.n_shot, cfg.split, prep.model_ref.short_name, datetime.now())
     paths = create_session(cfg.output_dir, name)
     save_yaml(paths.config, _resolved_config(prep))
     _write_prompts(paths, prep)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from taskvec.errors import TaskvecError
 
-Position = Union[int, str]
+Position = int | str
 POSITION_WORDS = ("last", "first")
 
 

@@ -21,7 +21,9 @@ def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", Interrupted(f"interrupted; {kept}; resume with: {resume_hint}")
     if isinstance(exc, torch.OutOfMemoryError):
-        return "failed", TaskvecError(f"out of device memory; {kept}; lower `max_batch_tokens` or `batch_size` and resume with: {resume_hint}")
+        return "failed", TaskvecError(
+            f"out of device memory; {kept}; lower `max_batch_tokens` or `batch_size` and resume with: {resume_hint}"
+        )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = Path(exc.filename).parent if exc.filename and not Path(exc.filename).is_dir() else exc.filename
         return "interrupted", TaskvecError(f"no space left on device in {where}; {kept}; free space and resume with: {resume_hint}")

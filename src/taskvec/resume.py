@@ -84,7 +84,9 @@ def load_sound(path: Path, item: Item, sample_id: str, keys: list[str], hidden: 
     return record
 
 
-def sound_samples(paths: SessionPaths, items: list[Item], sample_ids: dict[int, str], keys: list[str], hidden: int) -> Iterator[tuple[int, dict[str, Any] | None]]:
+def sound_samples(
+    paths: SessionPaths, items: list[Item], sample_ids: dict[int, str], keys: list[str], hidden: int
+) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """Each finished sample with its record, or None where its file was unsound (deleted, so it is redone)."""
     for stale in paths.raw_dir.glob(".sample_*.tmp*"):
         stale.unlink(missing_ok=True)

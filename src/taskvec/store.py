@@ -107,7 +107,10 @@ def save_torch(path: Path, obj: Any) -> None:
 
 
 def save_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_write(path, write)
 
 
 def save_json(path: Path, obj: Any) -> None:

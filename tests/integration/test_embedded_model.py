@@ -40,7 +40,9 @@ def test_extract_with_embedded_model(tmp_path: Path) -> None:
     ref = resolve_model("smollm2-135m")
     tok, model = load_tokenizer(ref), load_model(ref, torch.float32, torch.device("cpu"))
     last_block: dict[str, torch.Tensor] = {}
-    decoder_blocks(model)[-1].register_forward_hook(lambda m, a, out: last_block.__setitem__("h", out[0] if isinstance(out, tuple) else out))
+    decoder_blocks(model)[-1].register_forward_hook(
+        lambda m, a, out: last_block.__setitem__("h", out[0] if isinstance(out, tuple) else out)
+    )
     raw_dir = tmp_path / "out" / "raw_representations" / session.name
     for line in (session / "prompts.jsonl").read_text().splitlines()[:2]:
         row = json.loads(line)

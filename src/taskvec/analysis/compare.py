@@ -165,6 +165,7 @@ def _plot_heatmaps(table: pd.DataFrame, keys: list[str], labels: list[str], out:
             ax.set_xticks(range(n), labels if r == len(positions) - 1 else [], rotation=45, ha="right", fontsize="x-small")
             ax.set_yticks(range(n), labels if c == 0 else [], fontsize="x-small")
             ax.set_title(f"layer {layer}, pos {position}", fontsize="small")
+    assert image is not None  # at least one key, so at least one heatmap
     fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity of mean vectors")
     fig.suptitle("Pairwise task-vector similarity per layer and position")
     return save_figure(fig, out / "compare_heatmap.png")

@@ -52,7 +52,8 @@ def project(sessions: Sequence[Session], layer: int, position: str | None, out: 
     for s, label, vecs in zip(sessions, labels, vectors):
         coords = pca.transform(vecs.double().numpy())
         mean = pca.transform(s.mean(key).double().numpy()[None])
-        frames.append(pd.DataFrame({"session": label, "sample_id": s.sample_ids, "kind": "sample", "pc1": coords[:, 0], "pc2": coords[:, 1]}))
+        frames.append(pd.DataFrame({"session": label, "sample_id": s.sample_ids, "kind": "sample",
+                                    "pc1": coords[:, 0], "pc2": coords[:, 1]}))
         frames.append(pd.DataFrame({"session": label, "sample_id": None, "kind": "mean", "pc1": mean[:, 0], "pc2": mean[:, 1]}))
     table = pd.concat(frames, ignore_index=True)
     stem = f"project_{key}"

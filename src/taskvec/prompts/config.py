@@ -61,7 +61,9 @@ class PromptConfig(BaseModel):
             try:
                 template.format(**{placeholder: "x"})
             except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"{name} {template!r} cannot be formatted ({exc!r}); use only {{{placeholder}}} and write braces as {{{{ }}}}") from None
+                raise ValueError(
+                    f"{name} {template!r} cannot be formatted ({exc!r}); use only {{{placeholder}}} and write braces as {{{{ }}}}"
+                ) from None
         return self
 
 
