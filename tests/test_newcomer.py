@@ -299,10 +299,8 @@ def test_analyses_write_to_a_folder_named_after_their_inputs(tmp_path: Path, tin
                                output_dir=str(out), tag="same")
         assert main(["extract", "--config", str(config), "--quiet"]) == 0
     names = sorted(p.name for p in (out / "task_vector").iterdir())
-    if names[0].rsplit("_", 1)[-1] == names[1].rsplit("_", 1)[-1]:  # same second: the second directory got a suffix
-        pytest.skip("both sessions were created within one second")
     labels = session_labels([load_session(n, out) for n in names])
-    assert labels == [f"same@{n.rsplit('_', 1)[-1]}" for n in names]
+    assert len(set(labels)) == 2 and all(label.startswith("same@") and len(label) < 20 for label in labels), labels
     capsys.readouterr()
     assert main(["compare", *names, "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
