@@ -12,15 +12,17 @@ would (tested against single-prompt runs).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from taskvec.capture import decoder_blocks
+from taskvec.capture import block_output, decoder_blocks
 from taskvec.engine import Extractor, Item, Prefix
-from taskvec.intervene import patching
 
 Keep = Callable[[int, str], bool]  # (prompt index, continuation text so far) -> keep generating
 
@@ -58,6 +60,47 @@ def _cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], index: torch.Tensor 
     return DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv])
 
 
+def _repeat_rows(value: Any, n: int, rows: int) -> Any:
+    """`value` (a tensor or a tuple of them) with its batch of `n` rows repeated to `rows` rows; others as they are."""
+    if isinstance(value, tuple):
+        return tuple(_repeat_rows(v, n, rows) for v in value)
+    if isinstance(value, torch.Tensor) and value.dim() > 1 and value.shape[0] == n and rows != n:
+        return value.repeat(rows // n, *([1] * (value.dim() - 1)))
+    return value
+
+
+@contextmanager
+def _growing(blocks: nn.ModuleList, n: int, vectors: dict[int, torch.Tensor], mode: str, scale: float) -> Iterator[None]:
+    """While active, block L's output gains n rows: the first n (unpatched) with the last token replaced by (or plus
+    scale times) vectors[L]; each block's per-row inputs (mask, rotary embeddings, positions) follow the row count."""
+
+    def pre_hook(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        rows = (args[0] if args else kwargs["hidden_states"]).shape[0]
+        return args, {k: _repeat_rows(v, n, rows) if k != "cache" and k != "past_key_values" else v for k, v in kwargs.items()}
+
+    def grow(vector: torch.Tensor):  # noqa: ANN202 - torch's hook signature
+        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
+            hidden = block_output(output)
+            new = hidden[:n].clone()
+            vec = vector.to(new.device, new.dtype)
+            new[:, -1] = vec if mode == "replace" else new[:, -1] + scale * vec
+            grown = torch.cat([hidden, new])
+            return (grown, *output[1:]) if isinstance(output, tuple) else grown
+
+        return hook
+
+    handles = []
+    try:
+        for block in blocks:
+            handles.append(block.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        for layer, vector in vectors.items():
+            handles.append(blocks[layer].register_forward_hook(grow(vector)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
@@ -70,8 +113,8 @@ class GreedyRunner:
         self.model = model
         self.base = model.get_decoder()
         self.tokenizer = tokenizer
-        n_blocks = len(decoder_blocks(model))
-        self.extractor = Extractor(model, [n_blocks - 1], max_batch_tokens=max_batch_tokens, batch_size=batch_size)
+        self.blocks = decoder_blocks(model)
+        self.extractor = Extractor(model, [len(self.blocks) - 1], max_batch_tokens=max_batch_tokens, batch_size=batch_size)
         self.special = set(tokenizer.all_special_ids)
 
     @property
@@ -89,22 +132,46 @@ class GreedyRunner:
         return out
 
     def _batch(self, prompts: list[Sequence[int]], prefix: Prefix, spec: RunSpec, keep: Keep, owners: list[int]) -> list[list[RowOutput]]:
-        """One batch: the heads on the prefix, then the last token for every row, then greedy steps."""
-        cache, mask, nxt_pos = self._heads(prompts, prefix)
-        r = spec.rows
-        rep = torch.arange(len(prompts), device=self.device).repeat_interleave(r)
-        cache = _cache(_layers(cache), rep)
-        mask = torch.cat([mask[rep], mask.new_ones(len(rep), 1)], dim=1)
-        positions = nxt_pos[rep][:, None]
-        last = torch.tensor([int(p[-1]) for p in prompts], device=self.device)[rep][:, None]
-        patches = {layer: ([b * r + 1 + i for b in range(len(prompts))], spec.vectors[layer])
-                   for i, layer in enumerate(spec.layers)} if spec.vectors is not None else {}
-        with patching(decoder_blocks(self.model), patches, -1, spec.mode, spec.scale):
+        """One batch: the heads on the prefix, then the last token for every row, then greedy steps.
+
+        Rows are group-major: row g * B + b is prompt b, unpatched (g = 0) or patched at layers[g - 1].
+        """
+        cache, mask, nxt = self._heads(prompts, prefix)
+        n, layers = len(prompts), sorted(spec.layers)
+        r = 1 + len(layers)
+        mask = torch.cat([mask, mask.new_ones(n, 1)], dim=1)
+        positions = nxt[:, None]
+        last = torch.tensor([int(p[-1]) for p in prompts], device=self.device)[:, None]
+        if layers and spec.vectors is not None:
+            logits, cache = self._branching_step(last, mask, positions, cache, layers, spec)
+        else:
             logits = self._step(last, mask, positions, cache)
+        rep = torch.arange(n, device=self.device).repeat(r)
+        order = [1 + sorted(spec.layers).index(layer) for layer in spec.layers]  # spec order -> sorted groups
         watched = logits[:, list(spec.watch)].float().cpu()
-        tokens = self._decode_loop(logits, cache, mask, positions, spec.max_new_tokens, [owners[b] for b in rep.tolist()], keep)
+        tokens = self._decode_loop(logits, cache, mask[rep], positions[rep], spec.max_new_tokens, [owners[b] for b in rep.tolist()], keep)
         texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
-        return [[RowOutput(texts[b * r + i], watched[b * r + i]) for i in range(r)] for b in range(len(prompts))]
+        return [[RowOutput(texts[g * n + b], watched[g * n + b]) for g in (0, *order)] for b in range(n)]
+
+    def _branching_step(self, last: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
+                        layers: list[int], spec: RunSpec) -> tuple[torch.Tensor, DynamicCache]:
+        """The last token of every prompt, unpatched and patched at each of `layers` (sorted).
+
+        A row patched at L equals the unpatched one up to block L, so it is created only there:
+        block L's output gets a copy of the unpatched rows with the patch applied, and later
+        blocks run on the grown batch. Returns group-major logits and a cache holding all rows.
+        """
+        n, kv = last.shape[0], _layers(cache)
+        groups = [1 + sum(layer < k for layer in layers) for k in range(len(self.blocks))]  # row groups entering block k
+        grown = DynamicCache(ddp_cache_data=[(k.repeat(g, 1, 1, 1), v.repeat(g, 1, 1, 1)) for (k, v), g in zip(kv, groups)]) if kv else DynamicCache()
+        with _growing(self.blocks, n, {layer: spec.vectors[layer] for layer in layers} if spec.vectors else {}, spec.mode, spec.scale):
+            logits = self._step(last, mask, positions, grown)
+        full = []
+        for k, layer in enumerate(grown.layers):  # every row at every block: not-yet-patched rows share the unpatched entries
+            index = torch.tensor([(g if g == 0 or layers[g - 1] < k else 0) * n + b for g in range(1 + len(layers)) for b in range(n)],
+                                 device=self.device)
+            full.append((layer.keys.index_select(0, index), layer.values.index_select(0, index)))
+        return logits, DynamicCache(ddp_cache_data=full)
 
     def _heads(self, prompts: list[Sequence[int]], prefix: Prefix) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """Run every prompt but its last token on the prefix, left-padded; the cache, its mask, the last token's position."""

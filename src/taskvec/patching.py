@@ -274,7 +274,7 @@ def _score(runner: GreedyRunner, scorer: AnswerScorer, prompts: list[list[int]],
     rows = runner.run(prompts, spec, lambda i, text: scorer.keep(gold[i], text))
     correct = [[scorer.correct(g, r.text) for r in rs] for g, rs in zip(gold, rows, strict=True)]
     restricted = [[None if (lab := scorer.restricted(r.watched)) is None else lab == g for r in rs] for g, rs in zip(gold, rows, strict=True)]
-    return Scores(correct, restricted, [[scorer.prediction(g, r.text) for r in rs] for g, rs in zip(gold, rows, strict=True)])
+    return Scores(correct, restricted, [[scorer.prediction(r.text) for r in rs] for rs in rows])
 
 
 def best_layer(curve: dict[int, float], zero_shot: float) -> int | None:

@@ -1,11 +1,13 @@
-"""Scoring one-word (text) answers of next-token runs: whole greedy continuation, and a label-restricted first token.
+"""Scoring one-word (text) answers of next-token runs: the greedy continuation, and a label-restricted first token.
 
-The rule (`AnswerScorer.rule`): a prediction is the model's greedy continuation, long
-enough to spell the longest answer in any tokenisation plus one token (so "Paris" then
-"ian" is not "Paris"); it is correct when its first words equal the gold answer after
-`answers.normalise_text` (case kept unless `case_sensitive` is off). An answer is read
-however the tokenizer split it: " Paris" as one token in plain text, "P"+"aris" without
-the leading space at the start of a chat turn.
+The rule (`AnswerScorer.rule`) generalises the paper's first-token scoring to answers of
+several tokens: a prediction is correct when the model's greedy continuation spells the
+whole answer at a token boundary, leading whitespace aside and case kept unless
+`case_sensitive` is off ("T" then "ower" answers "T", as first-token scoring would;
+" v" then "oiture" does not answer "vache"). Generation stops as soon as the text is
+the answer or can no longer become it, and after as many tokens as the answer's longest
+tokenisation. The answer is read however the tokenizer split it: " Paris" as one token
+in plain text, "P"+"aris" without the leading space at the start of a chat turn.
 
 For classification tasks (a few answer words whose first tokens differ) there is also
 the restricted prediction of Hendel et al.: the answer word whose first token, in any of
@@ -19,7 +21,6 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from taskvec.answers import normalise_text, score_text
 
 MAX_RESTRICTED_LABELS = 10
 
@@ -29,8 +30,16 @@ def token_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
 
 
 def first_token_forms(tokenizer: PreTrainedTokenizerBase, word: str) -> list[int]:
-    """The token ids an answer can start with: the first token of `word` and of `" " + word`, case as written."""
-    return sorted({ids[0] for ids in (token_ids(tokenizer, word), token_ids(tokenizer, " " + word)) if ids})
+    """The token ids an answer can start with: the first token of `word` and of `" " + word`, case as written.
+
+    A token that is only whitespace (some vocabularies split " Paris" as " " + "Paris") is skipped.
+    """
+    forms = set()
+    for ids in (token_ids(tokenizer, word), token_ids(tokenizer, " " + word)):
+        first = next((t for t in ids if tokenizer.decode([t]).strip()), None)
+        if first is not None:
+            forms.add(first)
+    return sorted(forms)
 
 
 class AnswerScorer:
@@ -40,7 +49,7 @@ class AnswerScorer:
         self.case_sensitive = case_sensitive
         words = sorted(set(golds))
         lengths = [len(token_ids(tokenizer, form)) for w in words for form in (w, " " + w)]
-        self.max_new_tokens = max(lengths, default=1) + 1
+        self.max_new_tokens = max(lengths, default=1)
         self.single_token = all(min(len(token_ids(tokenizer, w)), len(token_ids(tokenizer, " " + w))) == 1 for w in words)
         self.labels, self.watch, self._forms = self._restricted_labels(tokenizer, words)
 
@@ -48,8 +57,8 @@ class AnswerScorer:
     def rule(self) -> str:
         """How predictions are scored, in words (recorded in patching.json)."""
         case = "case-sensitive" if self.case_sensitive else "case-insensitive"
-        return (f"greedy continuation of up to {self.max_new_tokens} tokens, first words equal to the answer "
-                f"({case}, edge punctuation stripped)")
+        return (f"greedy continuation (up to {self.max_new_tokens} tokens) spells the whole answer at a token boundary "
+                f"({case}, leading whitespace ignored; first-token scoring for one-token answers)")
 
     def _restricted_labels(self, tokenizer: PreTrainedTokenizerBase, words: list[str]) -> tuple[list[str], list[int], list[list[int]]]:
         """The labels for restricted scoring, the token ids to watch, and each label's forms (positions in watch)."""
@@ -61,21 +70,21 @@ class AnswerScorer:
         return words, watch, [[watch.index(t) for t in forms[w]] for w in words]
 
     def _norm(self, text: str) -> str:
-        return normalise_text(text, self.case_sensitive)
+        words = " ".join(text.split())
+        return words if self.case_sensitive else words.casefold()
 
     def keep(self, gold: str, text: str) -> bool:
-        """Whether a continuation that reads `text` so far can still turn out to be `gold`: keep generating."""
-        so_far = " ".join(text.split()) if self.case_sensitive else " ".join(text.split()).casefold()
-        target = gold if self.case_sensitive else gold.casefold()
-        return target.startswith(so_far)
+        """Whether to generate on: the continuation so far is a proper prefix of `gold`."""
+        so_far, target = self._norm(text), self._norm(gold)
+        return so_far != target and target.startswith(so_far)
 
     def correct(self, gold: str, text: str) -> bool:
-        """Whether a greedy continuation `text` answers `gold`."""
-        return score_text(text, gold, self.case_sensitive)[1]
+        """Whether a continuation, generated until `keep` stopped it, spells `gold`."""
+        return self._norm(text) == self._norm(gold)
 
-    def prediction(self, gold: str, text: str) -> str:
-        """The part of `text` that was scored (its first words), for reports."""
-        return " ".join(text.split()[: max(1, len(gold.split()))])
+    def prediction(self, text: str) -> str:
+        """The continuation as reported (whitespace collapsed)."""
+        return " ".join(text.split())
 
     def restricted(self, watched: torch.Tensor) -> str | None:
         """The label whose best first-token form scores highest in `watched` (logits at `self.watch`), or None."""
