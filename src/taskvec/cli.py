@@ -132,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     )
     m = result.metrics
     print(f"results: {result.directory}")
-    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without a number)")
+    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without an answer)")
 
 
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:

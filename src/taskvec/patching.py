@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,15 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from taskvec.batched import GreedyRunner, RunSpec
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
-from taskvec.batched import GreedyRunner, RunSpec
-from taskvec.intervene import mean_last_token_vectors
-from taskvec.scoring import AnswerScorer
 from taskvec.errors import TaskvecError
+from taskvec.intervene import mean_last_token_vectors
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import PromptConfig, load_prompt_config
+from taskvec.scoring import AnswerScorer
 from taskvec.store import check_writable, create_unique_dir, save_json
 from taskvec.validation import load_yaml_model
 from taskvec.versions import package_versions
