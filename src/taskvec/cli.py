@@ -162,7 +162,7 @@ def _patch(args: argparse.Namespace) -> None:
 def _add_patch_command(sub: argparse._SubParsersAction) -> None:
     """patch: task-vector patching (Hendel et al. 2023) driven by a patch config."""
     pt = sub.add_parser("patch", help="patch task vectors into zero-shot prompts, sweep layers, score (Hendel et al. 2023)")
-    pt.add_argument("--config", required=True, help="patch config YAML (e.g. configs/smollm2-135m/short_patch_plain.yaml)")
+    pt.add_argument("--config", required=True, help="patch config YAML (e.g. configs/smollm2-135m/words_patch_chat.yaml)")
     pt.add_argument("--quiet", action="store_true", help="no progress bars")
     pt.set_defaults(func=_patch)
 

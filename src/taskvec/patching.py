@@ -93,7 +93,7 @@ class PatchConfig(BaseModel):
 
 def load_patch_config(path: Path) -> PatchConfig:
     """Read and validate a patch config YAML, with one-line errors; relative paths are taken as written."""
-    missing = f"--config: file '{path}' not found; pass a patch config YAML (see configs/smollm2-135m/short_patch_plain.yaml)"
+    missing = f"--config: file '{path}' not found; pass a patch config YAML (see configs/smollm2-135m/words_patch_chat.yaml)"
     return load_yaml_model(path, PatchConfig, "patch config", missing)
 
 
