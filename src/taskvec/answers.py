@@ -193,3 +193,35 @@ def candidates(parsed: ParsedAnswer, gold_text: str | None = None) -> list[float
 def score(parsed: ParsedAnswer | None, gold: float, gold_text: str | None = None) -> bool:
     """Whether any of the parsed answer's `candidates` `is_correct`; no answer is wrong."""
     return parsed is not None and any(is_correct(v, gold, gold_text) for v in candidates(parsed, gold_text))
+
+
+# --- text answers -----------------------------------------------------------------------
+
+_EDGE_PUNCT = ".,;:!?\"'`*()[]{}<>"
+
+
+def normalise_text(text: str, case_sensitive: bool = True) -> str:
+    """A text answer's comparable form: whitespace collapsed, edge quotes/brackets/punctuation stripped, case kept unless not `case_sensitive`."""
+    words = " ".join(text.split()).strip(_EDGE_PUNCT + " ")
+    return words if case_sensitive else words.casefold()
+
+
+def extract_text_answer(generation: str, n_words: int) -> str | None:
+    """The first `n_words` words of the answer in a generation, or None if it has none.
+
+    The answer starts after the last "the answer is" or "Answer:" (any case) when the
+    text has one, else at the start; only its first non-empty line is read. Each word
+    loses the edge punctuation `normalise_text` strips ("Paris." -> "Paris").
+    """
+    starts = [m.end() for m in _ANSWER_IS.finditer(generation)] or [m.end() for m in _ANSWER_COLON.finditer(generation)]
+    region = generation[starts[-1]:] if starts else generation
+    line = next((ln for ln in region.splitlines() if normalise_text(ln)), "")
+    words = [w for w in (normalise_text(w) for w in line.split()) if w][: max(1, n_words)]
+    return " ".join(words) if words else None
+
+
+def score_text(generation: str, gold_text: str, case_sensitive: bool = True) -> tuple[str | None, bool]:
+    """(the answer read from `generation`, whether it equals `gold_text` after `normalise_text`)."""
+    gold = normalise_text(gold_text, case_sensitive)
+    parsed = extract_text_answer(generation, len(gold.split()))
+    return parsed, parsed is not None and normalise_text(parsed, case_sensitive) == gold

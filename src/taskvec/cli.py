@@ -181,7 +181,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     )
     m = result.metrics
     print(f"results: {result.directory}")
-    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without a number)")
+    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without an answer)")
 
 
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
@@ -200,25 +200,10 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _patch(args: argparse.Namespace) -> None:
-    from taskvec.patching import patch
+    from taskvec.patching import format_summary, patch
 
     result = patch(Path(args.config), progress=not args.quiet)
-    s = result.summary
-    print(f"{'layer':>5}  {'dev accuracy':>12}")
-    for layer in s["dev"]["layers"]:
-        mark = "  <- best" if layer == s["best_layer"] else ""
-        print(f"{layer:>5}  {s['dev']['task_vector'][layer]:>12.3f}{mark}")
-    t = s["test"]
-
-    def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.3f}"
-
-    print(f"dev: zero-shot {fmt(s['dev']['zero_shot'])}, few-shot {fmt(s['dev']['few_shot'])}")
-    print(f"test ({', '.join(s['tasks'])}; best layer {s['best_layer']} of {s['n_layers']}, depth {s['best_layer_depth']:.2f}): "
-          f"zero-shot {fmt(t['zero_shot'])}, few-shot {fmt(t['few_shot'])}, task vector {fmt(t['task_vector'])}, "
-          f"TV/few-shot {fmt(t['task_vector_over_few_shot'])}")
-    print(f"restricted to the answer words: zero-shot {fmt(t['zero_shot_restricted'])}, few-shot {fmt(t['few_shot_restricted'])}, "
-          f"task vector {fmt(t['task_vector_restricted'])}")
+    print(format_summary(result.summary))
     print(f"results: {result.directory}")
     print(f"plot: {result.directory / 'patching.png'}")
 
@@ -226,7 +211,7 @@ def _patch(args: argparse.Namespace) -> None:
 def _add_patch_command(sub: argparse._SubParsersAction) -> None:
     """patch: task-vector patching (Hendel et al. 2023) driven by a patch config."""
     pt = sub.add_parser("patch", help="patch task vectors into zero-shot prompts, sweep layers, score (Hendel et al. 2023)")
-    pt.add_argument("--config", required=True, help="patch config YAML (e.g. configs/smollm2-135m/short_patch_plain.yaml)")
+    pt.add_argument("--config", required=True, help="patch config YAML (e.g. configs/smollm2-135m/words_patch_chat.yaml)")
     pt.add_argument("--quiet", action="store_true", help="no progress bars")
     pt.set_defaults(func=_patch)
 

@@ -151,9 +151,18 @@ class Extractor:
         Batches whose items are all in `done` (item idx) are skipped; the others run
         exactly as in a full run, so a resumed run reproduces its vectors bit for bit.
         """
-        yield from self._run_node(items, tree or self.plan(items), Prefix(), done)
+        for batch, prefix in self.prefixed_batches(items, tree, done):
+            yield self._forward_batch([items[m] for m in batch], prefix)
 
-    def _run_node(self, items: Sequence[Item], node: PrefixNode, parent: Prefix, done: Set[int]) -> Iterator[BatchResult]:
+    def prefixed_batches(self, items: Sequence[Item], tree: PrefixNode | None = None,
+                         done: Set[int] = frozenset()) -> Iterator[tuple[list[int], Prefix]]:
+        """The suffix batches (positions into `items`) with the computed prefix they run on, in plan order.
+
+        Lets other forwards (patched, generating) reuse the prefix tree and its KV caches.
+        """
+        yield from self._walk(items, tree or self.plan(items), Prefix(), done)
+
+    def _walk(self, items: Sequence[Item], node: PrefixNode, parent: Prefix, done: Set[int]) -> Iterator[tuple[list[int], Prefix]]:
         if all(items[m].idx in done for n in node.walk() for m in n.members):
             return
         prefix = parent
@@ -163,9 +172,9 @@ class Extractor:
             prefix = self._extend(parent, ids, sorted(t for t in wanted if parent.length <= t < node.prefix_len))
         for batch in self._node_batches(items, node):
             if not all(items[m].idx in done for m in batch):
-                yield self._forward_batch([items[m] for m in batch], prefix)
+                yield batch, prefix
         for child in node.children:
-            yield from self._run_node(items, child, prefix, done)
+            yield from self._walk(items, child, prefix, done)
 
     def _node_batches(self, items: Sequence[Item], node: PrefixNode) -> list[list[int]]:
         """The suffix batches of `node`'s own members (positions into `items`)."""

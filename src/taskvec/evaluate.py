@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from taskvec.answers import extract_answer, score
+from taskvec.answers import extract_answer, score, score_text
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError
@@ -199,22 +199,33 @@ def _rerun_header(prep: EvalPrepared) -> str:
 
 
 def _prediction(
-    idx: int, sample: Sample, prompt: RenderedPrompt, n_prompt: int, tokenizer: PreTrainedTokenizerBase, new: list[int]
+    idx: int, sample: Sample, prompt: RenderedPrompt, n_prompt: int, tokenizer: PreTrainedTokenizerBase, new: list[int],
+    case_sensitive: bool = True,
 ) -> dict[str, Any]:
-    """One line of predictions.jsonl: the generation, its parsed answer and whether it is correct."""
+    """One line of predictions.jsonl: the generation, its parsed answer and whether it is correct.
+
+    Numeric gold answers are parsed and scored by `answers.score`; text answers (`answer`
+    None) by exact match after `answers.normalise_text` (`parse_method` "text").
+    """
     generation = tokenizer.decode(new, skip_special_tokens=True)
-    parsed = extract_answer(generation)
+    if sample.answer is None:
+        text, correct = score_text(generation, sample.answer_text, case_sensitive)
+        parsed_value, parsed_text, how = text, text, "text" if text is not None else None
+    else:
+        parsed = extract_answer(generation)
+        parsed_value, parsed_text, how = (parsed.value, parsed.text, parsed.how) if parsed else (None, None, None)
+        correct = score(parsed, sample.answer, sample.answer_text)
     return {
         "sample_idx": idx,
         "sample_id": sample.id,
         "prompt": prompt.text,
         "generation": generation,
-        "parsed_answer": parsed.value if parsed else None,
-        "parsed_text": parsed.text if parsed else None,
-        "parse_method": parsed.how if parsed else None,
-        "gold": sample.answer,
+        "parsed_answer": parsed_value,
+        "parsed_text": parsed_text,
+        "parse_method": how,
+        "gold": sample.answer if sample.answer is not None else sample.answer_text,
         "gold_text": sample.answer_text,
-        "correct": score(parsed, sample.answer, sample.answer_text),
+        "correct": correct,
         "n_prompt_tokens": n_prompt,
         "n_generated_tokens": len(new),
     }
@@ -238,7 +249,7 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True) -> EvalResult:
     generated = generate(model, prep.tokenizer, prep.ids, cfg.generation, o.batch_size, stop, progress)
     t3 = time.perf_counter()
     rows = [
-        _prediction(i, s, p, len(ids), prep.tokenizer, new)
+        _prediction(i, s, p, len(ids), prep.tokenizer, new, cfg.dataset.case_sensitive)
         for i, (s, p, ids, new) in enumerate(zip(prep.samples, prep.prompts, prep.ids, generated))
     ]
     save_text(directory / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -4,20 +4,21 @@ The task vector of layer L is the mean last-token output of block L over few-sho
 prompts. Run a zero-shot prompt and, during its prefill, replace the hidden state of
 its last token at the output of block L by that vector (or add `scale` times it); if the
 model now answers like the few-shot prompt, the vector carried the task. Layers are swept
-on a dev split, the best one is reported on the test split next to zero-shot and few-shot
-accuracy. Answers are single words, scored by the free argmax next token (and, as a
-second number, the argmax restricted to the task's answer words).
+on a dev split; each task is tested at its own best dev layer and at the best layer of
+the mean curve (`layer_choice` picks the headline), next to zero-shot and few-shot
+accuracy. A layer is "best" only if it beats zero-shot on dev; otherwise the sweep
+reports no effect. Answers are scored by their greedy continuation (`scoring.py`).
 
-Speed (`intervene.py`): each zero-shot prompt's KV cache without its last token is computed once; the last
-token then runs once for all swept layers at the same time, one batch row per layer (row 0
-unpatched = zero-shot), with one hook per block that patches only its own row.
+Speed (`batched.py`): prompts sharing a prefix (the demonstrations, the system prompt)
+reuse its KV cache via the extraction engine's prefix tree; a batch of zero-shot
+prompts runs once up to its last tokens, which then run as 1 + n_layers rows each, one
+patched per swept layer; greedy decoding goes on only while a row can still be right.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,13 +29,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from taskvec.batched import GreedyRunner, RunSpec
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError
-from taskvec.intervene import full_logits, last_token_logits, mean_last_token_vectors, prefix_cache
+from taskvec.intervene import mean_last_token_vectors
 from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from taskvec.positions import VectorKey
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import PromptConfig, load_prompt_config
+from taskvec.scoring import AnswerScorer
 from taskvec.store import check_writable, create_unique_dir, save_json
 from taskvec.validation import load_yaml_model
 from taskvec.versions import package_versions
@@ -57,6 +61,7 @@ class PatchConfig(BaseModel):
     scale: float = Field(1.0, description="add mode only: hidden += scale * vector")
     dev_split: str = "train"
     test_split: str = "test"
+    layer_choice: Literal["per_task", "shared"] = Field("per_task", description="test each task at its own best dev layer, or all at the best mean one (both are reported)")
     tv_max_samples: int = Field(50, ge=1, description="few-shot prompts averaged into the task vector (first N of dev_split)")
     dev_max_samples: int = Field(50, ge=1, description="zero-shot dev queries for the sweep (the next N of dev_split)")
     test_max_samples: int = Field(100, ge=1, description="test queries (first N of test_split)")
@@ -64,7 +69,7 @@ class PatchConfig(BaseModel):
     tag: str | None = None
     device: Device = "auto"
     dtype: DType = "auto"
-    batch_size: int = Field(8, ge=1, description="few-shot prompts per forward")
+    batch_size: int = Field(8, ge=1, description="prompts per forward (a zero-shot prompt runs as 1 + n_layers rows)")
     max_batch_tokens: int = Field(4096, ge=1)
 
     @field_validator("layers")
@@ -87,42 +92,8 @@ class PatchConfig(BaseModel):
 
 def load_patch_config(path: Path) -> PatchConfig:
     """Read and validate a patch config YAML, with one-line errors; relative paths are taken as written."""
-    missing = f"--config: file '{path}' not found; pass a patch config YAML (see configs/smollm2-135m/short_patch_plain.yaml)"
+    missing = f"--config: file '{path}' not found; pass a patch config YAML (see configs/smollm2-135m/words_patch_chat.yaml)"
     return load_yaml_model(path, PatchConfig, "patch config", missing)
-
-
-# --- scoring ---------------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    return text.strip().lower()
-
-
-class Scorer:
-    """Free-argmax and label-restricted next-token predictions, compared with the answer word's first token.
-
-    For single-token answers (the intended case) the first token is the word itself.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
-        self.labels = sorted({normalise(w) for w in labels})
-        # each label's first token, with and without a leading space (plain text vs chat turn)
-        self.variants = {w: sorted({tokenizer.encode(v, add_special_tokens=False)[0] for v in (w, " " + w)}) for w in self.labels}
-        self.single_token = all(len(tokenizer.encode(" " + w, add_special_tokens=False)) == 1 for w in self.labels)
-
-    def key(self, word: str) -> str:
-        """What a correct prediction reads as: the decoded first token of ' word', normalised."""
-        return normalise(self.tokenizer.decode(self.tokenizer.encode(" " + normalise(word), add_special_tokens=False)[:1]))
-
-    def free(self, logits: torch.Tensor) -> list[str]:
-        """The decoded argmax token of each row, normalised."""
-        return [normalise(self.tokenizer.decode([int(t)])) for t in logits.argmax(-1)]
-
-    def restricted(self, logits: torch.Tensor) -> list[str]:
-        """Per row, the key of the label whose best token variant has the highest logit."""
-        scores = torch.stack([logits[:, self.variants[w]].max(-1).values for w in self.labels], dim=-1)
-        return [self.key(self.labels[int(i)]) for i in scores.argmax(-1)]
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -130,7 +101,7 @@ class Scorer:
 
 @dataclass
 class TaskPrompts:
-    """One task's token ids: few-shot prompts for the vector, dev and test queries zero- and few-shot."""
+    """One task's token ids: few-shot prompts for the vector, dev and test queries zero- and few-shot, and their ids."""
 
     name: str
     tv: list[list[int]]
@@ -140,12 +111,9 @@ class TaskPrompts:
     test_zero: list[list[int]]
     test_few: list[list[int]]
     test_gold: list[str]
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    case_sensitive: bool = True
     example: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def labels(self) -> list[str]:
-        """The task's answer words (those its dev and test queries use)."""
-        return sorted({normalise(g) for g in (*self.dev_gold, *self.test_gold)})
 
 
 @dataclass
@@ -159,7 +127,6 @@ class PatchPrepared:
     n_layers: int
     layers: list[int]
     tasks: list[TaskPrompts]
-    labels: list[str]
     session_vectors: dict[int, torch.Tensor] | None
 
 
@@ -227,8 +194,20 @@ def _task_prompts(cfg: PatchConfig, base: Path, task: str | None, tokenizer: Pre
     example = {"zero_shot": tokenizer.decode(test_zero[0])}
     if test_few:
         example["few_shot"] = tokenizer.decode(test_few[0])
+    ids = {"vector": [s.id for s in tv_s], "dev": [s.id for s in dev_s], "test": [s.id for s in test_s]}
+    _check_disjoint(ids, cfg)
     return TaskPrompts(task or zero.dataset.name or "default", tv_ids, dev_zero, dev_few, [s.answer_text for s in dev_s],
-                       test_zero, test_few, [s.answer_text for s in test_s], example)
+                       test_zero, test_few, [s.answer_text for s in test_s], ids, zero.dataset.case_sensitive, example)
+
+
+def _check_disjoint(ids: dict[str, list[str]], cfg: PatchConfig) -> None:
+    """Refuse vector, dev and test queries that share a sample id (the same row would be both learned from and scored)."""
+    for a, b in (("vector", "test"), ("dev", "test"), ("vector", "dev")):
+        shared = sorted(set(ids[a]) & set(ids[b]))
+        if shared:
+            raise TaskvecError(f"{a} and {b} queries share {len(shared)} sample id(s) (e.g. '{shared[0]}'; dev_split "
+                               f"'{cfg.dev_split}', test_split '{cfg.test_split}'); use disjoint splits (one file given as "
+                               "`path` alone is split into train and test)")
 
 
 def prepare_patching(config_path: Path) -> PatchPrepared:
@@ -251,14 +230,14 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
         from taskvec.session import load_session
 
         session = load_session(cfg.task_vectors, cfg.session_dir)
-        available = [layer for layer in session.layers if f"layer_{layer}_pos_last" in session.keys]
+        available = [layer for layer in session.layers if str(VectorKey(layer, "last")) in session.keys]
         if not available:
             raise TaskvecError(f"task_vectors: session '{session.name}' has no `last` position vectors; extract with token_positions: [last]")
         wanted = _normalise_layers(cfg.layers, n_layers, "layers") if cfg.layers is not None else available
         missing = [layer for layer in wanted if layer not in available]
         if missing:
             raise TaskvecError(f"layers: session '{session.name}' has no vectors for layer(s) {missing}; use some of {available} or re-extract")
-        session_vectors = {layer: session.mean(f"layer_{layer}_pos_last").float() for layer in wanted}
+        session_vectors = {layer: session.mean(str(VectorKey(layer, "last"))).float() for layer in wanted}
         if session_vectors[wanted[0]].numel() != hidden:
             raise TaskvecError(f"task_vectors: session '{session.name}' holds {session_vectors[wanted[0]].numel()}-dim vectors but the model's "
                                f"hidden size is {hidden}; use a session extracted from the same model")
@@ -267,110 +246,132 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
         layers = _normalise_layers(cfg.layers, n_layers, "layers") if cfg.layers is not None else list(range(n_layers))
     tokenizer = load_tokenizer(ref)
     tasks = [_task_prompts(cfg, base, task, tokenizer) for task in (cfg.tasks or [None])]
-    labels = sorted({normalise(g) for t in tasks for g in (*t.dev_gold, *t.test_gold)})
-    return PatchPrepared(config_path, cfg, ref, tokenizer, n_layers, layers, tasks, labels, session_vectors)
-
-
-def _accuracy(predicted: list[str], gold: list[str]) -> float:
-    """Share of predictions equal to their gold key."""
-    return sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold) if gold else math.nan
+    return PatchPrepared(config_path, cfg, ref, tokenizer, n_layers, layers, tasks, session_vectors)
 
 
 @dataclass(frozen=True)
-class Predictions:
-    """Per prompt and per row (0 = unpatched, 1+i = patched at layers[i]): free-argmax word and restricted label."""
+class Scores:
+    """Per prompt and row (0 = unpatched, 1+i = patched at the i-th layer run): correct or not, restricted label, prediction."""
 
-    free: list[list[str]]
-    restricted: list[list[str]]
+    correct: list[list[bool]]
+    restricted: list[list[bool | None]]
+    predictions: list[list[str]]
 
-    def accuracy(self, row: int, gold: list[str]) -> tuple[float, float]:
-        """(free, restricted) accuracy of column `row` against `gold`."""
-        return _accuracy([p[row] for p in self.free], gold), _accuracy([p[row] for p in self.restricted], gold)
+    def accuracy(self, row: int) -> float:
+        return sum(c[row] for c in self.correct) / len(self.correct) if self.correct else math.nan
 
-
-def _predict(scorer: Scorer, logits: torch.Tensor) -> tuple[list[str], list[str]]:
-    return scorer.free(logits), scorer.restricted(logits)
-
-
-def _sweep(model: PreTrainedModel, scorer: Scorer, prompts: list[list[int]], vectors: dict[int, torch.Tensor],
-           layers: list[int], cfg: PatchConfig, desc: str | None) -> Predictions:
-    """Each zero-shot prompt unpatched and patched at every layer in `layers` (one last-token forward per prompt)."""
-    free, restricted = [], []
-    for ids in tqdm(prompts, desc=desc, disable=desc is None, leave=False):
-        logits = last_token_logits(model, ids, prefix_cache(model, ids), vectors, layers, cfg.mode, cfg.scale)
-        f, r = _predict(scorer, logits)
-        free.append(f)
-        restricted.append(r)
-    return Predictions(free, restricted)
+    def restricted_accuracy(self, row: int) -> float | None:
+        values = [r[row] for r in self.restricted]
+        return None if not values or values[0] is None else sum(bool(v) for v in values) / len(values)
 
 
-def _few(model: PreTrainedModel, scorer: Scorer, prompts: list[list[int]], desc: str | None) -> Predictions:
-    """Few-shot prompts, one plain forward each."""
-    free, restricted = [], []
-    for ids in tqdm(prompts, desc=desc, disable=desc is None, leave=False):
-        f, r = _predict(scorer, full_logits(model, ids)[None])
-        free.append(f)
-        restricted.append(r)
-    return Predictions(free, restricted)
+def _score(runner: GreedyRunner, scorer: AnswerScorer, prompts: list[list[int]], gold: list[str],
+           layers: list[int], vectors: dict[int, torch.Tensor] | None, cfg: PatchConfig) -> Scores:
+    """Run `prompts` (patched at `layers` if `vectors`) and score every row against `gold`."""
+    spec = RunSpec(layers if vectors is not None else [], vectors, cfg.mode, cfg.scale, scorer.max_new_tokens, scorer.watch)
+    rows = runner.run(prompts, spec, lambda i, text: scorer.keep(gold[i], text))
+    correct = [[scorer.correct(g, r.text) for r in rs] for g, rs in zip(gold, rows, strict=True)]
+    restricted = [[None if (lab := scorer.restricted(r.watched)) is None else lab == g for r in rs] for g, rs in zip(gold, rows, strict=True)]
+    return Scores(correct, restricted, [[scorer.prediction(r.text) for r in rs] for rs in rows])
+
+
+def best_layer(curve: dict[int, float], zero_shot: float) -> int | None:
+    """The layer with the highest dev accuracy (ties: the shallower), or None when none beats zero-shot (no effect)."""
+    layer = max(curve, key=lambda k: (curve[k], -k))
+    return layer if curve[layer] > zero_shot else None
+
+
+@dataclass
+class TaskRun:
+    """One task's dev sweep and what the test needs."""
+
+    task: TaskPrompts
+    scorer: AnswerScorer
+    vectors: dict[int, torch.Tensor]
+    dev: Scores
+    dev_few: Scores | None
+    curve: dict[int, float]
+
+    @property
+    def best(self) -> int | None:
+        return best_layer(self.curve, self.dev.accuracy(0))
+
+
+def _dev(model: PreTrainedModel, runner: GreedyRunner, prep: PatchPrepared, task: TaskPrompts) -> TaskRun:
+    """The task vector (few-shot prompts' mean, prefix-shared) and the dev sweep over every layer."""
+    cfg, layers = prep.config, prep.layers
+    scorer = AnswerScorer(prep.tokenizer, task.dev_gold + task.test_gold, task.case_sensitive)
+    vectors = prep.session_vectors or mean_last_token_vectors(model, task.tv, layers, cfg.batch_size, cfg.max_batch_tokens)
+    dev = _score(runner, scorer, task.dev_zero, task.dev_gold, layers, vectors, cfg)
+    dev_few = _score(runner, scorer, task.dev_few, task.dev_gold, [], None, cfg) if task.dev_few else None
+    return TaskRun(task, scorer, vectors, dev, dev_few, {layer: dev.accuracy(1 + i) for i, layer in enumerate(layers)})
+
+
+def _test(runner: GreedyRunner, run: TaskRun, shared: int | None, cfg: PatchConfig) -> dict[str, Any]:
+    """Test accuracies: zero-shot, few-shot, and the task vector at the task's own and at the shared layer."""
+    task, own = run.task, run.best
+    layers = sorted({layer for layer in (own, shared) if layer is not None})
+    test = _score(runner, run.scorer, task.test_zero, task.test_gold, layers, run.vectors, cfg)
+    few = _score(runner, run.scorer, task.test_few, task.test_gold, [], None, cfg) if task.test_few else None
+    zero = test.accuracy(0)
+
+    def at(layer: int | None) -> float:  # no effect: nothing is patched, the answer is the zero-shot one
+        return zero if layer is None else test.accuracy(1 + layers.index(layer))
+
+    chosen = own if cfg.layer_choice == "per_task" else shared
+    col = 1 + layers.index(chosen) if chosen is not None else 0
+    return {
+        "n": len(task.test_gold), "zero_shot": zero, "few_shot": few.accuracy(0) if few else None,
+        "layer": chosen, "task_vector": at(chosen), "task_vector_per_task": at(own), "task_vector_shared": at(shared),
+        "zero_shot_restricted": test.restricted_accuracy(0), "few_shot_restricted": few.restricted_accuracy(0) if few else None,
+        "task_vector_restricted": test.restricted_accuracy(col),
+        "gold_first": task.test_gold[:10],
+        "zero_shot_predictions_first": [p[0] for p in test.predictions[:10]],
+        "task_vector_predictions_first": [p[col] for p in test.predictions[:10]],
+        "few_shot_predictions_first": [p[0] for p in few.predictions[:10]] if few else None,
+    }
+
+
+def _task_summary(run: TaskRun, layers: list[int], test: dict[str, Any]) -> dict[str, Any]:
+    task = run.task
+    return {
+        "task": task.name,
+        "scoring": run.scorer.rule,
+        "single_token_answers": run.scorer.single_token,
+        "restricted_labels": run.scorer.labels or None,
+        "dev": {
+            "n": len(task.dev_gold), "n_task_vector_prompts": len(task.tv),
+            "zero_shot": run.dev.accuracy(0), "few_shot": run.dev_few.accuracy(0) if run.dev_few else None,
+            "task_vector": run.curve,
+            "task_vector_restricted": {layer: run.dev.restricted_accuracy(1 + i) for i, layer in enumerate(layers)},
+            "best_layer": run.best, "effect": run.best is not None,
+        },
+        "test": test,
+        "sample_ids": task.ids,
+        "example_prompts": task.example,
+    }
 
 
 def run_patching(prep: PatchPrepared, progress: bool = True) -> PatchResult:
-    """Load the model, sweep the layers on dev, evaluate the best on test, write patching.json and patching.png."""
+    """Load the model, sweep the layers on dev, test at the chosen layers, write patching.json and patching.png."""
     cfg, layers = prep.config, prep.layers
     timings: dict[str, float] = {}
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     model = load_model(prep.model_ref, resolve_dtype(cfg.dtype, device), device)
+    runner = GreedyRunner(model, prep.tokenizer, cfg.batch_size, cfg.max_batch_tokens)
     timings["load_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    swept = []
-    for task in prep.tasks:
-        scorer = Scorer(prep.tokenizer, task.labels)  # restricted accuracy: this task's answer words only
-        dev_gold = [scorer.key(g) for g in task.dev_gold]
-        desc = (lambda what, name=task.name: f"{name}: {what}") if progress else (lambda what: None)
-        vectors = prep.session_vectors or mean_last_token_vectors(model, task.tv, layers, cfg.batch_size, cfg.max_batch_tokens)
-        dev = _sweep(model, scorer, task.dev_zero, vectors, layers, cfg, desc("dev sweep"))
-        dev_few = _few(model, scorer, task.dev_few, desc("dev few-shot")) if task.dev_few else None
-        curve = {layer: dev.accuracy(1 + i, dev_gold) for i, layer in enumerate(layers)}
-        swept.append((task, scorer, vectors, dev, dev_few, curve, dev_gold))
+    runs = [_dev(model, runner, prep, task) for task in tqdm(prep.tasks, desc="dev sweep", disable=not progress, leave=False)]
     timings["dev_s"] = time.perf_counter() - start
-    # one layer for all tasks: the best mean dev accuracy (free argmax; ties go to the shallower layer)
-    dev_curve = {layer: sum(c[layer][0] for *_, c, _g in swept) / len(swept) for layer in layers}
-    best = max(layers, key=lambda layer: (dev_curve[layer], -layer))
+    dev_curve = {layer: sum(r.curve[layer] for r in runs) / len(runs) for layer in layers}
+    shared = best_layer(dev_curve, sum(r.dev.accuracy(0) for r in runs) / len(runs))
     start = time.perf_counter()
-    per_task: list[dict[str, Any]] = []
-    for task, scorer, vectors, dev, dev_few, curve, dev_gold in swept:
-        test_gold = [scorer.key(g) for g in task.test_gold]
-        desc = (lambda what, name=task.name: f"{name}: {what}") if progress else (lambda what: None)
-        test = _sweep(model, scorer, task.test_zero, vectors, [best], cfg, desc("test"))
-        test_few = _few(model, scorer, task.test_few, desc("test few-shot")) if task.test_few else None
-        zero, tv = test.accuracy(0, test_gold), test.accuracy(1, test_gold)
-        few = test_few.accuracy(0, test_gold) if test_few is not None else (None, None)
-        per_task.append({
-            "task": task.name,
-            "labels": task.labels,
-            "dev": {
-                "n": len(dev_gold), "n_task_vector_prompts": len(task.tv),
-                "zero_shot": dev.accuracy(0, dev_gold)[0],
-                "few_shot": dev_few.accuracy(0, dev_gold)[0] if dev_few is not None else None,
-                "task_vector": {layer: curve[layer][0] for layer in layers},
-                "task_vector_restricted": {layer: curve[layer][1] for layer in layers},
-                "best_layer_own": max(layers, key=lambda layer, c=curve: (c[layer][0], -layer)),
-            },
-            "test": {
-                "n": len(test_gold), "zero_shot": zero[0], "few_shot": few[0], "task_vector": tv[0],
-                "zero_shot_restricted": zero[1], "few_shot_restricted": few[1], "task_vector_restricted": tv[1],
-                "gold_first": test_gold[:10],
-                "zero_shot_predictions_first": [p[0] for p in test.free[:10]],
-                "task_vector_predictions_first": [p[1] for p in test.free[:10]],
-            },
-            "example_prompts": task.example,
-        })
+    per_task = [_task_summary(r, layers, _test(runner, r, shared, cfg)) for r in tqdm(runs, desc="test", disable=not progress, leave=False)]
     timings["test_s"] = time.perf_counter() - start
-    summary = _summarise(prep, per_task, dev_curve, best)
+    summary = _summarise(prep, per_task, dev_curve, shared)
     summary["timings"] = timings
-    directory = _write(prep, summary)
-    return PatchResult(directory, summary)
+    return PatchResult(_write(prep, summary), summary)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -378,28 +379,41 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def _summarise(prep: PatchPrepared, per_task: list[dict[str, Any]], dev_layer_acc: dict[int, float], best: int) -> dict[str, Any]:
-    test = {key: _mean([t["test"][key] for t in per_task]) for key in
-            ("zero_shot", "few_shot", "task_vector", "zero_shot_restricted", "few_shot_restricted", "task_vector_restricted")}
-    ratio = test["task_vector"] / test["few_shot"] if test["few_shot"] else None
+ICL_THRESHOLD = 0.5  # tasks whose few-shot test accuracy reaches this are the ones the model learns in context
+
+
+def _means(per_task: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean test accuracies over `per_task`, and TV / few-shot."""
+    keys = ("zero_shot", "few_shot", "task_vector", "task_vector_per_task", "task_vector_shared",
+            "zero_shot_restricted", "few_shot_restricted", "task_vector_restricted")
+    means: dict[str, Any] = {key: _mean([t["test"][key] for t in per_task]) for key in keys}
+    means["task_vector_over_few_shot"] = means["task_vector"] / means["few_shot"] if means["few_shot"] else None
+    means["n_tasks"] = len(per_task)
+    return means
+
+
+def _summarise(prep: PatchPrepared, per_task: list[dict[str, Any]], dev_curve: dict[int, float], shared: int | None) -> dict[str, Any]:
+    learned = [t for t in per_task if (t["test"]["few_shot"] or 0.0) >= ICL_THRESHOLD]
     return {
         "model": prep.model_ref.spec,
         "n_layers": prep.n_layers,
         "layer_convention": "block_output",
         "mode": prep.config.mode,
         "scale": prep.config.scale,
+        "layer_choice": prep.config.layer_choice,
         "tasks": [t["task"] for t in per_task],
-        "labels": prep.labels,
-        "single_token_answers": Scorer(prep.tokenizer, prep.labels).single_token,
         "dev": {
             "layers": prep.layers,
-            "task_vector": dev_layer_acc,
+            "task_vector": dev_curve,
             "zero_shot": _mean([t["dev"]["zero_shot"] for t in per_task]),
             "few_shot": _mean([t["dev"]["few_shot"] for t in per_task]),
         },
-        "best_layer": best,
-        "best_layer_depth": best / prep.n_layers,
-        "test": {**test, "task_vector_over_few_shot": ratio},
+        "best_layer": shared,
+        "best_layer_depth": shared / prep.n_layers if shared is not None else None,
+        "effect": shared is not None,
+        "best_layers_per_task": {t["task"]: t["dev"]["best_layer"] for t in per_task},
+        "test": _means(per_task),
+        "test_learned_in_context": {**_means(learned), "threshold": ICL_THRESHOLD, "tasks": [t["task"] for t in learned]},
         "per_task": per_task,
     }
 
@@ -416,37 +430,65 @@ def _write(prep: PatchPrepared, summary: dict[str, Any]) -> Path:
     return directory
 
 
+def _layer_text(layer: int | None) -> str:
+    return "no effect" if layer is None else str(layer)
+
+
 def plot_patching(summary: dict[str, Any], path: Path, new_figure: Any, save_figure: Any) -> Path:
-    """Dev accuracy per patched layer, with the zero-shot and few-shot levels as horizontal lines."""
-    fig = new_figure(7.5, 4.5)
+    """Dev accuracy per patched layer, one line per task, the mean in bold; the legend sits outside the axes."""
+    from matplotlib import colormaps
+
+    per_task, dev, layers = summary["per_task"], summary["dev"], summary["dev"]["layers"]
+    fig = new_figure(11.0, 5.0)
     ax = fig.add_subplot()
-    layers = summary["dev"]["layers"]
-    dev = summary["dev"]
-    per_task = summary["per_task"]
+    colours = colormaps["tab20"](range(len(per_task)))
+    for colour, t in zip(colours, per_task, strict=True):
+        ax.plot(layers, [t["dev"]["task_vector"][layer] for layer in layers], color=colour, lw=1.2, alpha=0.9,
+                label=f"{t['task']} (few {t['dev']['few_shot'] or 0:.2f}, zero {t['dev']['zero_shot']:.2f})")
     if len(per_task) > 1:
-        for i, t in enumerate(per_task):
-            ax.plot(layers, [t["dev"]["task_vector"][layer] for layer in layers], color="tab:blue", alpha=0.25, lw=1,
-                    label="task vector, each task (dev)" if i == 0 else None)
-    ax.plot(layers, [dev["task_vector"][layer] for layer in layers], color="tab:blue", lw=2, marker="o", ms=3,
-            label="task vector patched at layer (dev" + (f", mean of {len(per_task)} tasks)" if len(per_task) > 1 else ")"))
-    ax.axhline(dev["zero_shot"], color="tab:red", ls="--", label=f"zero-shot (dev) {dev['zero_shot']:.2f}")
+        ax.plot(layers, [dev["task_vector"][layer] for layer in layers], color="black", lw=2.5, label="mean over tasks")
+    ax.axhline(dev["zero_shot"], color="tab:red", ls="--", lw=1, label=f"zero-shot, mean {dev['zero_shot']:.2f}")
     if dev["few_shot"] is not None:
-        ax.axhline(dev["few_shot"], color="tab:green", ls=":", lw=2, label=f"few-shot (dev) {dev['few_shot']:.2f}")
+        ax.axhline(dev["few_shot"], color="tab:green", ls=":", lw=2, label=f"few-shot, mean {dev['few_shot']:.2f}")
     best, test = summary["best_layer"], summary["test"]
-    ax.plot([best], [test["task_vector"]], marker="*", ms=14, color="black", ls="none",
-            label=f"test at best layer {best}: TV {test['task_vector']:.2f}, zero {test['zero_shot']:.2f}"
-            + (f", few {test['few_shot']:.2f}" if test["few_shot"] is not None else ""))
+    if best is not None:  # a flat sweep has no best layer: nothing to star
+        ax.plot([best], [dev["task_vector"][best]], marker="*", ms=14, color="black", ls="none",
+                label=f"best mean layer {best} (test TV {test['task_vector_shared']:.2f})")
     ax.set_xlabel(f"patched layer (output of decoder block; model has {summary['n_layers']})")
-    ax.set_ylabel("accuracy (free argmax next token)")
+    ax.set_ylabel("dev accuracy (greedy answer)")
     ax.set_ylim(-0.02, 1.02)
     mode = "replace" if summary["mode"] == "replace" else f"add x{summary['scale']:g}"
-    n_dev, n_test = per_task[0]["dev"]["n"], per_task[0]["test"]["n"]
     tag = (summary.get("config") or {}).get("tag")
-    ax.set_title(f"Task-vector patching ({mode}), {summary['model']}{f' [{tag}]' if tag else ''}\n{len(per_task)} task(s): {', '.join(summary['tasks'])}; "
-                 f"dev {n_dev}, test {n_test} queries per task", fontsize=10)
+    ax.set_title(f"Task-vector patching ({mode}), {summary['model']}{f' [{tag}]' if tag else ''}\n"
+                 f"{len(per_task)} task(s); best mean layer: {_layer_text(best)}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(fontsize=7, loc="outside right upper")
     return save_figure(fig, path)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The CLI's report: the mean dev curve, then per task and mean test accuracies."""
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = [f"{'layer':>5}  {'dev TV (mean)':>13}"]
+    for layer in summary["dev"]["layers"]:
+        mark = "  <- best" if layer == summary["best_layer"] else ""
+        lines.append(f"{layer:>5}  {summary['dev']['task_vector'][layer]:>13.3f}{mark}")
+    if summary["best_layer"] is None:
+        lines.append("no effect: no layer's mean dev accuracy beats zero-shot")
+    lines.append(f"{'task':<22} {'zero':>5} {'few':>5} {'TV':>5} {'layer':>9} {'TV shared':>9}")
+    for t in summary["per_task"]:
+        s = t["test"]
+        lines.append(f"{t['task']:<22} {fmt(s['zero_shot']):>5} {fmt(s['few_shot']):>5} {fmt(s['task_vector']):>5} "
+                     f"{_layer_text(s['layer']):>9} {fmt(s['task_vector_shared']):>9}")
+    for label, m in (("mean, all tasks", summary["test"]), (f"mean, few-shot >= {ICL_THRESHOLD}", summary["test_learned_in_context"])):
+        name = f"{label} ({m['n_tasks']})"
+        lines.append(f"{name:<22} {fmt(m['zero_shot']):>5} {fmt(m['few_shot']):>5} {fmt(m['task_vector']):>5} "
+                     f"{'':>9} {fmt(m['task_vector_shared']):>9}  TV/few {fmt(m['task_vector_over_few_shot'])}")
+    lines.append(f"layer choice: {summary['layer_choice']}; shared best layer {_layer_text(summary['best_layer'])} of {summary['n_layers']}")
+    return "\n".join(lines)
 
 
 def patch(config_path: Path | str, progress: bool = True) -> PatchResult:

@@ -58,12 +58,12 @@ def test_explicit_format_overrides_the_extension(tmp_path: Path, fmt: str) -> No
     path = write(tmp_path / f"data.{fmt}", ROWS)
     path = path.rename(tmp_path / "data.txt")
     cfg = DatasetConfig(source="file", path=path, format=fmt, fields=MAPPED)
-    assert load_split(cfg, "train") == EXPECTED
+    assert load_split(cfg, "all") == EXPECTED
 
 
 def test_default_fields_numeric_answers_and_generated_ids(tmp_path: Path) -> None:
     path = write(tmp_path / "d.json", [{"question": "Q one?", "answer": 2.50}, {"question": "Q two?", "answer": -7}])
-    samples = load_split(DatasetConfig(source="file", path=path), "dev")
+    samples = load_split(DatasetConfig(source="file", splits={"dev": path}), "dev")
     assert samples == [Sample("dev_0", "Q one?", 2.5, "2.5"), Sample("dev_1", "Q two?", -7.0, "-7")]
 
 
@@ -72,21 +72,24 @@ def test_default_fields_numeric_answers_and_generated_ids(tmp_path: Path) -> Non
 def test_json_object_holding_the_record_list(tmp_path: Path, payload: dict[str, Any]) -> None:
     path = tmp_path / "d.json"
     path.write_text(json.dumps(payload))
-    assert load_split(DatasetConfig(source="file", path=path), "train")[0].answer == 1.0
+    assert load_split(DatasetConfig(source="file", path=path), "all")[0].answer == 1.0
 
 
 def test_list_fields_join_as_lines(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", [{"question": "Q?", "answer": "1", "context": ["line a", "line b"]}])
     cfg = DatasetConfig(source="file", path=path, fields=FieldMap(context="context"))
-    assert load_split(cfg, "train")[0].context == "line a\nline b"
+    assert load_split(cfg, "all")[0].context == "line a\nline b"
 
 
-def test_path_alone_serves_any_split(tmp_path: Path) -> None:
+def test_path_alone_is_split_into_disjoint_train_and_test(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", ROWS)
     cfg = DatasetConfig(source="file", path=path, fields=FieldMap(question="q", answer="ans"))
-    assert [s.id for s in load_split(cfg, "test")] == ["test_0", "test_1", "test_2"]
-    assert [s.id for s in load_split(cfg, "train")] == ["train_0", "train_1", "train_2"]
-    assert available_splits(cfg) == ["train", "test"]
+    test, train = [s.id for s in load_split(cfg, "test")], [s.id for s in load_split(cfg, "train")]
+    assert len(test) == 2 and len(train) == 1 and sorted(test + train) == ["row_0", "row_1", "row_2"]
+    assert [s.id for s in load_split(cfg, "all")] == ["row_0", "row_1", "row_2"]
+    assert available_splits(cfg) == ["train", "test", "all"]
+    with pytest.raises(TaskvecError, match="no split 'dev'.*train, test, all"):
+        load_split(cfg, "dev")
 
 
 def test_splits_map_lists_its_splits(tmp_path: Path) -> None:

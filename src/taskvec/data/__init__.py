@@ -10,11 +10,12 @@ from taskvec.data.builtin import TASK_SET_NAMES, generate_split
 from taskvec.data.files import file_splits, load_file_split, load_finqa_split
 from taskvec.data.hub import hub_splits, load_hub_split
 from taskvec.data.numbers import parse_number
+from taskvec.data.tasks import WORD_TASKS, word_split
 from taskvec.errors import TaskvecError
 
 __all__ = ["DatasetConfig", "FieldMap", "Sample", "available_splits", "load_split", "parse_number"]
 
-BUILTIN_NAMES = TASK_SET_NAMES  # "finance" (numeric), "short" and its one-word tasks
+BUILTIN_NAMES = (*TASK_SET_NAMES, *WORD_TASKS)  # "finance" (numeric), "short" and its tasks, the word-task suite
 
 
 def _check_builtin_name(cfg: DatasetConfig) -> None:
@@ -44,6 +45,8 @@ def load_split(cfg: DatasetConfig, split: str, base_dir: Path | None = None) -> 
     if cfg.source == "builtin":
         _check_builtin_name(cfg)
         n = cfg.n_train if split == "train" else cfg.n_test
+        if cfg.name in WORD_TASKS:
+            return word_split(cfg.name, split, n, cfg.seed)
         return generate_split(split, n, cfg.seed, cfg.name or "finance")
     if cfg.source == "file":
         return load_file_split(cfg, split, base_dir)

@@ -6,20 +6,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One question with its numeric gold answer.
+    """One question with its gold answer.
 
-    `context` holds passage text (FinQA pre_text, table, post_text) or is empty;
-    `rationale` is a worked solution used by chain-of-thought demonstrations.
+    `answer` is the numeric value, or None for a text answer (a word, a name), whose
+    exact form is `answer_text`; `context` holds passage text (FinQA pre_text, table,
+    post_text) or is empty; `rationale` is a worked solution used by chain-of-thought
+    demonstrations.
     """
 
     id: str
     question: str
-    answer: float
+    answer: float | None
     answer_text: str
     rationale: str = ""
     context: str = ""
@@ -46,6 +48,17 @@ class DatasetConfig(BaseModel):
     splits: dict[str, Path] = Field(default_factory=dict, description="split name -> file (file/finqa)")
     format: Literal["auto", "jsonl", "json", "csv", "parquet"] = "auto"
     fields: FieldMap = Field(default_factory=FieldMap)
-    seed: int = 0
+    seed: int = Field(0, description="builtin generation; with `path` alone also the train/test split")
     n_train: int = Field(512, ge=1)
     n_test: int = Field(256, ge=1)
+    test_fraction: float = Field(0.5, gt=0, lt=1, description="`path` alone: share of rows (seeded draw) in the test split")
+    answer_type: Literal["number", "text"] = Field("number", description="file/hf answers: parsed numbers or text kept as written")
+    case_sensitive: bool = Field(True, description="text answers: whether scoring compares case")
+
+    @model_validator(mode="after")
+    def _distinct_split_files(self) -> DatasetConfig:
+        files = [str(p) for p in self.splits.values()]
+        if len(set(files)) < len(files):
+            raise ValueError("`dataset.splits` names one file for two splits, so they would share rows; "
+                             "give each split its own file, or use `path` alone (split deterministically)")
+        return self

@@ -9,8 +9,7 @@ and stops before "The answer is", which the prompt renderer appends.
 Besides the numeric `finance` set there are short-answer task sets whose answer is one
 word (`SHORT_KINDS`, registered with `@register_short(name, labels)`): each is a task set
 of its own (`dataset.name: direction`, ...) and `short` mixes them. Their samples carry
-the word in `answer_text` and its index in the task's two labels as `answer` (0.0 or 1.0),
-so numeric code never sees a NaN. They exist for task-vector patching (taskvec.patching).
+the word in `answer_text` and `answer` None (a text answer, scored by exact match).
 """
 
 from __future__ import annotations
@@ -31,11 +30,11 @@ SPLITS = ("train", "test")
 class Problem:
     """One generated question; `answer` is already rounded to its reported precision.
 
-    Word-answer problems set `answer_text` (the word) and `answer` (its label index).
+    Word-answer problems set `answer_text` (the word) and `answer` None.
     """
 
     question: str
-    answer: float
+    answer: float | None
     rationale: str
     answer_text: str | None = None
 
@@ -457,7 +456,7 @@ def register_short(name: str, labels: tuple[str, str]) -> Callable[[Generator], 
 
 
 def _word(kind: str, label: int, question: str, rationale: str) -> Problem:
-    return Problem(question, float(label), rationale, LABELS[kind][label])
+    return Problem(question, None, rationale, LABELS[kind][label])
 
 
 def _pair(rng: random.Random, low: float, high: float) -> tuple[float, float]:
@@ -577,7 +576,7 @@ def generate_labeled(split: str, n: int, seed: int = 0, name: str = "finance") -
                 id=f"{split}_{len(out)}",
                 question=problem.question,
                 answer=problem.answer,
-                answer_text=problem.answer_text if problem.answer_text is not None else format_number(problem.answer),
+                answer_text=format_number(problem.answer) if problem.answer is not None else str(problem.answer_text),
                 rationale=problem.rationale,
             )
             out.append((kind, sample))

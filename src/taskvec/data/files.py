@@ -2,8 +2,10 @@
 
 Which file serves a split: `dataset.splits` maps split names to files
 (`{train: a.jsonl, test: b.jsonl}`) and then only those splits exist. With only
-`dataset.path`, that one file serves whatever split is requested (one-file datasets);
-`available_splits` then reports the conventional `train` and `test`.
+`dataset.path`, the file is split deterministically: a seeded draw (`dataset.seed`) of
+`test_fraction` of its rows is `test`, the rest `train` (each in file order, disjoint),
+and `all` serves every row; ids without an id column are `row_{file index}`, the same
+in every split.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ FORMATS = ("jsonl", "json", "csv", "parquet")
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
 }  # fmt: skip
-_PATH_ONLY_SPLITS = ["train", "test"]
+_PATH_ONLY_SPLITS = ["train", "test", "all"]
 
 Record = Mapping[str, Any]
 
@@ -161,11 +164,16 @@ def _json_records(data: Any, path: Path) -> list[Record]:
 # --- records to samples -------------------------------------------------------------------
 
 
-def records_to_samples(records: Iterable[Record], fields: FieldMap, split: str, where: str) -> list[Sample]:
-    """Map rows to samples with `fields`; `where` names the source in error messages."""
+def records_to_samples(records: Iterable[Record], fields: FieldMap, split: str, where: str, text_answers: bool = False,
+                       id_prefix: str | None = None) -> list[Sample]:
+    """Map rows to samples with `fields`; `where` names the source in error messages.
+
+    Rows without an id column get `{id_prefix or split}_{row index}`; `text_answers`
+    keeps answers as written text (`answer` None) instead of parsing numbers.
+    """
     rows = list(records)
     _check_columns(rows, fields, where)
-    samples = [_to_sample(row, i, fields, split, where) for i, row in enumerate(rows)]
+    samples = [_to_sample(row, i, fields, id_prefix or split, where, text_answers) for i, row in enumerate(rows)]
     _check_unique_ids(samples, where)
     if not samples:
         raise TaskvecError(f"split '{split}' in {where} has no samples; point it at a non-empty file")
@@ -184,29 +192,35 @@ def _check_columns(rows: list[Record], fields: FieldMap, where: str) -> None:
             )
 
 
-def _sample_id(row: Record, index: int, fields: FieldMap, split: str, where: str) -> str:
-    """The row's id: the `dataset.fields.id` column, else a column named `id`, else `{split}_{index}`."""
+def _sample_id(row: Record, index: int, fields: FieldMap, prefix: str, where: str) -> str:
+    """The row's id: the `dataset.fields.id` column, else a column named `id`, else `{prefix}_{index}`."""
     column = fields.id if fields.id is not None else ("id" if "id" in row else None)
     if column is None:
-        return f"{split}_{index}"
+        return f"{prefix}_{index}"
     if row.get(column) in (None, ""):
         raise TaskvecError(f"row {index} in {where} has no value in column '{column}'; fill it or set `dataset.fields.id` to another column")
     return str(row[column])
 
 
-def _to_sample(row: Record, index: int, fields: FieldMap, split: str, where: str) -> Sample:
-    sample_id = _sample_id(row, index, fields, split, where)
+def _to_sample(row: Record, index: int, fields: FieldMap, prefix: str, where: str, text_answers: bool) -> Sample:
+    sample_id = _sample_id(row, index, fields, prefix, where)
     question = _text(row.get(fields.question))
     if not question:
         raise TaskvecError(f"row '{sample_id}' in {where} has an empty question; fill it or drop the row")
     raw = row.get(fields.answer)
-    try:
-        answer, answer_text = _answer(raw)
-    except ValueError as exc:
-        raise TaskvecError(
-            f"row '{sample_id}' in {where}: cannot read answer {raw!r} as a number; fix the value or point "
-            "`dataset.fields.answer` at a numeric column"
-        ) from exc
+    answer: float | None
+    if text_answers:
+        answer, answer_text = None, _text(raw)
+        if not answer_text:
+            raise TaskvecError(f"row '{sample_id}' in {where} has an empty answer; fill it or drop the row")
+    else:
+        try:
+            answer, answer_text = _answer(raw)
+        except ValueError as exc:
+            raise TaskvecError(
+                f"row '{sample_id}' in {where}: cannot read answer {raw!r} as a number; fix the value, point "
+                "`dataset.fields.answer` at a numeric column, or set `dataset.answer_type: text` for word answers"
+            ) from exc
     return Sample(
         id=sample_id,
         question=question,
@@ -251,7 +265,35 @@ def load_file_split(cfg: DatasetConfig, split: str, base_dir: Path | None = None
     """Samples of `split` from a JSONL/JSON/CSV/Parquet file, mapped by `dataset.fields`."""
     path = split_file(cfg, split, base_dir)
     records = read_records(path, detect_format(path, cfg.format))
-    return records_to_samples(records, cfg.fields, split, f"'{path}'")
+    text = cfg.answer_type == "text"
+    if cfg.splits:
+        return records_to_samples(records, cfg.fields, split, f"'{path}'", text)
+    _check_path_split(split)
+    return path_split(records_to_samples(records, cfg.fields, split, f"'{path}'", text, id_prefix="row"), cfg, split, path)
+
+
+def _check_path_split(split: str) -> None:
+    if split not in _PATH_ONLY_SPLITS:
+        raise TaskvecError(f"dataset has no split '{split}'; `path` alone offers {', '.join(_PATH_ONLY_SPLITS)} "
+                           "(or map split names to files under `dataset.splits`)")
+
+
+def path_split(samples: list[Sample], cfg: DatasetConfig, split: str, path: Path) -> list[Sample]:
+    """`split` (train, test or all) of a one-file dataset: disjoint, deterministic, each in file order."""
+    if split == "all":
+        return samples
+    test = path_test_rows(len(samples), cfg.test_fraction, cfg.seed)
+    chosen = [s for i, s in enumerate(samples) if (i in test) == (split == "test")]
+    if not chosen:
+        raise TaskvecError(f"split '{split}' of '{path}' is empty ({len(samples)} rows, test_fraction {cfg.test_fraction}); "
+                           "add rows or change `dataset.test_fraction`")
+    return chosen
+
+
+def path_test_rows(n_rows: int, test_fraction: float, seed: int) -> set[int]:
+    """The row indices of a one-file dataset's `test` split: a seeded draw of round(fraction * n) rows."""
+    n_test = min(n_rows, max(1, round(test_fraction * n_rows)))
+    return set(random.Random(f"taskvec-split:{seed}").sample(range(n_rows), n_test))
 
 
 # --- FinQA --------------------------------------------------------------------------------
@@ -263,6 +305,8 @@ def load_finqa_split(cfg: DatasetConfig, split: str, base_dir: Path | None = Non
     Context is pre_text, the table (one pipe-separated row per line) and post_text;
     the rationale shows the FinQA program, e.g. "Compute: subtract(5829, 5735), divide(#0, 5735)".
     """
+    if not cfg.splits:
+        _check_path_split(split)
     path = split_file(cfg, split, base_dir)
     records = read_records(path, "json")
     samples = [s for i, record in enumerate(records) if (s := _finqa_sample(record, i, path)) is not None]
@@ -272,7 +316,7 @@ def load_finqa_split(cfg: DatasetConfig, split: str, base_dir: Path | None = Non
     _check_unique_ids(samples, f"'{path}'")
     if not samples:
         raise TaskvecError(f"split '{split}' in '{path}' has no numeric FinQA questions; check the file")
-    return samples
+    return samples if cfg.splits else path_split(samples, cfg, split, path)
 
 
 def _finqa_sample(record: Record, index: int, path: Path) -> Sample | None:

@@ -66,4 +66,4 @@ def load_hub_split(cfg: DatasetConfig, split: str) -> list[Sample]:
         ) from exc
     except Exception as exc:  # network, auth and not-found errors all mean "can't reach it"
         raise _unreachable(name, exc) from exc
-    return records_to_samples(rows, cfg.fields, split, f"Hugging Face dataset '{name}'")
+    return records_to_samples(rows, cfg.fields, split, f"Hugging Face dataset '{name}'", cfg.answer_type == "text")
