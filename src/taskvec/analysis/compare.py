@@ -17,7 +17,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
-from taskvec.analysis.plotting import legend_outside, new_figure, plain_numbers, save_figure, session_labels
+from taskvec.analysis.plotting import layer_ticks, legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
 from taskvec.session import Session
@@ -93,7 +93,7 @@ def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:
         for position, group in pair.groupby("position", sort=False):
             ax.plot(group.layer, group.cos_means, marker="o", color=f"C{color}", linestyle=styles[position],
                     label=f"{a} vs {b}, pos {position}")
-    ax.set_xticks(sorted(table.layer.unique()))
+    layer_ticks(ax, table.layer.tolist())
     ax.set_xlabel("layer (decoder block output)")
     ax.set_ylabel("cosine similarity of mean vectors")
     ax.set_title("Task-vector similarity between sessions")

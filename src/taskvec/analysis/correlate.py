@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from taskvec.analysis.plotting import legend_outside, new_figure, plain_numbers, save_figure, session_labels
+from taskvec.analysis.plotting import layer_ticks, legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
 from taskvec.session import Session
@@ -153,7 +153,7 @@ def _plot(table: pd.DataFrame, label: str, join: dict[str, int], note: str, path
     cos_ax.set_ylabel("mean cosine similarity to the task vector")
     cos_ax.set_title("Alignment with the task vector")
     for ax in (acc_ax, cos_ax):
-        ax.set_xticks(sorted(table.layer.unique()))
+        layer_ticks(ax, table.layer.tolist())
         ax.set_xlabel("layer")
         ax.grid(alpha=0.3)
         plain_numbers(ax)

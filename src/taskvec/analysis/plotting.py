@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from taskvec.session import Session
 
@@ -47,3 +48,13 @@ def legend_outside(ax: Axes, below: bool = False, **kwargs: object) -> None:
 def plain_numbers(ax: Axes) -> None:
     """Tick labels as plain numbers: no offset notation (`1e-12+1`) when values barely differ."""
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+
+
+def layer_ticks(ax: Axes, layers: Sequence[int]) -> None:
+    """A tick at every layer when they are spread out, else integer ticks matplotlib spaces (labels never collide)."""
+    ordered = sorted(set(layers))
+    gaps = [b - a for a, b in zip(ordered, ordered[1:])]
+    if not gaps or min(gaps) * 15 >= ordered[-1] - ordered[0]:
+        ax.set_xticks(ordered)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
