@@ -127,26 +127,33 @@ def _evaluate(args: argparse.Namespace) -> None:
     from taskvec.evaluate import evaluate
 
     result = evaluate(
-        Path(args.config), progress=not args.quiet, split=args.split, max_samples=args.max_samples,
-        batch_size=args.batch_size, model=args.model, output_dir=args.output_dir, device=args.device, dtype=args.dtype,
+        Path(args.config) if args.config else None, progress=not args.quiet, resume=Path(args.resume) if args.resume else None,
+        split=args.split, max_samples=args.max_samples, batch_size=args.batch_size, model=args.model, output_dir=args.output_dir,
+        device=args.device, dtype=args.dtype, prefix_cache=False if args.no_prefix_cache else None,
     )
     m = result.metrics
     print(f"results: {result.directory}")
-    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without a number)")
+    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without a number, "
+          f"{m['n_truncated']} truncated)")
+    t = m["timings"]
+    print(f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s ({t['tokens_per_s']:.1f} tokens/s, "
+          f"prefill {t['prefill_share']:.0%} of model time)")
 
 
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     """evaluate: generate answers for a prompt config's split, parse and score them."""
     ev = sub.add_parser("evaluate", help="generate answers for a prompt config, parse and score them")
-    ev.add_argument("--config", required=True, help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml)")
+    ev.add_argument("--config", help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml); required unless --resume")
+    ev.add_argument("--resume", metavar="RESULTS_DIR", help="finish an interrupted evaluation (its results directory)")
     ev.add_argument("--split", help="dataset split (default: test)")
     ev.add_argument("--max-samples", type=int, help="the first N samples of the split (default: all)")
-    ev.add_argument("--batch-size", type=int, help="prompts per generate call (default: 16)")
+    ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 16)")
+    ev.add_argument("--no-prefix-cache", action="store_true", help="prefill every prompt in full (default: shared prefixes once)")
     ev.add_argument("--model", help="overrides the prompt config's model")
     ev.add_argument("--output-dir", help="where the results directory is created (default: results)")
     ev.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     ev.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default: auto)")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--quiet", action="store_true", help="print only the results (no progress bars, no loading output)")
     ev.set_defaults(func=_evaluate)
 
 
