@@ -126,3 +126,23 @@ def test_sampling_is_seeded_and_independent_of_batching(model: torch.nn.Module) 
     assert sample(3, seed=1) == first == sample(8, seed=1, prefix_cache=False)
     assert sample(3, seed=2) != first
     assert all(len(t) == MAX_NEW for t in first.values())
+
+
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_reading_equals_extraction(model: torch.nn.Module, eos_case: tuple, prefix_cache: bool) -> None:
+    """Vectors read during the prefill equal the extraction engine's, inside the shared prefix and after it."""
+    from taskvec.engine import Extractor, Item
+    from taskvec.generation import Reading
+
+    ids, eos, refs = eos_case
+    indices = [[len(p) - 1, 0, 45, len(p) - 2] for p in ids]
+    settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
+    gen = Generator(model, settings, eos, 3, prefix_cache=prefix_cache, reading=Reading([0, 2], indices))
+    got = {f.idx: f for f in gen.run(ids)}
+    assert [got[i].tokens for i in range(len(ids))] == refs, "reading changes no output"
+    engine = Extractor(model, [0, 2], max_batch_tokens=4096, batch_size=4, prefix_cache=False)
+    expected = {i: v for b in engine.run([Item(i, p, indices[i]) for i, p in enumerate(ids)]) for i, v in zip(b.idxs, b.vectors)}
+    for i in range(len(ids)):
+        vec = got[i].vectors
+        assert vec is not None and vec.shape == (2, 4, 64) and vec.dtype == torch.float32
+        torch.testing.assert_close(vec, expected[i], atol=1e-5, rtol=1e-4)

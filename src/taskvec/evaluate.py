@@ -30,7 +30,8 @@ from taskvec.config import Device, DType
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted, TaskvecError
 from taskvec.generation import Finished, GenerationStats, Generator
-from taskvec.pipeline import _sigterm_as_interrupt
+from taskvec.joint import SessionSink, prepare_extraction
+from taskvec.pipeline import Prepared, _sigterm_as_interrupt
 from taskvec.predictions import PredictionLog
 from taskvec.resume import config_differences
 from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
@@ -70,6 +71,7 @@ class EvalPrepared:
     prompts: list[RenderedPrompt]
     ids: list[list[int]]
     timings: dict[str, float] = field(default_factory=dict)
+    extraction: Prepared | None = None  # one pass: also write this extraction session from the prefill
 
 
 @dataclass(frozen=True)
@@ -340,17 +342,23 @@ class _Progress:
 
 
 def _generate_rows(prep: EvalPrepared, model: PreTrainedModel, log: PredictionLog, rows: dict[int, dict[str, Any]],
-                   stop: re.Pattern[str] | None, progress: bool) -> GenerationStats:
-    """Generate every sample not in `rows`, appending each prediction to the log as it finishes."""
+                   stop: re.Pattern[str] | None, progress: bool, sink: SessionSink | None) -> GenerationStats:
+    """Generate every sample not in `rows`, appending each prediction to the log as it finishes
+    (and, with a `sink`, its prefill's hidden states to the extraction session)."""
     o = prep.options
     generator = Generator(model, prep.prompt_config.generation, _eos_ids(model, prep.tokenizer), o.batch_size,
-                          prep.tokenizer, stop, o.prefix_cache, o.seed)
+                          prep.tokenizer, stop, o.prefix_cache, o.seed, reading=sink.reading if sink else None)
     bar = _Progress(len(prep.ids) - len(rows), progress)
     try:
         for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
-            row = _scored(done.idx, prep, done, stop)
-            log.append(row)
-            rows[done.idx] = row
+            row = rows[done.idx] = _scored(done.idx, prep, done, stop)
+            try:
+                log.append(row)
+            except Exception:
+                del rows[done.idx]  # not on disk
+                raise
+            if sink is not None and done.vectors is not None:
+                sink.add(done.idx, done.vectors)
             bar.bar.update(1)
             bar.step(generator.stats)
     finally:
@@ -395,6 +403,7 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
         model = load_model(prep.model_ref, dtype, device)  # before the directory exists: a load error writes nothing
     t1 = time.perf_counter()
     directory = resume if resume is not None else _new_results(prep)
+    sink = SessionSink(prep.extraction, device, dtype) if prep.extraction is not None else None
     log, stop = PredictionLog(directory / "predictions.jsonl"), answer_stop_pattern(prep.prompt_config.answer_format)
     run: dict[str, Any] = {"started_at": datetime.now().isoformat(timespec="seconds"), "n_kept": len(rows)}
     runs = [*runs, run]
@@ -402,6 +411,7 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
     def record(status: str) -> dict[str, Any]:
         run.update(status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds"))
         metrics = _metrics(prep, directory, status, sorted(rows.values(), key=lambda r: r["sample_idx"]), runs, device, dtype, stop is not None)
+        metrics["extraction_session"] = str(sink.paths.task_vector_dir) if sink is not None else None
         save_json(directory / "metrics.json", metrics)
         return metrics
 
@@ -409,13 +419,25 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
     stats = GenerationStats()
     try:
         with _sigterm_as_interrupt():
-            stats = _generate_rows(prep, model, log, rows, stop, progress)
+            stats = _generate_rows(prep, model, log, rows, stop, progress, sink)
     except BaseException as exc:
         log.close()
+        if sink is not None:
+            _close_quietly(sink, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", directory)
         raise _stopped(exc, record, directory, len(rows), len(prep.ids)) from exc
+    if sink is not None:
+        sink.close("complete", directory)
     run["timings"] = _timings(prep, stats, t1 - t0, time.perf_counter() - t1, len(prep.ids) - run["n_kept"])
     log.finalise(list(rows.values()))
     return EvalResult(directory, record("complete"))
+
+
+def _close_quietly(sink: SessionSink, status: str, directory: Path) -> None:
+    """Record an unfinished extraction session; the evaluation's own error is the one reported."""
+    try:
+        sink.close(status, directory)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _stopped(exc: BaseException, record: Callable[[str], Any], directory: Path, done: int, total: int) -> TaskvecError:
@@ -465,15 +487,23 @@ def saved_options(directory: Path) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k in EvalOptions.model_fields}
 
 
-def evaluate(config_path: Path | None = None, progress: bool = True, resume: Path | None = None, **overrides: Any) -> EvalResult:
+def evaluate(config_path: Path | None = None, progress: bool = True, resume: Path | None = None,
+             extract: Path | None = None, **overrides: Any) -> EvalResult:
     """Validate and prepare (writing nothing on error), then generate, score and write the results.
 
     With `resume` (a results directory), continue it: its own config.yaml and options are
     used unless `config_path` / `overrides` are given, which must then agree with them.
+    With `extract` (an extraction config for the same prompts), the same prefill also writes
+    that extraction session; it and the results directory record each other.
     """
+    if resume is not None and extract is not None:
+        raise TaskvecError("--extract: cannot be combined with --resume; run `taskvec extract --config ... --resume SESSION` for the session")
     if resume is not None:
         overrides = {**saved_options(resume), "output_dir": resume.parent, **{k: v for k, v in overrides.items() if v is not None}}
         config_path = config_path or resume / "config.yaml"
     if config_path is None:
         raise TaskvecError("--config: pass a prompt config YAML, or --resume RESULTS_DIR to continue an evaluation")
-    return run_evaluation(prepare_evaluation(config_path, **overrides), progress, resume)
+    prep = prepare_evaluation(config_path, **overrides)
+    if extract is not None:
+        prep.extraction = prepare_extraction(extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref.spec)
+    return run_evaluation(prep, progress, resume)

@@ -14,12 +14,14 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from taskvec.capture import capture, decoder_blocks
 from taskvec.kvcache import KV, cache_kw, concat_rows, drop_front, from_cache, left_pad, select_rows, to_cache
 from taskvec.prefix import PrefixNode, plan_prefix_tree
 from taskvec.prompts.config import Generation
@@ -32,6 +34,24 @@ class Finished:
     idx: int
     tokens: list[int]
     reason: str  # "eos", "answer" (the stop pattern matched) or "length" (max_new_tokens reached)
+    vectors: torch.Tensor | None = None  # with a Reading: (n_layers, n_positions, hidden) float32 on CPU
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Hidden states to read during the prefill (one-pass extraction): block outputs of `layers`
+    at `token_indices[i]`, absolute token indices into prompt i, in position order (none: nothing read)."""
+
+    layers: list[int]
+    token_indices: Sequence[Sequence[int]]
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """A prefilled prefix: its KV cache (one row) and the vectors read inside it, by absolute token index."""
+
+    kv: KV | None = None
+    known: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +60,7 @@ class _Row:
     position: int  # position id of the next token fed to the model
     tokens: list[int] = field(default_factory=list)
     rng: torch.Generator | None = None
+    vectors: torch.Tensor | None = None
 
 
 @dataclass
@@ -79,13 +100,15 @@ class Generator:
 
     def __init__(self, model: PreTrainedModel, settings: Generation, eos_ids: Sequence[int], batch_size: int,
                  tokenizer: PreTrainedTokenizerBase | None = None, stop: re.Pattern[str] | None = None,
-                 prefix_cache: bool = True, seed: int = 0, ignore_eos: bool = False) -> None:
+                 prefix_cache: bool = True, seed: int = 0, ignore_eos: bool = False, reading: Reading | None = None) -> None:
         if stop is not None and tokenizer is None:
             raise ValueError("a stop pattern needs the tokenizer to decode rows")
         self.model, self.settings, self.batch_size = model, settings, batch_size
         self.eos = frozenset() if ignore_eos else frozenset(int(e) for e in eos_ids)
         self.tokenizer, self.stop, self.prefix_cache, self.seed = tokenizer, stop, prefix_cache, seed
         self.base = model.get_decoder()
+        self.reading = reading
+        self.blocks = decoder_blocks(model) if reading is not None else None
         self.device = next(model.parameters()).device
         self.stats = GenerationStats()
         self._warpers = [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)] if settings.do_sample else []
@@ -97,7 +120,7 @@ class Generator:
         parent = {id(c): n for n in tree.walk() for c in n.children}
         queue = [(m, node) for node in tree.walk() for m in node.members if m not in skip]
         remaining = {id(n): sum(m not in skip for d in n.walk() for m in d.members) for n in tree.walk()}
-        prefixes: dict[int, KV | None] = {}
+        prefixes: dict[int, _Prefix] = {}
         active = _Active()
         while queue or active.rows:
             free = self.batch_size - len(active.rows)
@@ -105,8 +128,8 @@ class Generator:
                 node = queue[0][1]
                 group = [m for m, n in queue[:free] if n is node]
                 del queue[: len(group)]
-                kv = self._prefix(node, prompt_ids, parent, prefixes)
-                yield from self._join(active, [list(prompt_ids[m]) for m in group], group, node.prefix_len, kv)
+                prefix = self._prefix(node, prompt_ids, parent, prefixes)
+                yield from self._join(active, [list(prompt_ids[m]) for m in group], group, node.prefix_len, prefix)
                 self._release(node, len(group), parent, remaining, prefixes)
             if active.rows:
                 yield from self._step(active)
@@ -114,34 +137,48 @@ class Generator:
                 on_step(self.stats)
 
     def _prefix(self, node: PrefixNode, prompt_ids: Sequence[Sequence[int]], parent: dict[int, PrefixNode],
-                prefixes: dict[int, KV | None]) -> KV | None:
-        """The KV cache of `node`'s prefix (one row), computed once on top of its parent's."""
+                prefixes: dict[int, _Prefix]) -> _Prefix:
+        """`node`'s prefix (KV cache of one row, vectors read inside it), computed once on top of its parent's."""
         if id(node) in prefixes:
             return prefixes[id(node)]
         up = parent.get(id(node))
         start = up.prefix_len if up is not None else 0
-        below = self._prefix(up, prompt_ids, parent, prefixes) if up is not None else None
-        kv = below
+        prefix = self._prefix(up, prompt_ids, parent, prefixes) if up is not None else _Prefix()
         if node.prefix_len > start:
             member = next(n.members[0] for n in node.walk() if n.members)
             ids = torch.as_tensor(np.asarray(prompt_ids[member][start : node.prefix_len], dtype=np.int64), device=self.device)[None]
-            kv = self._extend(below, ids, start)
-        prefixes[id(node)] = kv
-        return kv
+            wanted = sorted({t for n in node.walk() for m in n.members for t in self._indices(m) if start <= t < node.prefix_len})
+            prefix = self._extend(prefix, ids, start, wanted)
+        prefixes[id(node)] = prefix
+        return prefix
+
+    def _indices(self, idx: int) -> Sequence[int]:
+        return self.reading.token_indices[idx] if self.reading is not None else ()
+
+    def _forward(self, module: torch.nn.Module, index: list[int], **inputs: Any) -> tuple[Any, torch.Tensor | None]:
+        """`module(**inputs)`, and with a Reading the outputs of its blocks at flattened token rows `index`, (len, layers, hidden)."""
+        if self.reading is None or not index or self.blocks is None:
+            return module(**inputs), None
+        rows = torch.tensor(index, dtype=torch.long, device=self.device)
+        with capture(self.blocks, self.reading.layers, rows, None) as captured:
+            out = module(**inputs)
+        return out, torch.stack([captured[layer].to(self.device) for layer in self.reading.layers], dim=1)
 
     @torch.inference_mode()
-    def _extend(self, below: KV | None, ids: torch.Tensor, start: int) -> KV:
-        """Run `ids` (one row, positions from `start`) through every block on top of `below`; the grown cache."""
+    def _extend(self, below: _Prefix, ids: torch.Tensor, start: int, wanted: list[int]) -> _Prefix:
+        """Run `ids` (one row, positions from `start`) through every block on top of `below`; read `wanted` tokens."""
         t0 = time.perf_counter()
-        cache = to_cache(below)
+        cache = to_cache(below.kv)
         positions = torch.arange(start, start + ids.shape[1], device=self.device)[None]
-        self.base(input_ids=ids, position_ids=positions, use_cache=True, **{cache_kw(self.base): cache})
+        _, read = self._forward(self.base, [t - start for t in wanted], input_ids=ids, position_ids=positions, use_cache=True,
+                                **{cache_kw(self.base): cache})
+        known = dict(below.known) | ({t: read[j] for j, t in enumerate(wanted)} if read is not None else {})
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += ids.shape[1]
-        return from_cache(cache)
+        return _Prefix(from_cache(cache), known)
 
     def _release(self, node: PrefixNode, n: int, parent: dict[int, PrefixNode], remaining: dict[int, int],
-                 prefixes: dict[int, KV | None]) -> None:
+                 prefixes: dict[int, _Prefix]) -> None:
         """Count `n` prompts of `node` as started; drop the prefix caches no waiting prompt needs any more."""
         current: PrefixNode | None = node
         while current is not None:
@@ -150,10 +187,10 @@ class Generator:
                 prefixes.pop(id(current), None)
             current = parent.get(id(current))
 
-    def _join(self, active: _Active, prompts: list[list[int]], idxs: list[int], start: int, kv: KV | None) -> Iterator[Finished]:
+    def _join(self, active: _Active, prompts: list[list[int]], idxs: list[int], start: int, prefix: _Prefix) -> Iterator[Finished]:
         """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first tokens, add them to `active`."""
-        logits, new_kv, new_mask = self._prefill(prompts, start, kv)
-        rows = [_Row(i, len(p), rng=self._rng(i)) for i, p in zip(idxs, prompts)]
+        logits, new_kv, new_mask, vectors = self._prefill(prompts, idxs, start, prefix)
+        rows = [_Row(i, len(p), rng=self._rng(i), vectors=v) for i, p, v in zip(idxs, prompts, vectors)]
         keep = [r for r, row in enumerate(rows) if not self._advance(row, logits[r])]
         for r, row in enumerate(rows):
             if r not in keep:
@@ -171,8 +208,9 @@ class Generator:
         active.rows += rows
 
     @torch.inference_mode()
-    def _prefill(self, prompts: list[list[int]], start: int, kv: KV | None) -> tuple[torch.Tensor, KV, torch.Tensor]:
-        """Last-token logits, KV cache and mask of left-padded suffixes run on the shared prefix (expanded per row)."""
+    def _prefill(self, prompts: list[list[int]], idxs: list[int], start: int,
+                 prefix: _Prefix) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
+        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on the shared prefix (expanded per row)."""
         t0 = time.perf_counter()
         lens = [len(p) - start for p in prompts]
         width = max(lens)
@@ -185,15 +223,27 @@ class Generator:
             mask[r, start + width - n :] = True
             positions[r, width - n :] = torch.arange(start, start + n)
         mask = mask.to(self.device)
-        cache = to_cache(kv, len(prompts))
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.long(), position_ids=positions.to(self.device),
-                         use_cache=True, logits_to_keep=1, **{cache_kw(self.model): cache})
+        cache = to_cache(prefix.kv, len(prompts))
+        wanted = [(r, t) for r, i in enumerate(idxs) for t in self._indices(i) if t >= start]
+        index = [r * width + width - lens[r] + t - start for r, t in wanted]
+        out, read = self._forward(self.model, index, input_ids=ids.to(self.device), attention_mask=mask.long(),
+                                  position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
+                                  **{cache_kw(self.model): cache})
         new_kv = from_cache(cache)
         if width > min(lens):  # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
             new_kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in new_kv]
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(lens)
-        return out.logits[:, -1].float(), new_kv, mask
+        return out.logits[:, -1].float(), new_kv, mask, self._vectors(idxs, prefix, wanted, read)
+
+    def _vectors(self, idxs: list[int], prefix: _Prefix, wanted: list[tuple[int, int]],
+                 read: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Per row, (layers, positions, hidden) float32 on CPU: read in the suffix, or known from the prefix."""
+        if self.reading is None:
+            return [None] * len(idxs)
+        found = {(r, t): read[j] for j, (r, t) in enumerate(wanted)} if read is not None else {}
+        return [torch.stack([found[(r, t)] if (r, t) in found else prefix.known[t] for t in self._indices(i)], dim=1).float().cpu()
+                if self._indices(i) else None for r, i in enumerate(idxs)]
 
     @torch.inference_mode()
     def _step(self, active: _Active) -> Iterator[Finished]:
@@ -265,7 +315,7 @@ class Generator:
     def _finish(self, row: _Row) -> Finished:
         reason = self._reason(row)
         assert reason is not None
-        return Finished(row.idx, list(row.tokens), reason)
+        return Finished(row.idx, list(row.tokens), reason, row.vectors)
 
 
 def _pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
