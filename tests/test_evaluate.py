@@ -308,3 +308,40 @@ def test_quiet_prints_only_the_results(tiny_model_dir: Path, tmp_path: Path, cap
     lines = out.splitlines()
     assert len(lines) == 3 and lines[0].startswith("results: ") and lines[1].startswith("accuracy: ")
     assert re.fullmatch(r"generated \d+ tokens in [\d.]+ s \([\d.]+ tokens/s, prefill \d+% of model time\)", lines[2])
+
+
+def test_one_pass_writes_the_extraction_session(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each names the other."""
+    from taskvec.session import load_session
+
+    extract = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_5shot_answer.yaml", split="test", max_samples=5,
+                            output_dir=str(tmp_path / "sessions"))
+    prompt = yaml.safe_load((tmp_path / "prompt.yaml").read_text())
+    prompt.update(generation={"max_new_tokens": 4, "do_sample": False})
+    (tmp_path / "prompt.yaml").write_text(yaml.safe_dump(prompt))
+    args = ["--max-samples", "5", "--batch-size", "2", "--extract", str(extract)]
+    assert run_cli(tmp_path / "prompt.yaml", tmp_path / "out", *args) == 0
+    (results,) = (tmp_path / "out").iterdir()
+    assert "extraction session (same pass): " in capsys.readouterr().out
+    metrics = json.loads((results / "metrics.json").read_text())
+    one_pass = load_session(metrics["extraction_session"], tmp_path)
+    assert one_pass.metadata["evaluation_results"] == str(results) and one_pass.metadata["status"] == "complete"
+    assert main(["extract", "--config", str(extract), "--quiet"]) == 0
+    separate = load_session(next(p for p in (tmp_path / "sessions" / "task_vector").iterdir() if p.name != one_pass.name).name,
+                            tmp_path / "sessions")
+    assert one_pass.sample_ids == separate.sample_ids == [f"test_{i}" for i in range(5)]
+    assert one_pass.keys == separate.keys
+    for key in separate.keys:
+        torch.testing.assert_close(one_pass.vectors(key), separate.vectors(key), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(one_pass.mean(key), separate.mean(key), atol=1e-5, rtol=1e-4)
+    capsys.readouterr()
+    assert main(["correlate", one_pass.name, "--output-dir", str(tmp_path / "sessions"), "--out", str(tmp_path / "plots")]) == 0
+    assert "joined by sample_id: 5 matched" in capsys.readouterr().out
+
+
+def test_one_pass_refuses_other_prompts(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    extract = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", split="train", max_samples=3)
+    assert run_cli(tmp_path / "prompt.yaml", tmp_path / "out", "--max-samples", "3", "--extract", str(extract)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("taskvec: error: --extract: the extraction config gives 3 prompts") and "split" in err and "\n" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out" / "task_vector").exists()

@@ -135,7 +135,7 @@ def test_reading_equals_extraction(model: torch.nn.Module, eos_case: tuple, pref
     from taskvec.generation import Reading
 
     ids, eos, refs = eos_case
-    indices = [[len(p) - 1, 0, 45, len(p) - 2] for p in ids]
+    indices = [[len(p) - 1, 0, min(45, len(p) - 3), len(p) - 2] for p in ids]  # 45 lies in the nested prefix
     settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
     gen = Generator(model, settings, eos, 3, prefix_cache=prefix_cache, reading=Reading([0, 2], indices))
     got = {f.idx: f for f in gen.run(ids)}
