@@ -57,7 +57,7 @@ class _Prefix:
 @dataclass
 class _Row:
     idx: int
-    position: int  # position id of the next token fed to the model
+    prompt_len: int
     tokens: list[int] = field(default_factory=list)
     rng: torch.Generator | None = None
     vectors: torch.Tensor | None = None
@@ -252,7 +252,7 @@ class Generator:
         t0 = time.perf_counter()
         rows = len(active.rows)
         ids = torch.tensor([[row.tokens[-1]] for row in active.rows], device=self.device)
-        positions = torch.tensor([[row.position] for row in active.rows], device=self.device)
+        positions = torch.tensor([[row.prompt_len + len(row.tokens) - 1] for row in active.rows], device=self.device)  # the last token's
         mask = torch.cat([active.mask, active.mask.new_ones(rows, 1)], dim=1)
         cache = to_cache(active.kv)
         out = self.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=True,
@@ -283,7 +283,6 @@ class Generator:
         """Append the row's next token (from its last-position logits); True when the row is finished."""
         token = self._choose(row, logits)
         row.tokens.append(token)
-        row.position += 1
         self.stats.generated_tokens += 1
         return self._reason(row) is not None
 
