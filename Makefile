@@ -24,9 +24,11 @@ test: .venv/.installed
 
 bench-gpu: .venv/.installed
 	$(PY) benchmarks/bench_extract.py --workload seed-gpu
+	$(PY) benchmarks/bench_eval.py --workload eval-gpu
 
 bench: .venv/.installed
 	$(PY) benchmarks/bench_extract.py --workload demo-cpu
 	$(PY) benchmarks/bench_extract.py --workload scale-cpu
+	$(PY) benchmarks/bench_eval.py --workload eval-cpu
 
 .PHONY: venv demo test bench bench-gpu

@@ -13,18 +13,23 @@ import yaml
 
 import taskvec.evaluate as ev
 from taskvec.cli import main
+from taskvec.errors import Interrupted
+from taskvec.generation import Finished, GenerationStats
 from taskvec.models import load_model
 from taskvec.pipeline import prepare
+from taskvec.predictions import PredictionLog
 from taskvec.store import create_unique_dir
 from tests.conftest import REPO, write_configs
 
 PREDICTION_FIELDS = {
     "sample_idx", "sample_id", "prompt", "generation", "parsed_answer", "parsed_text", "parse_method",
-    "gold", "gold_text", "correct", "n_prompt_tokens", "n_generated_tokens",
+    "gold", "gold_text", "correct", "n_prompt_tokens", "n_generated_tokens", "finish_reason", "truncated",
+    "correct_if_not_truncated",
 }  # fmt: skip
 METRIC_FIELDS = {
     "session_name", "status", "accuracy", "n_samples", "n_correct", "n_parse_failures", "split", "model",
     "model_short", "prompt_type", "n_shot", "generation", "timings", "versions", "created_at", "config",
+    "n_truncated", "accuracy_with_fallback", "runs",
 }  # fmt: skip
 
 
@@ -90,6 +95,9 @@ def test_batched_generation_equals_batch_size_one(tiny_prep: tuple[ev.EvalPrepar
     batched = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 3)
     assert batched == single
     assert all(len(out) == 8 or out[-1] == prep.tokenizer.eos_token_id for out in single)
+    reference = ev.generate_padded(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 1)
+    assert single == reference, "the continuous-batching path equals plain `generate` at batch size 1"
+    assert ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 2, prefix_cache=False) == reference
 
 
 def test_stop_pattern_truncates_generation(tiny_prep: tuple[ev.EvalPrepared, torch.nn.Module]) -> None:
@@ -128,10 +136,15 @@ def test_scoring_uses_the_parser(tiny_model_dir: Path, tmp_path: Path, monkeypat
     prep = ev.prepare_evaluation(write_prompt(tmp_path, str(tiny_model_dir)), max_samples=4, output_dir=tmp_path / "out")
     answers = [f"The answer is {s.answer_text}." if i % 2 else f"So {s.answer:,.4f} is it" for i, s in enumerate(prep.samples)]
 
-    def fake_generate(model: Any, tokenizer: Any, prompt_ids: list[list[int]], *args: Any, **kwargs: Any) -> list[list[int]]:
-        return [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    class FakeGenerator:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.stats = GenerationStats()
 
-    monkeypatch.setattr(ev, "generate", fake_generate)
+        def run(self, prompt_ids: list[list[int]], skip: Any = (), on_step: Any = None) -> Any:
+            for i, a in enumerate(answers):
+                yield Finished(i, prep.tokenizer(a, add_special_tokens=False)["input_ids"], "eos")
+
+    monkeypatch.setattr(ev, "Generator", FakeGenerator)
     result = ev.run_evaluation(prep, progress=False)
     rows = read_predictions(result.directory)
     assert [r["generation"] for r in rows] == answers
@@ -186,3 +199,149 @@ def test_run_py_entry_point() -> None:
 
     proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "--max-samples" in proc.stdout and "prompt config YAML" in proc.stdout
+
+
+def test_predictions_are_appended_as_samples_finish(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted after 3 predictions: they are on disk, status `interrupted`, and the message says how to resume."""
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    original = PredictionLog.append
+    calls: list[int] = []
+
+    def append_then_stop(self: PredictionLog, row: dict[str, Any]) -> None:
+        original(self, row)
+        calls.append(row["sample_idx"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PredictionLog, "append", append_then_stop)
+    with pytest.raises(Interrupted, match=r"interrupted; 3 of 6 predictions are saved .* resume with: taskvec evaluate --resume "):
+        ev.evaluate(config, progress=False, max_samples=6, batch_size=2, output_dir=tmp_path / "out")
+    (directory,) = (tmp_path / "out").iterdir()
+    assert sorted(r["sample_idx"] for r in read_predictions(directory)) == sorted(calls)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["n_samples"] == 3 and metrics["n_total"] == 6
+
+
+def test_resume_gives_the_uninterrupted_file(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Keep 2 predictions and a torn third line of a finished run; --resume redoes the rest into the same file."""
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    assert run_cli(config, tmp_path / "full", "--max-samples", "6", "--batch-size", "2") == 0
+    (full,) = (tmp_path / "full").iterdir()
+    expected = (full / "predictions.jsonl").read_text()
+    lines = expected.splitlines(keepends=True)
+    metrics = json.loads((full / "metrics.json").read_text())
+    metrics["status"] = "interrupted"
+    (full / "metrics.json").write_text(json.dumps(metrics))
+    (full / "predictions.jsonl").write_text(lines[4] + lines[1] + lines[2][:25])
+    capsys.readouterr()
+    assert main(["evaluate", "--resume", str(full), "--quiet", "--batch-size", "3"]) == 0
+    assert (full / "predictions.jsonl").read_text() == expected
+    after = json.loads((full / "metrics.json").read_text())
+    assert after["status"] == "complete" and after["n_samples"] == 6 and [r["n_kept"] for r in after["runs"]] == [0, 2]
+    assert f"results: {full}" in capsys.readouterr().out
+    assert main(["evaluate", "--resume", str(full), "--quiet"]) == 2
+    assert "already complete" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_config(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    assert run_cli(config, tmp_path / "out", "--max-samples", "2") == 0
+    (directory,) = (tmp_path / "out").iterdir()
+    metrics = json.loads((directory / "metrics.json").read_text())
+    (directory / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))
+    before = (directory / "predictions.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "--resume", str(directory), "--max-samples", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("taskvec: error: --resume: the config differs") and "max_samples: session 2, now 3" in err and "\n" not in err
+    other = write_prompt(tmp_path, str(tiny_model_dir), n_shot=1)
+    assert main(["evaluate", "--resume", str(directory), "--config", str(other), "--quiet"]) == 2
+    assert "prompt_config.n_shot" in capsys.readouterr().err
+    assert (directory / "predictions.jsonl").read_text() == before
+    assert main(["evaluate", "--resume", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    assert "not an evaluation results directory" in capsys.readouterr().err
+
+
+def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "predictions.jsonl")
+    log.append({"sample_idx": 0, "generation": "a"})
+    log.append({"sample_idx": 2, "generation": "b"})
+    log.close()
+    with (tmp_path / "predictions.jsonl").open("a") as f:
+        f.write('{"sample_idx": 1, "gener')
+    assert sorted(log.read()) == [0, 2]
+    assert (tmp_path / "predictions.jsonl").read_text().count("\n") == 2
+    log.finalise([{"sample_idx": 2}, {"sample_idx": 0}])
+    assert [json.loads(x)["sample_idx"] for x in (tmp_path / "predictions.jsonl").read_text().splitlines()] == [0, 2]
+
+
+def test_truncated_output_is_not_an_answer(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output that hits max_new_tokens without an answer sentence is `truncated` and wrong, and metrics say so."""
+    prep = ev.prepare_evaluation(write_prompt(tmp_path, str(tiny_model_dir)), max_samples=3, output_dir=tmp_path / "out")
+    texts = [f"{prep.samples[0].answer_text}", f"The answer is {prep.samples[1].answer_text}.\n", "0 0 0 0"]
+    reasons = ["length", "answer", "length"]
+
+    class FakeGenerator:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.stats = GenerationStats()
+
+        def run(self, prompt_ids: list[list[int]], skip: Any = (), on_step: Any = None) -> Any:
+            for i, (t, r) in enumerate(zip(texts, reasons)):
+                yield Finished(i, prep.tokenizer(t, add_special_tokens=False)["input_ids"], r)
+
+    monkeypatch.setattr(ev, "Generator", FakeGenerator)
+    result = ev.run_evaluation(prep, progress=False)
+    rows = read_predictions(result.directory)
+    assert [r["truncated"] for r in rows] == [True, False, True]
+    assert [r["correct"] for r in rows] == [False, True, False]
+    assert rows[0]["correct_if_not_truncated"] is True and rows[0]["parsed_answer"] == prep.samples[0].answer
+    m = result.metrics
+    assert (m["n_truncated"], m["n_correct"], m["accuracy"]) == (2, 1, 1 / 3)
+    assert m["accuracy_with_fallback"] == pytest.approx(2 / 3) and "truncated" in m["truncated_policy"]
+
+
+def test_quiet_prints_only_the_results(tiny_model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    assert run_cli(config, tmp_path / "out", "--max-samples", "2") == 0
+    out, err = capfd.readouterr()
+    assert err == "", "no progress bar, loading bar or log line"
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("results: ") and lines[1].startswith("accuracy: ")
+    assert re.fullmatch(r"generated \d+ tokens in [\d.]+ s \([\d.]+ tokens/s, prefill \d+% of model time\)", lines[2])
+
+
+def test_one_pass_writes_the_extraction_session(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each names the other."""
+    from taskvec.session import load_session
+
+    extract = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_5shot_answer.yaml", split="test", max_samples=5,
+                            output_dir=str(tmp_path / "sessions"))
+    prompt = yaml.safe_load((tmp_path / "prompt.yaml").read_text())
+    prompt.update(generation={"max_new_tokens": 4, "do_sample": False})
+    (tmp_path / "prompt.yaml").write_text(yaml.safe_dump(prompt))
+    args = ["--max-samples", "5", "--batch-size", "2", "--extract", str(extract)]
+    assert run_cli(tmp_path / "prompt.yaml", tmp_path / "out", *args) == 0
+    (results,) = (tmp_path / "out").iterdir()
+    assert "extraction session (same pass): " in capsys.readouterr().out
+    metrics = json.loads((results / "metrics.json").read_text())
+    one_pass = load_session(metrics["extraction_session"], tmp_path)
+    assert one_pass.metadata["evaluation_results"] == str(results) and one_pass.metadata["status"] == "complete"
+    assert main(["extract", "--config", str(extract), "--quiet"]) == 0
+    separate = load_session(next(p for p in (tmp_path / "sessions" / "task_vector").iterdir() if p.name != one_pass.name).name,
+                            tmp_path / "sessions")
+    assert one_pass.sample_ids == separate.sample_ids == [f"test_{i}" for i in range(5)]
+    assert one_pass.keys == separate.keys
+    for key in separate.keys:
+        torch.testing.assert_close(one_pass.vectors(key), separate.vectors(key), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(one_pass.mean(key), separate.mean(key), atol=1e-5, rtol=1e-4)
+    capsys.readouterr()
+    assert main(["correlate", one_pass.name, "--output-dir", str(tmp_path / "sessions"), "--out", str(tmp_path / "plots")]) == 0
+    assert "joined by sample_id: 5 matched" in capsys.readouterr().out
+
+
+def test_one_pass_refuses_other_prompts(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    extract = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", split="train", max_samples=3)
+    assert run_cli(tmp_path / "prompt.yaml", tmp_path / "out", "--max-samples", "3", "--extract", str(extract)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("taskvec: error: --extract: the extraction config gives 3 prompts") and "split" in err and "\n" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out" / "task_vector").exists()

@@ -132,7 +132,11 @@ def _correlate(args: argparse.Namespace) -> None:
     from taskvec.session import load_session
 
     session = load_session(args.session, Path(args.output_dir))
-    table = correlate(session, Path(args.results_dir), _analysis_dir(args, [session]), force=args.force)
+    results_dir = args.results_dir or session.metadata.get("evaluation_results")
+    if results_dir is None:
+        raise TaskvecError(f"correlate: session '{session.name}' records no evaluation; pass RESULTS_DIR "
+                           "(or make both in one pass: taskvec evaluate --config PROMPT_CONFIG --extract EXTRACTION_CONFIG)")
+    table = correlate(session, Path(results_dir), _analysis_dir(args, [session]), force=args.force)
     a = table.attrs
     print(f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
           f"{a['predictions_only']} predictions without vectors")
@@ -163,7 +167,8 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     prj.set_defaults(func=_project)
     cor = sub.add_parser("correlate", parents=[where, plots], help="relate per-sample vectors to answer correctness")
     cor.add_argument("session", help="session directory or name")
-    cor.add_argument("results_dir", help="evaluation results directory holding predictions.jsonl")
+    cor.add_argument("results_dir", nargs="?", help="evaluation results directory holding predictions.jsonl "
+                     "(default: the one recorded by a one-pass `taskvec evaluate --extract`)")
     cor.add_argument("--force", action="store_true", help="join even if model, split or prompts differ from the session's")
     cor.set_defaults(func=_correlate)
 
@@ -171,31 +176,43 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from taskvec.prompts.config import load_prompt_config
 
-    if Path(args.config).is_file():
+    if args.config and Path(args.config).is_file():
         load_prompt_config(Path(args.config))  # schema errors before torch is imported
     from taskvec.evaluate import evaluate
 
     result = evaluate(
-        Path(args.config), progress=not args.quiet, split=args.split, max_samples=args.max_samples,
-        batch_size=args.batch_size, model=args.model, output_dir=args.output_dir, device=args.device, dtype=args.dtype,
+        Path(args.config) if args.config else None, progress=not args.quiet, resume=Path(args.resume) if args.resume else None,
+        extract=Path(args.extract) if args.extract else None,
+        split=args.split, max_samples=args.max_samples, batch_size=args.batch_size, model=args.model, output_dir=args.output_dir,
+        device=args.device, dtype=args.dtype, prefix_cache=False if args.no_prefix_cache else None,
     )
     m = result.metrics
     print(f"results: {result.directory}")
-    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without an answer)")
+    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without an answer, "
+          f"{m['n_truncated']} truncated)")
+    if m.get("extraction_session"):
+        print(f"extraction session (same pass): {m['extraction_session']}")
+    t = m["timings"]
+    print(f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s ({t['tokens_per_s']:.1f} tokens/s, "
+          f"prefill {t['prefill_share']:.0%} of model time)")
 
 
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     """evaluate: generate answers for a prompt config's split, parse and score them."""
     ev = sub.add_parser("evaluate", help="generate answers for a prompt config, parse and score them")
-    ev.add_argument("--config", required=True, help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml)")
+    ev.add_argument("--config", help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml); required unless --resume")
+    ev.add_argument("--resume", metavar="RESULTS_DIR", help="finish an interrupted evaluation (its results directory)")
+    ev.add_argument("--extract", metavar="EXTRACTION_CONFIG",
+                    help="also write this extraction config's session from the same prefill (same prompts: set its split and max_samples to match)")
     ev.add_argument("--split", help="dataset split (default: test)")
     ev.add_argument("--max-samples", type=int, help="the first N samples of the split (default: all)")
-    ev.add_argument("--batch-size", type=int, help="prompts per generate call (default: 16)")
+    ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 16)")
+    ev.add_argument("--no-prefix-cache", action="store_true", help="prefill every prompt in full (default: shared prefixes once)")
     ev.add_argument("--model", help="overrides the prompt config's model")
     ev.add_argument("--output-dir", help="where the results directory is created (default: results)")
     ev.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     ev.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default: auto)")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--quiet", action="store_true", help="print only the results (no progress bars, no loading output)")
     ev.set_defaults(func=_evaluate)
 
 

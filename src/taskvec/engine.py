@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, field
 
@@ -11,6 +10,7 @@ import torch
 from transformers import DynamicCache, PretrainedConfig, PreTrainedModel
 
 from taskvec.capture import StopForward, capture, decoder_blocks
+from taskvec.kvcache import KV, cache_kw, from_cache, to_cache
 from taskvec.prefix import PrefixNode, plan_prefix_tree
 
 
@@ -22,8 +22,6 @@ class Item:
     ids: Sequence[int]  # a list, or an int32 array (4 bytes a token, for large runs)
     token_indices: Sequence[int]
 
-
-KV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def _as_ids(ids: Sequence[int]) -> torch.Tensor:
@@ -132,8 +130,7 @@ class Extractor:
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
         self.packed = packed
-        params = inspect.signature(self.base.forward).parameters
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.cache_kw = cache_kw(self.base)
         self.hidden = int(model.config.get_text_config().hidden_size)
         self.tokens_done = 0  # tokens run through the model so far (prefixes and suffixes): the progress bar's unit
 
@@ -199,12 +196,7 @@ class Extractor:
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prefix: Prefix, index: torch.Tensor | None,
                  mask: torch.Tensor | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
         """One causal forward of the base model on top of `prefix`, stopped after the deepest block."""
-        cache = None
-        if prefix.kv is not None:
-            n = input_ids.shape[0]
-            cache = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix.kv])
-        elif keep_cache:
-            cache = DynamicCache()
+        cache = to_cache(prefix.kv, input_ids.shape[0]) if prefix.kv is not None or keep_cache else None
         kwargs = {self.cache_kw: cache} if cache is not None else {}
         with capture(self.blocks, self.layers, index, self.deepest) as captured:
             try:
@@ -226,7 +218,7 @@ class Extractor:
         known = dict(parent.known)
         for j, t in enumerate(wanted):
             known[t] = torch.stack([captured[layer][j].to(self.device) for layer in self.layers])
-        kv = [(layer.keys, layer.values) for layer in cache.layers[: self.deepest + 1]]
+        kv = from_cache(cache, self.deepest + 1)
         return Prefix(len(ids), kv, known)
 
     def _inputs(self, batch: list[Item], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[int]]:

@@ -8,8 +8,11 @@ in length-sorted, left-padded batches and writes a results directory.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,16 +23,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers.utils import logging as hf_logging
 
 from taskvec.answers import extract_answer, score, score_text
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
-from taskvec.errors import TaskvecError
+from taskvec.errors import Interrupted, TaskvecError
+from taskvec.generation import Finished, GenerationStats, Generator
+from taskvec.joint import SessionSink, prepare_extraction
 from taskvec.layout import session_name
 from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from taskvec.pipeline import Prepared, _sigterm_as_interrupt
+from taskvec.predictions import PredictionLog
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
+from taskvec.resume import config_differences
 from taskvec.store import check_writable, create_unique_dir, save_json, save_text
 from taskvec.validation import describe_validation_error
 from taskvec.versions import package_versions
@@ -46,7 +55,8 @@ class EvalOptions(BaseModel):
     output_dir: Path = Path("results")
     device: Device = "auto"
     dtype: DType = "auto"
-    seed: int = Field(0, description="torch seed (matters only with generation.do_sample)")
+    seed: int = Field(0, description="sampling seed (matters only with generation.do_sample)")
+    prefix_cache: bool = Field(True, description="prefill shared prompt prefixes once (off: every prompt in full)")
 
 
 @dataclass
@@ -62,6 +72,7 @@ class EvalPrepared:
     prompts: list[RenderedPrompt]
     ids: list[list[int]]
     timings: dict[str, float] = field(default_factory=dict)
+    extraction: Prepared | None = None  # one pass: also write this extraction session from the prefill
 
 
 @dataclass(frozen=True)
@@ -158,10 +169,35 @@ def generate(
     batch_size: int,
     stop: re.Pattern[str] | None = None,
     progress: bool = False,
+    prefix_cache: bool = True,
+    seed: int = 0,
 ) -> list[list[int]]:
     """Generated token ids per prompt, in input order, up to and including eos or the `stop` match.
 
-    Prompts run longest first in left-padded batches with an attention mask, so (up to
+    Shared prompt prefixes are prefilled once and rows finish independently (see
+    `taskvec.generation.Generator`); greedy output equals `model.generate` at batch size 1.
+    """
+    generator = Generator(model, settings, _eos_ids(model, tokenizer), batch_size, tokenizer, stop, prefix_cache, seed)
+    outputs: list[list[int]] = [[] for _ in prompt_ids]
+    with tqdm(total=len(prompt_ids), unit="sample", disable=not progress, desc="generate") as bar:
+        for done in generator.run(prompt_ids):
+            outputs[done.idx] = done.tokens
+            bar.update(1)
+    return outputs
+
+
+def generate_padded(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: list[list[int]],
+    settings: Generation,
+    batch_size: int,
+    stop: re.Pattern[str] | None = None,
+    progress: bool = False,
+) -> list[list[int]]:
+    """The previous code path (the benchmark's `hf_generate_bs16`): `model.generate` on whole prompts.
+
+    Same output contract as `generate`. Prompts run longest first in left-padded batches with an attention mask, so (up to
     floating-point noise) a prompt's greedy output does not depend on the batch it lands
     in. The model's own generation config is replaced by `generation_config(settings)`.
     """
@@ -231,61 +267,256 @@ def _prediction(
     }
 
 
-def run_evaluation(prep: EvalPrepared, progress: bool = True) -> EvalResult:
-    """Load the weights, generate for every prompt, parse, score and write the results directory."""
-    o, cfg = prep.options, prep.prompt_config
-    device = resolve_device(o.device)
-    dtype = resolve_dtype(o.dtype, device)
-    torch.manual_seed(o.seed)
-    t0 = time.perf_counter()
-    model = load_model(prep.model_ref, dtype, device)  # before the directory exists: a load error writes nothing
-    t1 = time.perf_counter()
-    name = session_name(None, cfg.prompt_type, cfg.n_shot, o.split, prep.model_ref.short_name, datetime.now(), kind="results")
-    directory = create_unique_dir(o.output_dir, name)
-    resolved = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    save_text(directory / "config.yaml", _rerun_header(prep) + resolved)
-    stop = answer_stop_pattern(cfg.answer_format)
-    t2 = time.perf_counter()
-    generated = generate(model, prep.tokenizer, prep.ids, cfg.generation, o.batch_size, stop, progress)
-    t3 = time.perf_counter()
-    rows = [
-        _prediction(i, s, p, len(ids), prep.tokenizer, new, cfg.dataset.case_sensitive)
-        for i, (s, p, ids, new) in enumerate(zip(prep.samples, prep.prompts, prep.ids, generated))
-    ]
-    save_text(directory / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    n_correct = sum(r["correct"] for r in rows)
-    n_tokens = sum(r["n_generated_tokens"] for r in rows)
-    metrics = {
-        "session_name": directory.name,
-        "status": "complete",
-        "accuracy": n_correct / len(rows),
+def _scored(idx: int, prep: EvalPrepared, done: Finished, stop: re.Pattern[str] | None) -> dict[str, Any]:
+    """The prediction line of a finished sample; output cut off by max_new_tokens before its answer
+    sentence is `truncated` and counts as wrong (the fallback's reading is kept for inspection)."""
+    row = _prediction(idx, prep.samples[idx], prep.prompts[idx], len(prep.ids[idx]), prep.tokenizer, done.tokens,
+                      prep.prompt_config.dataset.case_sensitive)
+    truncated = stop is not None and done.reason == "length"
+    row.update(finish_reason=done.reason, truncated=truncated, correct_if_not_truncated=row["correct"])
+    if truncated:
+        row["correct"] = False
+    return row
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy and counts over finished rows (truncated rows count as wrong; see `accuracy_with_fallback`)."""
+    n = max(len(rows), 1)
+    return {
+        "accuracy": sum(r["correct"] for r in rows) / n,
         "n_samples": len(rows),
-        "n_correct": n_correct,
+        "n_correct": sum(r["correct"] for r in rows),
         "n_parse_failures": sum(r["parsed_answer"] is None for r in rows),
-        "n_generated_tokens": n_tokens,
+        "n_truncated": sum(r["truncated"] for r in rows),
+        "accuracy_with_fallback": sum(r["correct_if_not_truncated"] for r in rows) / n,
+        "n_generated_tokens": sum(r["n_generated_tokens"] for r in rows),
+    }
+
+
+def _metrics(prep: EvalPrepared, directory: Path, status: str, rows: list[dict[str, Any]], runs: list[dict[str, Any]],
+             device: torch.device, dtype: torch.dtype, stop: bool) -> dict[str, Any]:
+    o, cfg = prep.options, prep.prompt_config
+    return {
+        "session_name": directory.name,
+        "status": status,
+        **_summary(rows),
+        "n_total": len(prep.samples),
         "split": o.split,
         "model": prep.model_ref.spec,
         "model_short": prep.model_ref.short_name,
         "prompt_type": cfg.prompt_type,
         "n_shot": cfg.n_shot,
-        "generation": {**cfg.generation.model_dump(mode="json"), "batch_size": o.batch_size, "stop_after_answer": stop is not None},
+        "generation": {**cfg.generation.model_dump(mode="json"), "batch_size": o.batch_size, "stop_after_answer": stop,
+                       "prefix_cache": o.prefix_cache},
+        "truncated_policy": "a generation that reaches max_new_tokens without an answer sentence is `truncated` and counts as wrong",
         "dtype": str(dtype).removeprefix("torch."),
         "device": str(device),
-        "timings": {
-            **prep.timings,
-            "load_model_s": t1 - t0,
-            "generate_s": t3 - t2,
-            "samples_per_s": len(rows) / max(t3 - t2, 1e-9),
-            "tokens_per_s": n_tokens / max(t3 - t2, 1e-9),
-        },
+        "timings": runs[-1].get("timings", {}) if runs else {},
+        "runs": runs,
         "versions": package_versions(),
-        "created_at": datetime.now().isoformat(timespec="seconds"),
+        "created_at": runs[0]["started_at"] if runs else datetime.now().isoformat(timespec="seconds"),
         "config": {**o.model_dump(mode="json"), "config_path": str(prep.config_path), "prompt_config": cfg.model_dump(mode="json")},
     }
-    save_json(directory / "metrics.json", metrics)
-    return EvalResult(directory, metrics)
 
 
-def evaluate(config_path: Path, progress: bool = True, **overrides: Any) -> EvalResult:
-    """Validate and prepare (writing nothing on error), then generate, score and write the results."""
-    return run_evaluation(prepare_evaluation(config_path, **overrides), progress)
+@contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """With `quiet`, nothing from loading reaches the terminal (transformers' logs and its GGUF progress bar)."""
+    if not quiet:
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with open(os.devnull, "w") as sink, redirect_stderr(sink):
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+class _Progress:
+    """Finished samples with generated tokens, tokens/s and an ETA from the samples' finishing rate."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, unit="sample", disable=not enabled, desc="evaluate", dynamic_ncols=True)
+        self.start = self.shown = time.perf_counter()
+
+    def step(self, stats: GenerationStats) -> None:
+        now = time.perf_counter()
+        if now - self.shown >= 1.0:
+            self.shown = now
+            rate = stats.generated_tokens / max(now - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{stats.generated_tokens} tokens, {rate:.1f} tok/s", refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _generate_rows(prep: EvalPrepared, model: PreTrainedModel, log: PredictionLog, rows: dict[int, dict[str, Any]],
+                   stop: re.Pattern[str] | None, progress: bool, sink: SessionSink | None) -> GenerationStats:
+    """Generate every sample not in `rows`, appending each prediction to the log as it finishes
+    (and, with a `sink`, its prefill's hidden states to the extraction session)."""
+    o = prep.options
+    generator = Generator(model, prep.prompt_config.generation, _eos_ids(model, prep.tokenizer), o.batch_size,
+                          prep.tokenizer, stop, o.prefix_cache, o.seed, reading=sink.reading if sink else None)
+    bar = _Progress(len(prep.ids) - len(rows), progress)
+    try:
+        for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
+            row = rows[done.idx] = _scored(done.idx, prep, done, stop)
+            try:
+                log.append(row)
+            except Exception:
+                del rows[done.idx]  # not on disk
+                raise
+            if sink is not None and done.vectors is not None:
+                sink.add(done.idx, done.vectors)
+            bar.bar.update(1)
+            bar.step(generator.stats)
+    finally:
+        bar.close()
+    return generator.stats
+
+
+def _timings(prep: EvalPrepared, stats: GenerationStats, load_s: float, generate_s: float, n_samples: int) -> dict[str, float]:
+    return {
+        **prep.timings, "load_model_s": load_s, "generate_s": generate_s,
+        "prefill_s": stats.prefill_s, "decode_s": stats.decode_s,
+        "prefill_share": stats.prefill_s / max(stats.prefill_s + stats.decode_s, 1e-9),
+        "samples_per_s": n_samples / max(generate_s, 1e-9), "tokens_per_s": stats.generated_tokens / max(generate_s, 1e-9),
+        "prefill_tokens": stats.prefill_tokens, "decode_steps": stats.decode_steps,
+    }
+
+
+def _new_results(prep: EvalPrepared) -> Path:
+    cfg, o = prep.prompt_config, prep.options
+    name = session_name(None, cfg.prompt_type, cfg.n_shot, o.split, prep.model_ref.short_name, datetime.now(), kind="results")
+    directory = create_unique_dir(o.output_dir, name)
+    resolved = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    save_text(directory / "config.yaml", _rerun_header(prep) + resolved)
+    return directory
+
+
+def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | None = None) -> EvalResult:
+    """Load the weights, generate for every prompt, parse, score and write the results directory.
+
+    Each prediction is appended to predictions.jsonl as its sample finishes. A run that
+    stops early records `interrupted` (or `failed`) in metrics.json and raises a one-line
+    TaskvecError with the resume command; with `resume` (a results directory) the samples
+    already there are kept and the rest generated, giving the file an uninterrupted run writes.
+    """
+    o = prep.options
+    device = resolve_device(o.device)
+    dtype = resolve_dtype(o.dtype, device)
+    rows, runs = _resume_state(prep, resume) if resume is not None else ({}, [])  # checked before the weights load
+    torch.manual_seed(o.seed)
+    t0 = time.perf_counter()
+    with _quiet(not progress):
+        model = load_model(prep.model_ref, dtype, device)  # before the directory exists: a load error writes nothing
+    t1 = time.perf_counter()
+    directory = resume if resume is not None else _new_results(prep)
+    sink = SessionSink(prep.extraction, device, dtype) if prep.extraction is not None else None
+    log, stop = PredictionLog(directory / "predictions.jsonl"), answer_stop_pattern(prep.prompt_config.answer_format)
+    run: dict[str, Any] = {"started_at": datetime.now().isoformat(timespec="seconds"), "n_kept": len(rows)}
+    runs = [*runs, run]
+
+    def record(status: str) -> dict[str, Any]:
+        run.update(status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds"))
+        metrics = _metrics(prep, directory, status, sorted(rows.values(), key=lambda r: r["sample_idx"]), runs, device, dtype, stop is not None)
+        metrics["extraction_session"] = str(sink.paths.task_vector_dir) if sink is not None else None
+        save_json(directory / "metrics.json", metrics)
+        return metrics
+
+    record("running")
+    stats = GenerationStats()
+    try:
+        with _sigterm_as_interrupt():
+            stats = _generate_rows(prep, model, log, rows, stop, progress, sink)
+    except BaseException as exc:
+        log.close()
+        if sink is not None:
+            _close_quietly(sink, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", directory)
+        raise _stopped(exc, record, directory, len(rows), len(prep.ids)) from exc
+    if sink is not None:
+        sink.close("complete", directory)
+    run["timings"] = _timings(prep, stats, t1 - t0, time.perf_counter() - t1, len(prep.ids) - run["n_kept"])
+    log.finalise(list(rows.values()))
+    return EvalResult(directory, record("complete"))
+
+
+def _close_quietly(sink: SessionSink, status: str, directory: Path) -> None:
+    """Record an unfinished extraction session; the evaluation's own error is the one reported."""
+    try:
+        sink.close(status, directory)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _stopped(exc: BaseException, record: Callable[[str], Any], directory: Path, done: int, total: int) -> TaskvecError:
+    """Record how the run ended and the one-line error saying how to resume it."""
+    kept = f"{done} of {total} predictions are saved in {directory / 'predictions.jsonl'}"
+    hint = f"taskvec evaluate --resume {directory}"
+    status = "interrupted" if isinstance(exc, (KeyboardInterrupt, OSError)) else "failed"
+    try:
+        record(status)
+    except OSError:
+        pass  # a full disk may refuse even this; predictions.jsonl still says what is done
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted(f"interrupted; {kept}; resume with: {hint}")
+    if isinstance(exc, TaskvecError):
+        return TaskvecError(f"{exc}; {kept}")
+    return TaskvecError(f"the run failed ({exc.__class__.__name__}: {exc}); {kept}; resume with: {hint}")
+
+
+def _resume_state(prep: EvalPrepared, directory: Path) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """The sound predictions of `directory` and its earlier runs, after checking it was made by this config."""
+    metrics_path = directory / "metrics.json"
+    if not metrics_path.is_file() or not (directory / "config.yaml").is_file():
+        raise TaskvecError(f"--resume: '{directory}' is not an evaluation results directory (no metrics.json or config.yaml)")
+    saved = json.loads(metrics_path.read_text())
+    if saved.get("status") == "complete":
+        raise TaskvecError(f"--resume: '{directory}' is already complete; nothing to resume")
+    now = {**prep.options.model_dump(mode="json"), "prompt_config": prep.prompt_config.model_dump(mode="json")}
+    then = {k: v for k, v in saved.get("config", {}).items() if k != "config_path"}
+    diffs = config_differences(then, now)
+    if diffs:
+        raise TaskvecError(f"--resume: the config differs from '{directory.name}' in {len(diffs)} field(s): "
+                           f"{'; '.join(diffs[:5])}; resume with its own config (taskvec evaluate --resume {directory})")
+    rows = PredictionLog(directory / "predictions.jsonl").read()
+    for idx, row in rows.items():
+        if idx >= len(prep.samples) or (row.get("sample_id"), row.get("prompt")) != (prep.samples[idx].id, prep.prompts[idx].text):
+            raise TaskvecError(f"--resume: prediction for sample {idx} ('{row.get('sample_id')}') does not match this "
+                               "config's prompt; the dataset or tokenizer changed since, so start a new evaluation")
+    return rows, list(saved.get("runs", []))
+
+
+def saved_options(directory: Path) -> dict[str, Any]:
+    """The options (`EvalOptions` fields) a results directory was made with, from its metrics.json."""
+    path = directory / "metrics.json"
+    if not path.is_file():
+        raise TaskvecError(f"--resume: '{directory}' is not an evaluation results directory (no metrics.json); pass the directory `taskvec evaluate` printed")
+    config = json.loads(path.read_text()).get("config", {})
+    return {k: v for k, v in config.items() if k in EvalOptions.model_fields}
+
+
+def evaluate(config_path: Path | None = None, progress: bool = True, resume: Path | None = None,
+             extract: Path | None = None, **overrides: Any) -> EvalResult:
+    """Validate and prepare (writing nothing on error), then generate, score and write the results.
+
+    With `resume` (a results directory), continue it: its own config.yaml and options are
+    used unless `config_path` / `overrides` are given, which must then agree with them.
+    With `extract` (an extraction config for the same prompts), the same prefill also writes
+    that extraction session; it and the results directory record each other.
+    """
+    if resume is not None and extract is not None:
+        raise TaskvecError("--extract: cannot be combined with --resume; run `taskvec extract --config ... --resume SESSION` for the session")
+    if resume is not None:
+        overrides = {**saved_options(resume), "output_dir": resume.parent, **{k: v for k, v in overrides.items() if v is not None}}
+        config_path = config_path or resume / "config.yaml"
+    if config_path is None:
+        raise TaskvecError("--config: pass a prompt config YAML, or --resume RESULTS_DIR to continue an evaluation")
+    prep = prepare_evaluation(config_path, **overrides)
+    if extract is not None:
+        prep.extraction = prepare_extraction(extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref.spec)
+    return run_evaluation(prep, progress, resume)

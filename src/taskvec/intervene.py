@@ -3,18 +3,16 @@ and the forwards the patching protocol needs (a prompt's cached prefix, then onl
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
 from taskvec.capture import block_output, decoder_blocks
 from taskvec.engine import Extractor, Item
-
-KV = list[tuple[torch.Tensor, torch.Tensor]]
+from taskvec.kvcache import KV, cache_kw, from_cache, to_cache
 
 
 @contextmanager
@@ -53,19 +51,14 @@ def patching(
             handle.remove()
 
 
-def _cache_kw(module: nn.Module) -> str:
-    """The forward's cache argument: `cache` in newer transformers, `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
-
-
 @torch.inference_mode()
 def prefix_cache(model: PreTrainedModel, ids: Sequence[int]) -> KV:
     """The KV cache of `ids[:-1]` (every block), to run the last token on top of it."""
     device = next(model.parameters()).device
-    cache = DynamicCache()
+    cache = to_cache(None)
     base = model.get_decoder()
-    base(input_ids=torch.tensor([list(ids[:-1])], device=device), use_cache=True, **{_cache_kw(base): cache})
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    base(input_ids=torch.tensor([list(ids[:-1])], device=device), use_cache=True, **{cache_kw(base): cache})
+    return from_cache(cache)
 
 
 @torch.inference_mode()
@@ -80,14 +73,14 @@ def last_token_logits(
     """
     device = next(model.parameters()).device
     rows = 1 + len(layers)
-    cache = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in kv])
+    cache = to_cache(kv, rows)
     n = len(ids)
     patches = {layer: ([1 + i], vectors[layer]) for i, layer in enumerate(layers)} if vectors is not None else {}
     with patching(decoder_blocks(model), patches, -1, mode, scale):
         out = model(
             input_ids=torch.full((rows, 1), int(ids[-1]), device=device),
             position_ids=torch.full((rows, 1), n - 1, device=device),
-            use_cache=True, **{_cache_kw(model): cache},
+            use_cache=True, **{cache_kw(model): cache},
         )
     return out.logits[:, -1].float()
 
