@@ -35,7 +35,7 @@ from taskvec.layout import session_name
 from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.pipeline import Prepared, _sigterm_as_interrupt
 from taskvec.predictions import PredictionLog
-from taskvec.prompts.build import build_prompts, select_samples
+from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
 from taskvec.resume import config_differences
@@ -106,6 +106,7 @@ def prepare_evaluation(config_path: Path, **overrides: Any) -> EvalPrepared:
     check_writable(options.output_dir)
     resolve_device(options.device)
     samples, pool = select_samples(prompt_cfg, options.split, options.max_samples, config_path.parent)
+    warn_if_short(options.max_samples, samples, options.split)
     ref = resolve_model(prompt_cfg.model)
     tokenizer = load_tokenizer(ref)
     prompts, ids = map(list, zip(*build_prompts(prompt_cfg, samples, pool, tokenizer)))
