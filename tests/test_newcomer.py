@@ -132,6 +132,18 @@ def test_config_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
     assert result.returncode == 2 and "torch not imported" in result.stdout, result.stdout + result.stderr
 
 
+def test_patch_config_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
+    path = tmp_path / "patch.yaml"
+    path.write_text("zero_shot_prompt_config: z.yaml\nfewshot_prompt_config: f.yaml\nlayrs: [1]\n")
+    code = (
+        "import sys; from taskvec.cli import main; rc = main(['patch', '--config', sys.argv[1]]); "
+        "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "torch not imported" in result.stdout, result.stdout + result.stderr
+    assert "unknown key 'layrs'; did you mean 'layers'?" in result.stderr
+
+
 def test_offline_hub_is_detected_up_front(monkeypatch: pytest.MonkeyPatch, silent_port: int) -> None:
     from huggingface_hub import constants
 

@@ -217,6 +217,9 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _patch(args: argparse.Namespace) -> None:
+    from taskvec.patch_config import load_patch_config
+
+    load_patch_config(Path(args.config))  # schema errors before torch is imported
     from taskvec.patching import format_summary, patch
 
     result = patch(Path(args.config), progress=not args.quiet)
