@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,19 @@ def test_evaluation_scores_text_answers(tiny_model_dir: Path, tmp_path: Path, mo
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
     prep = ev.prepare_evaluation(tmp_path / "p.yaml", split="all", output_dir=tmp_path / "out")
     outputs = ["Paris", " yen.", "rome", "Lima"]
-    monkeypatch.setattr(ev, "generate", lambda model, tok, ids, *a, **k: [tok(o, add_special_tokens=False)["input_ids"] for o in outputs])
+
+    class Scripted:
+        """Stands in for the generator: these outputs, each ending at eos."""
+
+        def __init__(self, model: object, settings: object, eos: object, batch_size: int, tok: object, *args: object,
+                     **kwargs: object) -> None:
+            self.tok, self.stats = tok, ev.GenerationStats()
+
+        def run(self, ids: list[list[int]], skip: object = (), on_step: object = None) -> Iterator[ev.Finished]:
+            for i, text in enumerate(outputs):
+                yield ev.Finished(i, self.tok(text, add_special_tokens=False)["input_ids"], "eos")  # type: ignore[operator]
+
+    monkeypatch.setattr(ev, "Generator", Scripted)
     result = ev.run_evaluation(prep, progress=False)
     lines = [json.loads(line) for line in (result.directory / "predictions.jsonl").read_text().splitlines()]
     assert [r["correct"] for r in lines] == [True, True, False, False]
