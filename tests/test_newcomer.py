@@ -336,3 +336,22 @@ def test_extract_ends_with_next_steps_that_run(tmp_path: Path, tiny_model_dir: P
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "torch.Size([64]) torch.Size([3, 64])" in result.stdout, result.stderr
     assert any("extract_vanilla_0shot.yaml" in line and (REPO / line.split("--config ")[1].split()[0]).is_file() for line in steps)
+
+
+def test_plot_helpers_keep_legends_off_the_data_and_numbers_plain() -> None:
+    from taskvec.analysis.plotting import layer_ticks, legend_outside, new_figure, plain_numbers
+
+    fig = new_figure(8, 4)
+    ax = fig.subplots()
+    for i in range(6):
+        ax.plot([0, 29], [1 - 1e-12 * i, 1 - 1e-12 * (i + 1)], label=f"a long session label number {i}")
+    plain_numbers(ax)
+    legend_outside(ax)
+    layer_ticks(ax, [0, 5, 10, 15, 18, 20, 21, 22, 25, 29])
+    fig.canvas.draw()
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= axes.x1, "the legend sits beside the axes, not over the data"
+    assert ax.yaxis.get_offset_text().get_text() == "", "no offset notation such as 1e-12+1"
+    labels = [t for t in ax.get_xticklabels() if t.get_text()]
+    boxes = [t.get_window_extent() for t in labels]
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), "tick labels never overlap"
