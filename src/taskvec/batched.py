@@ -23,6 +23,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from taskvec.capture import block_output, decoder_blocks
 from taskvec.engine import Extractor, Item, Prefix
+from taskvec.kvcache import from_cache, select_rows, to_cache
 
 Keep = Callable[[int, str], bool]  # (prompt index, continuation text so far) -> keep generating
 
@@ -49,15 +50,6 @@ class RunSpec:
     @property
     def rows(self) -> int:
         return 1 + len(self.layers)
-
-
-def _cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], index: torch.Tensor | None = None, n: int = 1) -> DynamicCache:
-    """A cache over `kv`, its batch rows selected by `index`, or a batch-1 cache expanded to `n` rows."""
-    if not kv:
-        return DynamicCache()
-    if index is not None:
-        return DynamicCache(ddp_cache_data=[(k.index_select(0, index), v.index_select(0, index)) for k, v in kv])
-    return DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv])
 
 
 def _repeat_rows(value: Any, n: int, rows: int) -> Any:
@@ -99,10 +91,6 @@ def _growing(blocks: nn.ModuleList, n: int, vectors: dict[int, torch.Tensor], mo
     finally:
         for handle in handles:
             handle.remove()
-
-
-def _layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 class GreedyRunner:
@@ -161,17 +149,17 @@ class GreedyRunner:
         block L's output gets a copy of the unpatched rows with the patch applied, and later
         blocks run on the grown batch. Returns group-major logits and a cache holding all rows.
         """
-        n, kv = last.shape[0], _layers(cache)
+        n, kv = last.shape[0], from_cache(cache)
         groups = [1 + sum(layer < k for layer in layers) for k in range(len(self.blocks))]  # row groups entering block k
-        grown = DynamicCache(ddp_cache_data=[(k.repeat(g, 1, 1, 1), v.repeat(g, 1, 1, 1)) for (k, v), g in zip(kv, groups)]) if kv else DynamicCache()
+        grown = to_cache([(k.repeat(g, 1, 1, 1), v.repeat(g, 1, 1, 1)) for (k, v), g in zip(kv, groups)] if kv else None)
         with _growing(self.blocks, n, {layer: spec.vectors[layer] for layer in layers} if spec.vectors else {}, spec.mode, spec.scale):
             logits = self._step(last, mask, positions, grown)
         full = []
-        for k, layer in enumerate(grown.layers):  # every row at every block: not-yet-patched rows share the unpatched entries
+        for k, block_kv in enumerate(from_cache(grown)):  # every row at every block: not-yet-patched rows share the unpatched entries
             index = torch.tensor([(g if g == 0 or layers[g - 1] < k else 0) * n + b for g in range(1 + len(layers)) for b in range(n)],
                                  device=self.device)
-            full.append((layer.keys.index_select(0, index), layer.values.index_select(0, index)))
-        return logits, DynamicCache(ddp_cache_data=full)
+            full.extend(select_rows([block_kv], index))
+        return logits, to_cache(full)
 
     def _heads(self, prompts: list[Sequence[int]], prefix: Prefix) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """Run every prompt but its last token on the prefix, left-padded; the cache, its mask, the last token's position."""
@@ -180,7 +168,7 @@ class GreedyRunner:
         width, n = max(len(h) for h in heads), len(prompts)
         mask = torch.zeros(n, start + width, dtype=torch.long, device=device)
         mask[:, :start] = 1
-        cache = _cache(prefix.kv, n=n) if prefix.kv is not None else DynamicCache()
+        cache = to_cache(prefix.kv or None, rows=n)
         nxt = torch.tensor([start + len(h) for h in heads], device=device)
         if width:
             ids = torch.zeros(n, width, dtype=torch.long)
@@ -214,7 +202,7 @@ class GreedyRunner:
             if step + 1 == max_new or not still:
                 break
             index = torch.tensor(still, device=self.device)
-            cache = _cache(_layers(cache), index)
+            cache = to_cache(select_rows(from_cache(cache), index) or None)
             mask = torch.cat([mask[index], mask.new_ones(len(still), 1)], dim=1)
             positions = positions[index] + 1
             ids = torch.tensor([nxt[j] for j in still], device=self.device)[:, None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ def to_cache(kv: KV | None, rows: int | None = None) -> DynamicCache:
 def from_cache(cache: DynamicCache, n_blocks: int | None = None) -> KV:
     """The keys and values a cache holds, for its first `n_blocks` blocks (all when None)."""
     layers = cache.layers if n_blocks is None else cache.layers[:n_blocks]
-    return [(layer.keys, layer.values) for layer in layers]
+    return [(cast(torch.Tensor, layer.keys), cast(torch.Tensor, layer.values)) for layer in layers]  # type: ignore[union-attr]
 
 
 def select_rows(kv: KV, rows: Sequence[int] | torch.Tensor) -> KV:
