@@ -20,6 +20,8 @@ demo: .venv/.installed
 	$(PY) -m taskvec extract --config $(CONFIG)
 
 test: .venv/.installed
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench-gpu: .venv/.installed

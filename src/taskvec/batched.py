@@ -70,7 +70,7 @@ def _growing(blocks: nn.ModuleList, n: int, vectors: dict[int, torch.Tensor], mo
         rows = (args[0] if args else kwargs["hidden_states"]).shape[0]
         return args, {k: _repeat_rows(v, n, rows) if k != "cache" and k != "past_key_values" else v for k, v in kwargs.items()}
 
-    def grow(vector: torch.Tensor):  # noqa: ANN202 - torch's hook signature
+    def grow(vector: torch.Tensor) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], torch.Tensor | tuple]:
         def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
             hidden = block_output(output)
             new = hidden[:n].clone()
@@ -115,7 +115,7 @@ class GreedyRunner:
         items = [Item(i, list(p), [len(p) - 1]) for i, p in enumerate(prompts)]
         out: list[list[RowOutput]] = [[] for _ in prompts]
         for batch, prefix in self.extractor.prefixed_batches(items):
-            for m, rows in zip(batch, self._batch([items[m].ids for m in batch], prefix, spec, keep, batch), strict=True):
+            for m, rows in zip(batch, self._batch([list(items[m].ids) for m in batch], prefix, spec, keep, batch), strict=True):
                 out[m] = rows
         return out
 
@@ -138,7 +138,7 @@ class GreedyRunner:
         order = [1 + sorted(spec.layers).index(layer) for layer in spec.layers]  # spec order -> sorted groups
         watched = logits[:, list(spec.watch)].float().cpu()
         tokens = self._decode_loop(logits, cache, mask[rep], positions[rep], spec.max_new_tokens, [owners[b] for b in rep.tolist()], keep)
-        texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+        texts = [str(self.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
         return [[RowOutput(texts[g * n + b], watched[g * n + b]) for g in (0, *order)] for b in range(n)]
 
     def _branching_step(self, last: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
@@ -197,7 +197,7 @@ class GreedyRunner:
             still = []
             for j, row in enumerate(alive):
                 tokens[row].append(nxt[j])
-                if nxt[j] not in self.special and keep(owners[row], self.tokenizer.decode(tokens[row], skip_special_tokens=True)):
+                if nxt[j] not in self.special and keep(owners[row], str(self.tokenizer.decode(tokens[row], skip_special_tokens=True))):
                     still.append(j)
             if step + 1 == max_new or not still:
                 break

@@ -19,12 +19,12 @@ class Item:
     """One tokenised prompt and the absolute token indices to read, in position order."""
 
     idx: int
-    ids: Sequence[int]  # a list, or an int32 array (4 bytes a token, for large runs)
+    ids: Sequence[int] | np.ndarray  # a list, or an int32 array (4 bytes a token, for large runs)
     token_indices: Sequence[int]
 
 
 
-def _as_ids(ids: Sequence[int]) -> torch.Tensor:
+def _as_ids(ids: Sequence[int] | np.ndarray) -> torch.Tensor:
     """Token ids (list or array) as a 1-D int64 tensor."""
     return torch.as_tensor(np.asarray(ids, dtype=np.int64))
 
@@ -206,7 +206,7 @@ class Extractor:
         return captured, cache
 
     @torch.inference_mode()
-    def _extend(self, parent: Prefix, ids: Sequence[int], wanted: list[int]) -> Prefix:
+    def _extend(self, parent: Prefix, ids: Sequence[int] | np.ndarray, wanted: list[int]) -> Prefix:
         """Append `ids[parent.length:]` to the parent prefix: its KV cache, and the vectors of `wanted` positions."""
         start = parent.length
         input_ids = _as_ids(ids[start:])[None].to(self.device)

@@ -141,7 +141,7 @@ class _AnswerStop(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         new = input_ids[:, self.prompt_len :].tolist()
         for row, ids in enumerate(new):
-            if self.stopped_at[row] is None and self.pattern.search(self.tokenizer.decode(ids, skip_special_tokens=True)):
+            if self.stopped_at[row] is None and self.pattern.search(str(self.tokenizer.decode(ids, skip_special_tokens=True))):
                 self.stopped_at[row] = len(ids)
         return torch.tensor([s is not None for s in self.stopped_at], device=input_ids.device)  # type: ignore[return-value]
 
@@ -217,12 +217,12 @@ def generate_padded(
             stopper = _AnswerStop(tokenizer, stop, width, len(batch)) if stop is not None else None
             criteria = StoppingCriteriaList([stopper] if stopper is not None else [])
             with torch.inference_mode():
-                out = model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=criteria)
+                out = model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=criteria)  # type: ignore[operator]
             for row, idx in enumerate(batch):
                 new = out[row, width:].tolist()
                 ends = [new.index(e) + 1 for e in eos_ids if e in new]
                 if stopper is not None and stopper.stopped_at[row] is not None:
-                    ends.append(stopper.stopped_at[row])  # type: ignore[arg-type]
+                    ends.append(stopper.stopped_at[row])
                 outputs[idx] = new[: min(ends, default=len(new))]
             bar.update(len(batch))
     return outputs
@@ -244,7 +244,8 @@ def _prediction(
     Numeric gold answers are parsed and scored by `answers.score`; text answers (`answer`
     None) by exact match after `answers.normalise_text` (`parse_method` "text").
     """
-    generation = tokenizer.decode(new, skip_special_tokens=True)
+    generation = str(tokenizer.decode(new, skip_special_tokens=True))
+    parsed_value: float | str | None
     if sample.answer is None:
         text, correct = score_text(generation, sample.answer_text, case_sensitive)
         parsed_value, parsed_text, how = text, text, "text" if text is not None else None

@@ -291,7 +291,7 @@ class Generator:
             return int(logits.argmax())
         scores = logits[None]
         for warp in self._warpers:
-            scores = warp(None, scores)  # type: ignore[arg-type]
+            scores = warp(None, scores)
         probs = torch.softmax(scores, dim=-1).cpu()
         return int(torch.multinomial(probs[0], 1, generator=row.rng))
 
@@ -305,7 +305,7 @@ class Generator:
         if row.tokens[-1] in self.eos:
             return "eos"
         if self.stop is not None and self.tokenizer is not None:
-            if self.stop.search(self.tokenizer.decode(row.tokens, skip_special_tokens=True)):
+            if self.stop.search(str(self.tokenizer.decode(row.tokens, skip_special_tokens=True))):
                 return "answer"
         if len(row.tokens) >= self.settings.max_new_tokens:
             return "length"

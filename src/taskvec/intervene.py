@@ -3,7 +3,7 @@ and the forwards the patching protocol needs (a prompt's cached prefix, then onl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -17,7 +17,7 @@ from taskvec.kvcache import KV, cache_kw, from_cache, to_cache
 
 @contextmanager
 def patching(
-    blocks: nn.ModuleList, patches: dict[int, tuple[Sequence[int], torch.Tensor]], position: int = -1,
+    blocks: nn.ModuleList, patches: Mapping[int, tuple[Sequence[int], torch.Tensor]], position: int = -1,
     mode: str = "replace", scale: float = 1.0,
 ) -> Iterator[None]:
     """While active, block L's output at token `position` of batch rows `rows` becomes `vector` (or += scale*vector).
@@ -26,7 +26,7 @@ def patching(
     patched, so run exactly one (the prefill). Hooks are removed on every exit path.
     """
 
-    def make_hook(rows: Sequence[int], vector: torch.Tensor):  # noqa: ANN202 - torch's hook signature
+    def make_hook(rows: Sequence[int], vector: torch.Tensor) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], torch.Tensor | tuple]:
         index = torch.as_tensor(list(rows), dtype=torch.long)
 
         def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:

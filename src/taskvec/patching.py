@@ -136,9 +136,9 @@ def _task_prompts(cfg: PatchConfig, base: Path, task: str | None, tokenizer: Pre
         _, test_pool = select_samples(few, cfg.test_split, cfg.test_max_samples, base)
         test_few = _ids(few, test_s, test_pool, tokenizer)
     dev_zero, test_zero = _ids(zero, dev_s, [], tokenizer), _ids(zero, test_s, [], tokenizer)
-    example = {"zero_shot": tokenizer.decode(test_zero[0])}
+    example = {"zero_shot": str(tokenizer.decode(test_zero[0]))}
     if test_few:
-        example["few_shot"] = tokenizer.decode(test_few[0])
+        example["few_shot"] = str(tokenizer.decode(test_few[0]))
     ids = {"vector": [s.id for s in tv_s], "dev": [s.id for s in dev_s], "test": [s.id for s in test_s]}
     _check_disjoint(ids, cfg)
     return TaskPrompts(task or zero.dataset.name or "default", tv_ids, dev_zero, dev_few, [s.answer_text for s in dev_s],
@@ -190,7 +190,8 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
     else:
         layers = _normalise_layers(cfg.layers, n_layers, "layers") if cfg.layers is not None else list(range(n_layers))
     tokenizer = load_tokenizer(ref)
-    tasks = [_task_prompts(cfg, base, task, tokenizer) for task in (cfg.tasks or [None])]
+    names: list[str | None] = list(cfg.tasks) if cfg.tasks else [None]
+    tasks = [_task_prompts(cfg, base, task, tokenizer) for task in names]
     return PatchPrepared(config_path, cfg, ref, tokenizer, n_layers, layers, tasks, session_vectors)
 
 

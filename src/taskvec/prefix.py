@@ -61,7 +61,7 @@ def _build(order: list[int], adjacent: np.ndarray, parent_len: int) -> PrefixNod
     return node
 
 
-def plan_prefix_tree(seqs: Sequence[Sequence[int]], caps: Sequence[int]) -> PrefixNode:
+def plan_prefix_tree(seqs: Sequence[Sequence[int] | np.ndarray], caps: Sequence[int]) -> PrefixNode:
     """A tree of shared prefixes over `seqs`.
 
     `caps[i]` is the longest prefix sample i may share (at most its length - 1,

@@ -35,7 +35,7 @@ def first_token_forms(tokenizer: PreTrainedTokenizerBase, word: str) -> list[int
     """
     forms = set()
     for ids in (token_ids(tokenizer, word), token_ids(tokenizer, " " + word)):
-        first = next((t for t in ids if tokenizer.decode([t]).strip()), None)
+        first = next((t for t in ids if str(tokenizer.decode([t])).strip()), None)
         if first is not None:
             forms.add(first)
     return sorted(forms)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from typing import cast
 
 _SHAPE = re.compile(r"(?P<sign1>[+-]?)[$€£¥]?(?P<sign2>[+-]?)(?P<body>[\d.,]+(?:[eE][+-]?\d+)?)%?")
 _PLAIN = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -48,7 +49,7 @@ def parse_number(value: str | int | float) -> float:
     """
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
-    number = float(value) if isinstance(value, numbers.Real) else float(normalize_number_text(value))
+    number = float(value) if isinstance(value, numbers.Real) else float(normalize_number_text(cast(str, value)))
     if not math.isfinite(number):
         raise ValueError(f"not a finite number: {value!r}")
     return number

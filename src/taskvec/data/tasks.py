@@ -47,7 +47,9 @@ def _nouns() -> list[str]:
 
 def _lists(pick: Callable[[list[str]], str]) -> list[Pair]:
     """200 lists of 3-5 distinct nouns (seeded) with `pick`'s item as the answer."""
-    rng, nouns, seen, out = random.Random("taskvec-lists"), _nouns(), set(), []
+    rng, nouns = random.Random("taskvec-lists"), _nouns()
+    seen: set[str] = set()
+    out: list[Pair] = []
     while len(out) < 200:
         items = rng.sample(nouns, rng.randint(3, 5))
         text = ", ".join(items)
