@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,10 +51,6 @@ def read_correctness(results: Path) -> dict[str, bool]:
     return correct
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def check_same_prompts(session: Session, results_dir: Path) -> None:
     """Refuse to join vectors and predictions made from different models, splits or prompts, naming the difference."""
     folder = results_dir.parent if results_dir.is_file() else results_dir
@@ -63,8 +58,10 @@ def check_same_prompts(session: Session, results_dir: Path) -> None:
     meta = session.metadata
     problems = [f"{f}: session {meta.get(f)!r}, predictions {metrics[f]!r}"
                 for f in ("model", "split", "prompt_type", "n_shot") if f in metrics and metrics[f] != meta.get(f)]
-    written = {row["sample_id"]: row["prompt"] for row in _read_jsonl(session.paths.prompts)}
-    predicted = {row["sample_id"]: row.get("prompt") for row in _read_jsonl(folder / PREDICTIONS_FILE)}
+    written = {row["sample_id"]: row["prompt"] for row in session.prompts}
+    predictions = folder / PREDICTIONS_FILE
+    lines = predictions.read_text().splitlines() if predictions.is_file() else []
+    predicted = {row["sample_id"]: row.get("prompt") for row in map(json.loads, filter(str.strip, lines))}
     differ = [i for i, text in predicted.items() if i in written and text is not None and text != written[i]]
     if differ:
         problems.append(f"the prompt text differs for {len(differ)} of {len(set(written) & set(predicted))} joined samples "
