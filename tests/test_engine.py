@@ -69,6 +69,19 @@ def test_matches_plain_forward(family: str, prefix_cache: bool, packed: bool, bu
         assert _rel(got[item.idx], ref) < 1e-5
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_without_shared_prefix_attention_the_cache_path_matches(packed: bool) -> None:
+    """An eager model cannot take `shared_prefix`: the prefix cache is expanded per row (or masked, packed) instead."""
+    model = make_model("llama", N_LAYERS)
+    model.set_attn_implementation("eager")
+    items, layers = _items(), [0, 2, N_LAYERS - 1]
+    engine = Extractor(model, layers, 30, 3, True, packed)
+    assert not engine.shared
+    got = {i: v for batch in engine.run(items) for i, v in zip(batch.idxs, batch.vectors)}
+    for item in items:
+        assert _rel(got[item.idx], _reference(model, item, layers)) < 1e-5
+
+
 def test_prefix_tree_shares() -> None:
     items = _items()
     tree = Extractor(make_model("qwen2", N_LAYERS), [1], 100, 8, True).plan(items)

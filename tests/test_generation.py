@@ -87,6 +87,29 @@ def test_greedy_equals_generate_batch_size_one(model: torch.nn.Module, eos_case:
         assert got[i].reason == ("eos" if ref[-1] in eos else "length")
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_rows_read_the_shared_root_prefix_once(model: torch.nn.Module, eos_case: tuple, batch_size: int) -> None:
+    """Prompts that all share a 40-token prefix (two of them 60): the root prefix is read through
+    `shared_prefix`, never copied into the rows' caches, and the tokens equal bs1 `generate`."""
+    ids, eos, refs = eos_case
+    settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
+    gen = Generator(model, settings, eos, batch_size)
+    widths: list[int] = []
+    got = {f.idx: f.tokens for f in gen.run(ids[:6], on_step=lambda _: widths.append(gen.shared_len))}
+    assert [got[i] for i in range(6)] == refs[:6]
+    assert set(widths) == {40} and gen.shared is None  # released at the end
+
+
+def test_eager_attention_takes_the_copying_path() -> None:
+    model = make_model("llama", n_layers=2)
+    model.set_attn_implementation("eager")
+    ids = prompts()[:6]
+    refs = [reference(model, p, []) for p in ids]
+    gen = Generator(model, Generation(max_new_tokens=MAX_NEW, do_sample=False), [], 4)
+    got = {f.idx: f.tokens for f in gen.run(ids)}
+    assert [got[i] for i in range(6)] == refs and gen.shared_len == 0
+
+
 def test_stats_count_prefill_once(model: torch.nn.Module, eos_case: tuple) -> None:
     ids, eos, refs = eos_case
     settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache, PretrainedConfig, PreTrainedModel
 
+from taskvec.attention import supports_shared_prefix
 from taskvec.capture import StopForward, capture, decoder_blocks
 from taskvec.kvcache import KV, cache_kw, from_cache, to_cache
 from taskvec.prefix import PrefixNode, plan_prefix_tree
@@ -104,12 +105,13 @@ class Extractor:
     """Runs prompts through a model and returns hidden states at chosen blocks and tokens.
 
     Prompts sharing a token prefix reuse one KV cache of it. Their suffixes run
-    in length-sorted batches, either right-padded (the prefix cache is expanded
-    over the batch, which Hugging Face's cache copies per sample; attention
-    does no wasted work) or packed into one row
-    with a block-diagonal causal mask (no padding and no per-sample copies of
-    the prefix cache, which pays on the CPU). Either way each token sees
-    exactly what it would in its own full forward pass.
+    in length-sorted batches, right-padded or packed into one row (no padding,
+    which pays on the CPU). With the `taskvec` attention implementation
+    (`attention.py`; models loaded as `sdpa` switch to it) every suffix token
+    attends to the prefix's one copy and to its own segment only: no per-row
+    copy of the prefix, no masked-out block computed. Other implementations get
+    the prefix cache expanded over the batch (packed: a block-diagonal mask).
+    Either way each token sees exactly what it would in its own full forward pass.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class Extractor:
         self.packed = packed
         self.cache_kw = cache_kw(self.base)
         self.hidden = int(model.config.get_text_config().hidden_size)
+        self.shared = supports_shared_prefix(model)  # padded batches read the prefix once instead of a copy per row
         self.tokens_done = 0  # tokens run through the model so far (prefixes and suffixes): the progress bar's unit
 
     @property
@@ -194,10 +197,22 @@ class Extractor:
         return [[items[m].idx for m in batch] for node in tree.walk() for batch in self._node_batches(items, node)]
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prefix: Prefix, index: torch.Tensor | None,
-                 mask: torch.Tensor | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
-        """One causal forward of the base model on top of `prefix`, stopped after the deepest block."""
-        cache = to_cache(prefix.kv, input_ids.shape[0]) if prefix.kv is not None or keep_cache else None
-        kwargs = {self.cache_kw: cache} if cache is not None else {}
+                 segments: list[int] | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
+        """One causal forward of the base model on top of `prefix`, stopped after the deepest block.
+
+        Batches attend to the prefix's one copy (`shared_prefix`, no cache), packed ones (`segments`) within
+        each segment only; without the `taskvec` attention the prefix is the cache, expanded over the batch,
+        and packed segments are kept apart by a block-diagonal mask."""
+        kwargs: dict[str, object] = {}
+        cache, mask = None, None
+        if self.shared and not keep_cache:
+            kwargs.update(shared_prefix=prefix.kv, segments=segments)
+        else:
+            if segments is not None:
+                mask = packed_mask(segments, prefix.length, self.model.dtype, self.device)
+            if prefix.kv is not None or keep_cache:
+                cache = to_cache(prefix.kv, input_ids.shape[0])
+                kwargs[self.cache_kw] = cache
         with capture(self.blocks, self.layers, index, self.deepest) as captured:
             try:
                 self.base(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=cache is not None, **kwargs)
@@ -221,14 +236,14 @@ class Extractor:
         kv = from_cache(cache, self.deepest + 1)
         return Prefix(len(ids), kv, known)
 
-    def _inputs(self, batch: list[Item], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[int]]:
-        """Token ids, positions, mask and each sample's offset in the flattened output, packed or padded."""
+    def _inputs(self, batch: list[Item], start: int) -> tuple[torch.Tensor, torch.Tensor, list[int] | None, list[int]]:
+        """Token ids, positions, segment lengths (packed) and each sample's offset in the flattened output."""
         device, lens = self.device, [len(it.ids) - start for it in batch]
         if self.packed:
             ids = torch.cat([_as_ids(it.ids[start:]) for it in batch])[None]
             positions = torch.cat([torch.arange(start, start + n) for n in lens])[None].to(device)
             offsets = [sum(lens[:r]) for r in range(len(batch))]
-            return ids.to(device), positions, packed_mask(lens, start, self.model.dtype, device), offsets
+            return ids.to(device), positions, lens, offsets
         width = max(lens)
         ids = torch.zeros(len(batch), width, dtype=torch.long)
         for r, it in enumerate(batch):
@@ -240,10 +255,10 @@ class Extractor:
     def _forward_batch(self, batch: list[Item], prefix: Prefix) -> BatchResult:
         """Run the suffixes of `batch`; positions inside the prefix come from `prefix.known`."""
         device, start = self.device, prefix.length
-        ids, positions, mask, offsets = self._inputs(batch, start)
+        ids, positions, segments, offsets = self._inputs(batch, start)
         in_suffix = [(r, p, offsets[r] + t - start) for r, it in enumerate(batch) for p, t in enumerate(it.token_indices) if t >= start]
         index = torch.tensor([x[2] for x in in_suffix], dtype=torch.long, device=device)
-        captured, _ = self._forward(ids, positions, prefix, index, mask)
+        captured, _ = self._forward(ids, positions, prefix, index, segments)
         self.tokens_done += sum(len(it.ids) - start for it in batch)
         out = torch.empty(len(batch), len(self.layers), len(batch[0].token_indices), self.hidden, device=device, dtype=self.model.dtype)
         if in_suffix:

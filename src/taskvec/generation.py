@@ -2,7 +2,9 @@
 
 The prompts' shared prefixes (the prefix plan extraction uses, `plan_prefix_tree`) are
 prefilled once; each prompt then prefills only its own suffix on top of its prefix's KV
-cache. Decoding runs one token for every active row per step. A row that writes eos or a
+cache. The prefix all prompts share (the tree's root: the few-shot demonstrations) is
+never copied per row: rows attend to its one copy through the `taskvec` attention
+implementation (`attention.py`), so a step reads it once for the whole batch. Decoding runs one token for every active row per step. A row that writes eos or a
 complete answer sentence leaves at once and a waiting prompt takes its place, so no step
 is spent on a finished row. Rows of different lengths share one left-padded KV cache with
 an attention mask and explicit position ids, so each row computes what it would alone.
@@ -21,6 +23,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from taskvec.attention import SharedPrefix, supports_shared_prefix
 from taskvec.capture import capture, decoder_blocks
 from taskvec.kvcache import KV, cache_kw, concat_rows, drop_front, from_cache, left_pad, select_rows, to_cache
 from taskvec.prefix import PrefixNode, plan_prefix_tree
@@ -48,7 +51,8 @@ class Reading:
 
 @dataclass(frozen=True)
 class _Prefix:
-    """A prefilled prefix: its KV cache (one row) and the vectors read inside it, by absolute token index."""
+    """A prefilled prefix: its KV cache (one row) after the shared root prefix, and the vectors read inside it
+    (root included), by absolute token index."""
 
     kv: KV | None = None
     known: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -111,12 +115,15 @@ class Generator:
         self.blocks = decoder_blocks(model) if reading is not None else None
         self.device = next(model.parameters()).device
         self.stats = GenerationStats()
+        self.shared: SharedPrefix | None = None  # the root prefix's KV (one row) while a run uses it
+        self.shared_len = 0
         self._warpers = [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)] if settings.do_sample else []
 
     def run(self, prompt_ids: Sequence[Sequence[int]], skip: Set[int] = frozenset(),
             on_step: Callable[[GenerationStats], None] | None = None) -> Iterator[Finished]:
         """Yield each prompt's result as it finishes (not in input order); prompts in `skip` are not run."""
         tree = plan_generation(prompt_ids, self.prefix_cache)
+        self.shared, self.shared_len = None, tree.prefix_len if tree.prefix_len and supports_shared_prefix(self.model) else 0
         parent = {id(c): n for n in tree.walk() for c in n.children}
         queue = [(m, node) for node in tree.walk() for m in node.members if m not in skip]
         remaining = {id(n): sum(m not in skip for d in n.walk() for m in d.members) for n in tree.walk()}
@@ -135,6 +142,7 @@ class Generator:
                 yield from self._step(active)
             if on_step is not None:
                 on_step(self.stats)
+        self.shared = None
 
     def _prefix(self, node: PrefixNode, prompt_ids: Sequence[Sequence[int]], parent: dict[int, PrefixNode],
                 prefixes: dict[int, _Prefix]) -> _Prefix:
@@ -149,8 +157,13 @@ class Generator:
             ids = torch.as_tensor(np.asarray(prompt_ids[member][start : node.prefix_len], dtype=np.int64), device=self.device)[None]
             wanted = sorted({t for n in node.walk() for m in n.members for t in self._indices(m) if start <= t < node.prefix_len})
             prefix = self._extend(prefix, ids, start, wanted)
+        if up is None and self.shared_len:  # the root: every row reads its one copy
+            self.shared, prefix = prefix.kv, _Prefix(None, prefix.known)
         prefixes[id(node)] = prefix
         return prefix
+
+    def _shared_kw(self) -> dict[str, SharedPrefix]:
+        return {"shared_prefix": self.shared} if self.shared is not None else {}
 
     def _indices(self, idx: int) -> Sequence[int]:
         return self.reading.token_indices[idx] if self.reading is not None else ()
@@ -171,7 +184,7 @@ class Generator:
         cache = to_cache(below.kv)
         positions = torch.arange(start, start + ids.shape[1], device=self.device)[None]
         _, read = self._forward(self.base, [t - start for t in wanted], input_ids=ids, position_ids=positions, use_cache=True,
-                                **{cache_kw(self.base): cache})
+                                **{cache_kw(self.base): cache}, **self._shared_kw())
         known = dict(below.known) | ({t: read[j] for j, t in enumerate(wanted)} if read is not None else {})
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += ids.shape[1]
@@ -210,17 +223,18 @@ class Generator:
     @torch.inference_mode()
     def _prefill(self, prompts: list[list[int]], idxs: list[int], start: int,
                  prefix: _Prefix) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
-        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on the shared prefix (expanded per row)."""
+        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on their node's prefix
+        (expanded per row after the shared root prefix; the cache and mask start after the root prefix)."""
         t0 = time.perf_counter()
         lens = [len(p) - start for p in prompts]
-        width = max(lens)
+        width, own = max(lens), start - self.shared_len
         ids = torch.zeros(len(prompts), width, dtype=torch.long)
-        mask = torch.zeros(len(prompts), start + width, dtype=torch.bool)
+        mask = torch.zeros(len(prompts), own + width, dtype=torch.bool)
         positions = torch.full((len(prompts), width), start, dtype=torch.long)
-        mask[:, :start] = True
+        mask[:, :own] = True
         for r, (p, n) in enumerate(zip(prompts, lens)):
             ids[r, width - n :] = torch.as_tensor(p[start:])
-            mask[r, start + width - n :] = True
+            mask[r, own + width - n :] = True
             positions[r, width - n :] = torch.arange(start, start + n)
         mask = mask.to(self.device)
         cache = to_cache(prefix.kv, len(prompts))
@@ -228,7 +242,7 @@ class Generator:
         index = [r * width + width - lens[r] + t - start for r, t in wanted]
         out, read = self._forward(self.model, index, input_ids=ids.to(self.device), attention_mask=mask.long(),
                                   position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
-                                  **{cache_kw(self.model): cache})
+                                  **{cache_kw(self.model): cache}, **self._shared_kw())
         new_kv = from_cache(cache)
         if width > min(lens):  # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
             new_kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in new_kv]
@@ -256,7 +270,7 @@ class Generator:
         mask = torch.cat([active.mask, active.mask.new_ones(rows, 1)], dim=1)
         cache = to_cache(active.kv)
         out = self.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{cache_kw(self.model): cache})
+                         logits_to_keep=1, **{cache_kw(self.model): cache}, **self._shared_kw())
         logits = out.logits[:, -1].float()
         active.kv, active.mask = from_cache(cache), mask
         done = [r for r, row in enumerate(active.rows) if self._advance(row, logits[r])]
