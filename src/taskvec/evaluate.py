@@ -125,7 +125,8 @@ def answer_stop_pattern(answer_format: str, answer_type: Literal["number", "text
     dollars"), then a full stop followed by a space or newline ("The answer is 12.5. "), since
     a bare full stop may still be a decimal point. text: one to four words, then the closing
     punctuation written after `{answer}` ("The answer is walked."), or a newline if none is
-    (a full stop after a digit, as in "12.", waits for a space or newline too). None when `answer_format` starts with `{answer}`.
+    (a full stop after a digit, as in "12.", waits for a space or newline too). None when
+    `answer_format` starts with `{answer}`.
     """
     lead, _, tail = answer_format.partition("{answer}")
     if not lead.strip():
