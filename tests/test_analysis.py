@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,6 +78,28 @@ def test_compare_with_itself_is_one_and_three_sessions_add_a_heatmap(cot: Sessio
     assert len(three) == 6 * len(cot.keys)
     assert (tmp_path / "three" / "compare_heatmap.png") in three.attrs["plots"]
     _assert_image(tmp_path / "three" / "compare_heatmap.png")
+
+
+def test_heatmap_values_fit_their_cells_with_many_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """10 layers, 2 positions, long labels: panels wrap (at most 5 a row) and every cell value has room in its cell."""
+    cmp = importlib.import_module("taskvec.analysis.compare")  # the package exports the function under the module's name
+
+    labels = ["past_tense_chat_0shot", "past_tense_chat_5shot", "past_tense_cot_5shot"]
+    layers = [0, 5, 10, 15, 18, 20, 21, 22, 25, 29]
+    rows = [{"layer": layer, "position": p, "session_a": a, "session_b": b, "cos_means": 0.7 + 0.01 * layer}
+            for layer in layers for p in ("last", "-2") for a in labels for b in labels if a != b]
+    figures: list[Any] = []
+    monkeypatch.setattr(cmp, "save_figure", lambda fig, path: figures.append(fig) or path)
+    cmp._plot_heatmaps(pd.DataFrame(rows), [f"layer_{la}_pos_{p}" for la in layers for p in ("last", "-2")], labels, tmp_path)
+    (fig,) = figures
+    fig.savefig(tmp_path / "heatmap.png")  # lays the figure out as the saved PNG is
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 20 and len({round(ax.get_position().x0, 3) for ax in panels}) == 5
+    for ax in panels:
+        cell = ax.get_window_extent().width / len(labels)
+        widest = max(text.get_window_extent().width for text in ax.texts)
+        assert widest <= 0.8 * cell, f"cell values ({widest:.0f} px) crowd their cells ({cell:.0f} px)"
 
 
 def test_compare_needs_a_shared_key(cot: Session, sessions: tuple[Path, list[str]], tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import yaml
 
 import taskvec.evaluate as ev
 from taskvec.cli import main
+from taskvec.data.base import Sample
 from taskvec.errors import Interrupted
 from taskvec.generation import Finished, GenerationStats
 from taskvec.models import load_model
@@ -20,6 +21,7 @@ from taskvec.pipeline import prepare
 from taskvec.predictions import PredictionLog
 from taskvec.store import create_unique_dir
 from tests.conftest import REPO, write_configs
+from tests.tiny import script_model
 
 PREDICTION_FIELDS = {
     "sample_idx", "sample_id", "prompt", "generation", "parsed_answer", "parsed_text", "parse_method",
@@ -129,6 +131,49 @@ def test_answer_stop_pattern(text: str, stops: bool) -> None:
     pattern = ev.answer_stop_pattern("The answer is {answer}.")
     assert pattern is not None and bool(pattern.search(text)) is stops
     assert ev.answer_stop_pattern("{answer}") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "stops"),
+    [
+        ("walk is a regular verb, so add -ed: walked. The answer is walked.", True),
+        ('The answer is "went".', True),
+        ("The answer is: New Delhi.", True),
+        ("The answer is walked", False),  # the closing full stop is part of the sentence
+        ("The answer is the past tense of the verb go.", False),  # more than four words is not an answer
+        ("The answer is 12.", False),  # after a digit the full stop may be a decimal point
+        ("The answer is 12.5.\n", True),
+    ],
+)
+def test_text_answer_stop_pattern(text: str, stops: bool) -> None:
+    pattern = ev.answer_stop_pattern("The answer is {answer}.", "text")
+    assert pattern is not None and bool(pattern.search(text)) is stops
+
+
+def test_stop_pattern_follows_the_answer_type() -> None:
+    fmt = "The answer is {answer}."
+    words = [Sample("w", "walk", None, "walked")]
+    numbers = [Sample("n", "q", 12.5, "12.5"), *words]
+    assert ev.stop_pattern(fmt, words) == ev.answer_stop_pattern(fmt, "text")
+    assert ev.stop_pattern(fmt, numbers) == ev.answer_stop_pattern(fmt, "number") == ev.answer_stop_pattern(fmt)
+    assert ev.stop_pattern("Answer: {answer}", words) == re.compile(
+        r"Answer:\s*:?\s*" + ev._TEXT_ANSWER + r"\s*\n(?:(?<!\d\.)|\s)", re.IGNORECASE)  # no closing punctuation: the line ends it
+    assert ev.stop_pattern("{answer}", words) is None
+
+
+def test_a_text_answer_row_stops_at_its_answer_sentence(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A word task's cot row ends with "The answer is sold." instead of running on to max_new_tokens."""
+    config = write_prompt(tmp_path, str(tiny_model_dir), "words_chat_cot_5shot.yaml", generation={"max_new_tokens": 40})
+    prep = ev.prepare_evaluation(config, max_samples=3, output_dir=tmp_path / "out")
+    model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
+    script = prep.tokenizer("The answer is sold. Question", add_special_tokens=False)["input_ids"]
+    assert len({ids[-1] for ids in prep.ids}) == 1, "every chat prompt ends with the same token"
+    script_model(model, [prep.ids[0][-1], *script])
+    monkeypatch.setattr(ev, "load_model", lambda *args: model)
+    rows = read_predictions(ev.run_evaluation(prep, progress=False).directory)
+    assert [r["generation"] for r in rows] == ["The answer is sold."] * 3
+    assert [r["finish_reason"] for r in rows] == ["answer"] * 3 and not any(r["truncated"] for r in rows)
+    assert [r["parsed_answer"] for r in rows] == ["sold"] * 3
 
 
 def test_scoring_uses_the_parser(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -355,3 +355,8 @@ def test_plot_helpers_keep_legends_off_the_data_and_numbers_plain() -> None:
     labels = [t for t in ax.get_xticklabels() if t.get_text()]
     boxes = [t.get_window_extent() for t in labels]
     assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), "tick labels never overlap"
+    empty = new_figure(4, 3).subplots()
+    empty.plot([0, 5, 29], [float("nan")] * 3)  # a probe that could not run
+    layer_ticks(empty, [0, 5, 29])
+    low, high = empty.get_xlim()
+    assert low < 0 < 29 < high < 32, "the layer axis spans the layers even without data"

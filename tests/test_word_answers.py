@@ -17,12 +17,13 @@ from transformers import PreTrainedTokenizerFast
 
 import taskvec.evaluate as ev
 from taskvec.answers import extract_text_answer, score_text
+from taskvec.cli import main
 from taskvec.data import DatasetConfig, available_splits, load_split
 from taskvec.data.tasks import WORD_TASKS, task_rows, word_split
 from taskvec.errors import TaskvecError
 from taskvec.patching import best_layer, patch, plot_patching
 from taskvec.scoring import AnswerScorer, first_token_forms
-from tests.conftest import REPO
+from tests.conftest import REPO, write_configs
 from tests.tiny import make_tokenizer
 
 WORDS = ["Paris", "Prague", "euro", "yen", "A", "profit", "loss", "New Delhi"]
@@ -273,3 +274,18 @@ def test_word_task_facts_spot_checks() -> None:
              ("currency_code", "JPY"): "yen", ("first_letter", "apple"): "A", ("uppercase", "apple"): "APPLE"}
     for (name, x), y in facts.items():
         assert dict(WORD_TASKS[name].pairs())[x] == y
+
+
+@pytest.mark.parametrize("prompt", ["words_chat_cot_0shot.yaml", "words_chat_cot_5shot.yaml"])
+def test_cot_word_configs_validate(prompt: str, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped cot configs pass `taskvec validate`; other tasks have no rationales, so cot 5-shot names the fix."""
+    config = write_configs(tmp_path, str(tiny_model_dir), prompt, split="test", max_samples=4)
+    assert main(["validate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    prompt_cfg = yaml.safe_load((tmp_path / "prompt.yaml").read_text())
+    shown = "The answer is" if prompt_cfg["n_shot"] else "Give the past tense of the verb."  # in the first prompt printed
+    assert "config OK" in out and shown in out
+    (tmp_path / "prompt.yaml").write_text(yaml.safe_dump({**prompt_cfg, "dataset": {**prompt_cfg["dataset"], "name": "plural"}}))
+    expected, err = (0, "") if prompt_cfg["n_shot"] == 0 else (2, "prompt_type: cot needs a rationale")
+    assert main(["validate", "--config", str(config)]) == expected
+    assert err in capsys.readouterr().err

@@ -55,3 +55,23 @@ def save_tiny(path: Path, family: str = "qwen2", n_layers: int = 4, chat_templat
     make_model(family, n_layers).save_pretrained(path)
     make_tokenizer(chat_template).save_pretrained(path)
     return path
+
+
+def script_model(model: torch.nn.Module, tokens: list[int]) -> torch.nn.Module:
+    """Rewire a tiny model so that, fed `tokens[0]`, greedy decoding writes `tokens[1:]` and then token 0 for ever.
+
+    The blocks write nothing (output projections zeroed), each scripted token's embedding is
+    its own unit direction, and the LM head maps that direction to the token's successor.
+    """
+    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert len(set(tokens)) == len(tokens) < embed.shape[1], "a script needs distinct tokens, fewer than the hidden size"
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                param.zero_()
+        embed.zero_()
+        head.zero_()
+        for i, (token, successor) in enumerate(zip(tokens, tokens[1:])):
+            embed[token, i] = 1.0
+            head[successor, i] = 10.0
+    return model

@@ -16,7 +16,7 @@ from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -114,19 +114,34 @@ def prepare_evaluation(config_path: Path, **overrides: Any) -> EvalPrepared:
     return EvalPrepared(config_path, options, prompt_cfg, ref, tokenizer, samples, prompts, ids, timings)
 
 
-def answer_stop_pattern(answer_format: str) -> re.Pattern[str] | None:
-    """A regex for a finished answer sentence ("The answer is 12.5." then a space or newline).
+_WORD = r"[^\W_](?:[\w'-]|\.(?=\w))*"  # "walked", "don't", "U.S", "12.5"
+_TEXT_ANSWER = rf"[\"'*]*{_WORD}(?:\s+{_WORD}){{0,3}}[\"'*]*"  # one to four words, maybe quoted
 
-    Built from the text before `{answer}` in `answer_format`; the number may carry a sign,
-    currency, '%' and up to two words ("million dollars") before the full stop. None when
+
+def answer_stop_pattern(answer_format: str, answer_type: Literal["number", "text"] = "number") -> re.Pattern[str] | None:
+    """A regex for a finished answer sentence, built from the text around `{answer}` in `answer_format`.
+
+    number: a number that may carry a sign, currency, '%' and up to two words ("million
+    dollars"), then a full stop followed by a space or newline ("The answer is 12.5. "), since
+    a bare full stop may still be a decimal point. text: one to four words, then the closing
+    punctuation written after `{answer}` ("The answer is walked."), or a newline if none is
+    (a full stop after a digit, as in "12.", waits for a space or newline too). None when
     `answer_format` starts with `{answer}`.
     """
-    lead = answer_format.split("{answer}")[0].strip()
-    if not lead:
+    lead, _, tail = answer_format.partition("{answer}")
+    if not lead.strip():
         return None
-    phrase = r"\s+".join(re.escape(word) for word in lead.split())
+    phrase = r"\s+".join(re.escape(word) for word in lead.split()) + r"\s*:?\s*"
+    if answer_type == "text":
+        close = (re.escape(tail.strip()) or r"\n") + r"(?:(?<!\d\.)|\s)"  # "12." may go on to "12.5"
+        return re.compile(phrase + _TEXT_ANSWER + r"\s*" + close, re.IGNORECASE)
     number = r"[-+\u2212(]?[$€£]?\s?\d[\d,]*(?:\.\d+)?\)?\s?%?"
-    return re.compile(phrase + r"\s*:?\s*" + number + r"(?:\s+[^\W\d_]+){0,2}\s*(?:\.\s|\n)", re.IGNORECASE)
+    return re.compile(phrase + number + r"(?:\s+[^\W\d_]+){0,2}\s*(?:\.\s|\n)", re.IGNORECASE)
+
+
+def stop_pattern(answer_format: str, samples: list[Sample]) -> re.Pattern[str] | None:
+    """The answer-sentence stop for these samples: the text pattern when every gold answer is text."""
+    return answer_stop_pattern(answer_format, "text" if all(s.answer is None for s in samples) else "number")
 
 
 class _AnswerStop(StoppingCriteria):
@@ -419,7 +434,7 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
     t1 = time.perf_counter()
     directory = resume if resume is not None else _new_results(prep)
     sink = SessionSink(prep.extraction, device, dtype) if prep.extraction is not None else None
-    log, stop = PredictionLog(directory / "predictions.jsonl"), answer_stop_pattern(prep.prompt_config.answer_format)
+    log, stop = PredictionLog(directory / "predictions.jsonl"), stop_pattern(prep.prompt_config.answer_format, prep.samples)
     run: dict[str, Any] = {"started_at": datetime.now().isoformat(timespec="seconds"), "n_kept": len(rows)}
     runs = [*runs, run]
 

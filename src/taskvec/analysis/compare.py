@@ -23,6 +23,7 @@ from taskvec.positions import VectorKey
 from taskvec.session import Session
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+HEATMAP_COLUMNS = 5  # layers per heatmap row; more would shrink the cells below their values
 
 
 def common_keys(sessions: Sequence[Session]) -> list[str]:
@@ -138,32 +139,45 @@ def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[s
     return save_figure(fig, out / "compare_per_sample.png")
 
 
+def _pair_grid(table: pd.DataFrame, layer: int, position: str, labels: list[str]) -> np.ndarray:
+    """The (n, n) cosine of mean vectors at one layer and position (1 on the diagonal; NaN if the key is missing)."""
+    index = {label: i for i, label in enumerate(labels)}
+    grid = np.eye(len(labels))
+    sub = table[(table.layer == layer) & (table.position == position)]
+    for row in sub.itertuples():
+        grid[index[row.session_a], index[row.session_b]] = row.cos_means
+    if sub.empty:
+        grid[:] = np.nan
+    return grid
+
+
 def _plot_heatmaps(table: pd.DataFrame, keys: list[str], labels: list[str], out: Path) -> Path:
-    """A grid of small heatmaps (rows: positions, columns: layers) of the pairwise cosine of mean vectors."""
+    """Small heatmaps of the pairwise cosine of mean vectors: a block of rows per position, at most
+    `HEATMAP_COLUMNS` layers a row, the figure sized so cell values and session labels fit."""
     parsed = [VectorKey.parse(k) for k in keys]
     positions = list(dict.fromkeys(str(k.position) for k in parsed))
     layers = list(dict.fromkeys(k.layer for k in parsed))
-    n = len(labels)
-    index = {label: i for i, label in enumerate(labels)}
-    cell = max(1.8, 0.45 * n)
-    fig = new_figure(cell * len(layers) + 1.5, cell * len(positions) + 1.2)
-    axes = fig.subplots(len(positions), len(layers), squeeze=False)
+    n, cols = len(labels), min(len(layers), HEATMAP_COLUMNS)
+    per_position = -(-len(layers) // cols)
+    label_in = 0.07 * max(map(len, labels))  # x-small text, inches
+    cell = max(1.8, 0.6 * n)
+    fig = new_figure(cell * cols + label_in + 1.5, cell * per_position * len(positions) + label_in + 0.8)
+    axes = fig.subplots(per_position * len(positions), cols, squeeze=False)
     lo = min(float(table.cos_means.min()), 0.99)  # the colour scale spans the data, never a single value
     image = None
+    for r in range(len(positions)):  # a block's last row may have fewer layers than columns
+        for unused in axes[(r + 1) * per_position - 1][len(layers) - (per_position - 1) * cols:]:
+            unused.set_visible(False)
     for r, position in enumerate(positions):
-        for c, layer in enumerate(layers):
-            ax: Axes = axes[r][c]
-            grid = np.eye(n)
-            sub = table[(table.layer == layer) & (table.position == position)]
-            for row in sub.itertuples():
-                grid[index[row.session_a], index[row.session_b]] = row.cos_means
-            if sub.empty:
-                grid[:] = np.nan
+        for k, layer in enumerate(layers):
+            ax: Axes = axes[r * per_position + k // cols][k % cols]
+            grid = _pair_grid(table, layer, position, labels)
             image = ax.imshow(grid, vmin=lo, vmax=1.0, cmap="viridis")
             for (y, x), v in np.ndenumerate(grid):
                 ax.text(x, y, f"{v:.3f}", ha="center", va="center", fontsize="x-small", color="white" if v < (lo + 1) / 2 else "black")
-            ax.set_xticks(range(n), labels if r == len(positions) - 1 else [], rotation=45, ha="right", fontsize="x-small")
-            ax.set_yticks(range(n), labels if c == 0 else [], fontsize="x-small")
+            nothing_below = r == len(positions) - 1 and k + cols >= len(layers)
+            ax.set_xticks(range(n), labels if nothing_below else [], rotation=45, ha="right", fontsize="x-small")
+            ax.set_yticks(range(n), labels if k % cols == 0 else [], fontsize="x-small")
             ax.set_title(f"layer {layer}, pos {position}", fontsize="small")
     assert image is not None  # at least one key, so at least one heatmap
     fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity of mean vectors")

@@ -51,8 +51,11 @@ def plain_numbers(ax: Axes) -> None:
 
 
 def layer_ticks(ax: Axes, layers: Sequence[int]) -> None:
-    """A tick at every layer when they are spread out, else integer ticks matplotlib spaces (labels never collide)."""
+    """A tick at every layer when they are spread out, else integer ticks matplotlib spaces (labels never collide);
+    the axis spans the layers even where every value is NaN (a probe that could not run)."""
     ordered = sorted(set(layers))
+    pad = max(0.5, 0.05 * (ordered[-1] - ordered[0]))
+    ax.set_xlim(ordered[0] - pad, ordered[-1] + pad)
     gaps = [b - a for a, b in zip(ordered, ordered[1:])]
     if not gaps or min(gaps) * 15 >= ordered[-1] - ordered[0]:
         ax.set_xticks(ordered)

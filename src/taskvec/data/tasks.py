@@ -18,6 +18,7 @@ from functools import cache
 from importlib import resources
 
 from taskvec.data.base import Sample
+from taskvec.data.rationales import past_tense_rationale
 from taskvec.errors import TaskvecError
 
 Pair = tuple[str, str]
@@ -61,12 +62,14 @@ def _lists(pick: Callable[[list[str]], str]) -> list[Pair]:
 
 @dataclass(frozen=True)
 class WordTask:
-    """One task: its family, what it asks, and how its (input, answer) pairs are made."""
+    """One task: its family, what it asks, how its (input, answer) pairs are made and, for
+    chain-of-thought prompts, how a pair's rationale is worded (`taskvec.data.rationales`)."""
 
     name: str
     category: str
     description: str
     pairs: Callable[[], list[Pair]]
+    rationale: Callable[[str, str], str] | None = None
 
 
 WORD_TASKS: dict[str, WordTask] = {t.name: t for t in (
@@ -80,7 +83,8 @@ WORD_TASKS: dict[str, WordTask] = {t.name: t for t in (
     WordTask("en_es", "translation", "English noun -> Spanish (dog -> perro)", lambda: column("nouns", 0, 2)),
     WordTask("antonym", "linguistic", "word -> its opposite (hot -> cold)", lambda: both_ways("antonyms")),
     WordTask("plural", "linguistic", "noun -> its plural (child -> children)", lambda: column("nouns", 0, 3)),
-    WordTask("past_tense", "linguistic", "verb -> its past tense (go -> went)", lambda: column("verbs", 0, 1)),
+    WordTask("past_tense", "linguistic", "verb -> its past tense (go -> went)", lambda: column("verbs", 0, 1),
+             past_tense_rationale),
     WordTask("uppercase", "linguistic", "word -> the word in upper case (apple -> APPLE)", lambda: [(w, w.upper()) for w in _nouns()]),
     WordTask("fin_antonym", "finance", "financial term -> its opposite (profit -> loss, bull -> bear)", lambda: both_ways("finance_antonyms")),
     WordTask("ticker", "finance", "stock ticker -> company (AAPL -> Apple)", lambda: column("tickers", 0, 1)),
@@ -99,8 +103,11 @@ def task_rows(name: str, split: str, seed: int = 0) -> list[Pair]:
 
 
 def word_split(name: str, split: str, n: int, seed: int = 0) -> list[Sample]:
-    """The first `n` samples of `split` of word task `name`: the input as the question, the answer as text."""
+    """The first `n` samples of `split` of word task `name`: the input as the question, the answer as text,
+    and the task's rationale where it has one (tasks without one cannot make cot demonstrations)."""
     if split not in ("train", "test"):
         raise TaskvecError(f"builtin dataset has no split '{split}'; use one of: train, test")
     rows = task_rows(name, split, seed)[:n]
-    return [Sample(id=f"{split}_{i}", question=x, answer=None, answer_text=y) for i, (x, y) in enumerate(rows)]
+    rationale = WORD_TASKS[name].rationale
+    return [Sample(id=f"{split}_{i}", question=x, answer=None, answer_text=y, rationale=rationale(x, y) if rationale else "")
+            for i, (x, y) in enumerate(rows)]
