@@ -98,8 +98,11 @@ def baseline(wl: Workload, batch_size: int) -> Vectors:
     return out
 
 
-def taskvec(wl: Workload, prefix_cache: bool, budget: int, batch_size: int, packed: bool) -> Vectors:
+def taskvec(wl: Workload, prefix_cache: bool, budget: int, batch_size: int, packed: bool, shared: bool = True) -> Vectors:
+    """The engine; `shared=False` is the path before shared-prefix attention (prefix cache copied per row, packed
+    batches under a block-diagonal mask)."""
     engine = Extractor(wl.model, wl.layers, budget, batch_size, prefix_cache, packed)
+    engine.shared = engine.shared and shared
     return {i: v for batch in engine.run(wl.items) for i, v in zip(batch.idxs, batch.vectors)}
 
 
@@ -151,8 +154,9 @@ def max_rel_diff(got: Vectors, ref: Vectors) -> float:
 Method = Callable[[Workload], Vectors]
 
 
-def measure(wl: Workload, methods: dict[str, Method], repeats: int) -> dict[str, object]:
-    """Run every method `repeats` times (after a small warm-up); medians, throughput, memory, accuracy."""
+def measure(wl: Workload, methods: dict[str, Method], repeats: int, baseline_repeats: int | None = None) -> dict[str, object]:
+    """Run every method `repeats` times (the first, the reference, `baseline_repeats` times if given; after a small
+    warm-up); medians, throughput, memory, accuracy."""
     device = next(wl.model.parameters()).device
     warm = Workload(wl.name, wl.model, wl.items[:2], wl.layers)
     tokens = sum(len(it.ids) for it in wl.items)
@@ -164,7 +168,8 @@ def measure(wl: Workload, methods: dict[str, Method], repeats: int) -> dict[str,
     for name, fn in methods.items():
         fn(warm)
         times, mem = [], 0.0
-        for _ in range(repeats):
+        runs = baseline_repeats if baseline_repeats is not None and not rows else repeats
+        for _ in range(runs):
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
@@ -188,7 +193,7 @@ def measure(wl: Workload, methods: dict[str, Method], repeats: int) -> dict[str,
             "peak_memory_kind": "gpu_max_allocated" if device.type == "cuda" else "cpu_max_rss",
             "max_rel_diff_vs_baseline": max_rel_diff(vectors, reference),
         }
-        print(f"  {name:<26} {seconds:8.3f} s (median of {repeats})", flush=True)
+        print(f"  {name:<26} {seconds:8.3f} s (median of {runs})", flush=True)
     base = rows[next(iter(rows))]["seconds"]
     for row in rows.values():
         row["speedup_vs_baseline"] = base / row["seconds"]  # type: ignore[operator]
@@ -212,6 +217,7 @@ def standard_methods(packed: bool, budget: int, other_budget: int) -> dict[str, 
         "baseline_bs16": lambda wl: baseline(wl, 16),
         "taskvec": lambda wl: taskvec(wl, True, budget, 256, packed),
         "taskvec_no_prefix_cache": lambda wl: taskvec(wl, False, budget, 256, packed),
+        "taskvec_copying_prefix": lambda wl: taskvec(wl, True, budget, 256, packed, shared=False),
         other: lambda wl: taskvec(wl, True, other_budget, 256, not packed),
     }
 
@@ -226,7 +232,7 @@ def select(methods: dict[str, Method], names: list[str] | None) -> dict[str, Met
     return {k: m for i, (k, m) in enumerate(methods.items()) if i == 0 or k in names}
 
 
-def demo_cpu(repeats: int, names: list[str] | None) -> dict[str, object]:
+def demo_cpu(repeats: int, names: list[str] | None, baseline_repeats: int | None) -> dict[str, object]:
     """The embedded model on 64 real cot 5-shot prompts, the default config's layers and positions."""
     from taskvec.models import load_model
     from taskvec.pipeline import prepare
@@ -234,7 +240,7 @@ def demo_cpu(repeats: int, names: list[str] | None) -> dict[str, object]:
     prep = prepare(REPO / "task_vector_config.yaml")
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
     wl = Workload("demo-cpu", model, prep.items[:64], prep.layers)
-    return {"demo-cpu": measure(wl, select(standard_methods(True, 1024, 2048), names), repeats)}
+    return {"demo-cpu": measure(wl, select(standard_methods(True, 1024, 2048), names), repeats, baseline_repeats)}
 
 
 def random_model(shape: dict[str, object], device: torch.device) -> torch.nn.Module:
@@ -349,6 +355,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=["demo-cpu", "seed-gpu", "scale-cpu"], required=True)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-repeats", type=int, default=None, help="demo-cpu: repeats of baseline_bs1 (default: --repeats)")
     parser.add_argument("--shapes", default="1.5B,7B", help="seed-gpu: Qwen2.5 sizes to run")
     parser.add_argument("--prompts", type=int, default=256, help="seed-gpu: number of prompts")
     parser.add_argument("--shapes-file", type=Path, default=SHAPES, help="seed-gpu: Qwen2.5 shapes JSON")
@@ -364,11 +371,12 @@ def main() -> None:
 
     def save(results: dict[str, object]) -> None:
         payload = {"workload": args.workload, "device": device, "torch": torch.__version__, "repeats": args.repeats,
+                   "baseline_repeats": args.baseline_repeats or args.repeats,
                    "command": " ".join(["python", *sys.argv]), "results": results}
         path.write_text(json.dumps(payload, indent=2) + "\n")
 
     if args.workload == "demo-cpu":
-        results = demo_cpu(args.repeats, names)
+        results = demo_cpu(args.repeats, names, args.baseline_repeats)
     elif args.workload == "seed-gpu":
         results = seed_gpu(args.repeats, args.shapes.split(","), args.prompts, args.shapes_file, names, save)
     else:
