@@ -11,11 +11,11 @@ __version__ = "0.1.0"
 __all__ = ["TaskvecError", "__version__", "extract", "list_sessions", "load_session", "prepare", "run_extraction"]
 
 _LAZY = {
-    "extract": "taskvec.pipeline",
-    "prepare": "taskvec.pipeline",
-    "run_extraction": "taskvec.pipeline",
-    "load_session": "taskvec.session",
-    "list_sessions": "taskvec.session",
+    "extract": "taskvec.extraction.run",
+    "prepare": "taskvec.extraction.run",
+    "run_extraction": "taskvec.extraction.run",
+    "load_session": "taskvec.session.reader",
+    "list_sessions": "taskvec.session.reader",
 }
 
 

@@ -21,19 +21,19 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from taskvec.config import ExtractionConfig, load_config
 from taskvec.data.base import Sample
 from taskvec.data.files import absolute_paths, file_sha256, split_file
-from taskvec.distributed import World, join_world, leave_world
-from taskvec.engine import DEFAULT_BATCH_TOKENS, Extractor, Item, choose_batching
 from taskvec.errors import TaskvecError
-from taskvec.layout import CONSOLIDATED, SessionPaths, session_name
-from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from taskvec.extraction.distributed import World, join_world, leave_world
+from taskvec.model.engine import DEFAULT_BATCH_TOKENS, Extractor, Item, choose_batching
+from taskvec.model.loading import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from taskvec.model.prefix import PrefixNode
 from taskvec.positions import VectorKey, normalise_layer, resolve_position
-from taskvec.prefix import PrefixNode
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.recorder import SessionRecorder
-from taskvec.resume import check_matches, locate_session, sound_samples
-from taskvec.store import SampleTable, SessionWriter, check_writable, create_session, save_text, save_yaml, session_lock
+from taskvec.session.layout import CONSOLIDATED, SessionPaths, session_name
+from taskvec.session.recorder import SessionRecorder
+from taskvec.session.resume import check_matches, locate_session, sound_samples
+from taskvec.session.store import SampleTable, SessionWriter, check_writable, create_session, save_text, save_yaml, session_lock
 from taskvec.versions import package_versions
 
 T = TypeVar("T")

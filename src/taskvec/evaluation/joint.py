@@ -11,11 +11,11 @@ from typing import Any
 import torch
 
 from taskvec.errors import TaskvecError
-from taskvec.generation import Reading
-from taskvec.layout import CONSOLIDATED
-from taskvec.pipeline import Prepared, _check_finite, _metadata, _new_session, _text_config, prepare
+from taskvec.extraction.run import Prepared, _check_finite, _metadata, _new_session, _text_config, prepare
+from taskvec.model.generation import Reading
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.store import SampleTable, SessionWriter, save_json
+from taskvec.session.layout import CONSOLIDATED
+from taskvec.session.store import SampleTable, SessionWriter, save_json
 
 
 def prepare_extraction(config_path: Path, samples: list[str], prompts: list[RenderedPrompt], model: str) -> Prepared:

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from transformers import DynamicCache, PretrainedConfig, PreTrainedModel
 
-from taskvec.capture import StopForward, capture, decoder_blocks
-from taskvec.kvcache import KV, cache_kw, from_cache, to_cache
-from taskvec.prefix import PrefixNode, plan_prefix_tree
+from taskvec.model.capture import StopForward, capture, decoder_blocks
+from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
+from taskvec.model.prefix import PrefixNode, plan_prefix_tree
 
 
 @dataclass(frozen=True)

@@ -25,21 +25,21 @@ from tqdm import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as hf_logging
 
-from taskvec.answers import extract_answer, score, score_text
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted, TaskvecError
-from taskvec.generation import Finished, GenerationStats, Generator
-from taskvec.joint import SessionSink, prepare_extraction
-from taskvec.layout import session_name
-from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
-from taskvec.pipeline import Prepared, _sigterm_as_interrupt
-from taskvec.predictions import PredictionLog
+from taskvec.evaluation.answers import extract_answer, score, score_text
+from taskvec.evaluation.joint import SessionSink, prepare_extraction
+from taskvec.evaluation.predictions import PredictionLog
+from taskvec.extraction.run import Prepared, _sigterm_as_interrupt
+from taskvec.model.generation import Finished, GenerationStats, Generator
+from taskvec.model.loading import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.resume import config_differences
-from taskvec.store import check_writable, create_unique_dir, save_json, save_text
+from taskvec.session.layout import session_name
+from taskvec.session.resume import config_differences
+from taskvec.session.store import check_writable, create_unique_dir, save_json, save_text
 from taskvec.validation import describe_validation_error
 from taskvec.versions import package_versions
 

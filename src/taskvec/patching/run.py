@@ -28,17 +28,17 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from taskvec.batched import GreedyRunner, RunSpec
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError
-from taskvec.intervene import mean_last_token_vectors
-from taskvec.models import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
-from taskvec.patch_config import PatchConfig, load_patch_config
+from taskvec.model.batched import GreedyRunner, RunSpec
+from taskvec.model.intervene import mean_last_token_vectors
+from taskvec.model.loading import ModelRef, load_model, load_model_config, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from taskvec.patching.config import PatchConfig, load_patch_config
+from taskvec.patching.scoring import AnswerScorer
 from taskvec.positions import VectorKey
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import PromptConfig, load_prompt_config
-from taskvec.scoring import AnswerScorer
-from taskvec.store import check_writable, create_unique_dir, save_json
+from taskvec.session.store import check_writable, create_unique_dir, save_json
 from taskvec.versions import package_versions
 
 # --- the run ---------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
     n_layers, hidden = int(model_cfg.num_hidden_layers), int(model_cfg.hidden_size)
     session_vectors = None
     if cfg.task_vectors is not None:
-        from taskvec.session import load_session
+        from taskvec.session.reader import load_session
 
         session = load_session(cfg.task_vectors, cfg.session_dir)
         available = [layer for layer in session.layers if str(VectorKey(layer, "last")) in session.keys]

@@ -18,10 +18,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from taskvec.engine import Item
 from taskvec.errors import TaskvecError
-from taskvec.layout import SessionPaths
-from taskvec.stats import RunningStats
+from taskvec.model.engine import Item
+from taskvec.session.layout import SessionPaths
+from taskvec.session.stats import RunningStats
 
 MAX_PENDING_WRITES = 64
 CONSOLIDATE_MAX_BYTES = 4 << 30  # above this the loader reads the per-sample files instead
