@@ -20,8 +20,10 @@ from taskvec.data import DatasetConfig, available_splits, load_split
 from taskvec.data.tasks import WORD_TASKS, task_rows, word_split
 from taskvec.errors import TaskvecError
 from taskvec.evaluation.answers import extract_text_answer, score_text
-from taskvec.patching.run import best_layer, patch, plot_patching
+from taskvec.patching.plot import plot_patching
+from taskvec.patching.run import patch
 from taskvec.patching.scoring import AnswerScorer, first_token_forms
+from taskvec.patching.sweep import best_layer
 from tests.conftest import REPO
 from tests.tiny import make_tokenizer
 

@@ -220,7 +220,8 @@ def _patch(args: argparse.Namespace) -> None:
     from taskvec.patching.config import load_patch_config
 
     load_patch_config(Path(args.config))  # schema errors before torch is imported
-    from taskvec.patching.run import format_summary, patch
+    from taskvec.patching.run import patch
+    from taskvec.patching.summary import format_summary
 
     result = patch(Path(args.config), progress=not args.quiet)
     print(format_summary(result.summary))
