@@ -228,7 +228,7 @@ def select(methods: dict[str, Method], names: list[str] | None) -> dict[str, Met
 
 def demo_cpu(repeats: int, names: list[str] | None) -> dict[str, object]:
     """The embedded model on 64 real cot 5-shot prompts, the default config's layers and positions."""
-    from taskvec.extraction.run import prepare
+    from taskvec.extraction.prepare import prepare
     from taskvec.model.loading import load_model
 
     prep = prepare(REPO / "task_vector_config.yaml")

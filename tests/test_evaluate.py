@@ -15,7 +15,7 @@ import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.errors import Interrupted
 from taskvec.evaluation.predictions import PredictionLog
-from taskvec.extraction.run import prepare
+from taskvec.extraction.prepare import prepare
 from taskvec.model.generation import Finished, GenerationStats
 from taskvec.model.loading import load_model
 from taskvec.session.store import create_unique_dir

@@ -212,7 +212,7 @@ ROWS = [{"id": f"q{i}", "question": f"What is {i} plus {i}?", "answer": 2 * i, "
 
 
 def test_a_column_named_id_is_used_by_default(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from taskvec.extraction.run import prepare
+    from taskvec.extraction.prepare import prepare
 
     config = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_5shot_answer.yaml", max_samples=4)
     _file_dataset(tmp_path, ROWS)

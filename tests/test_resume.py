@@ -257,7 +257,7 @@ def test_a_session_being_written_cannot_be_resumed(tiny_model_dir: Path, tmp_pat
 
 
 def test_out_of_range_positions_error_or_skip(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from taskvec.extraction.run import prepare
+    from taskvec.extraction.prepare import prepare
 
     lengths = sorted(len(it.ids) for it in prepare(_config(tmp_path, tiny_model_dir)).items)
     cut = lengths[N // 2]

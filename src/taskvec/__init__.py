@@ -12,7 +12,7 @@ __all__ = ["TaskvecError", "__version__", "extract", "list_sessions", "load_sess
 
 _LAZY = {
     "extract": "taskvec.extraction.run",
-    "prepare": "taskvec.extraction.run",
+    "prepare": "taskvec.extraction.prepare",
     "run_extraction": "taskvec.extraction.run",
     "load_session": "taskvec.session.reader",
     "list_sessions": "taskvec.session.reader",

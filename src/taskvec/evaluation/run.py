@@ -27,11 +27,11 @@ from transformers.utils import logging as hf_logging
 
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
-from taskvec.errors import Interrupted, TaskvecError
+from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.answers import extract_answer, score, score_text
 from taskvec.evaluation.joint import SessionSink, prepare_extraction
 from taskvec.evaluation.predictions import PredictionLog
-from taskvec.extraction.run import Prepared, _sigterm_as_interrupt
+from taskvec.extraction.prepare import Prepared
 from taskvec.model.generation import Finished, GenerationStats, Generator
 from taskvec.model.loading import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
@@ -433,7 +433,7 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
     record("running")
     stats = GenerationStats()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             stats = _generate_rows(prep, model, log, rows, stop, progress, sink)
     except BaseException as exc:
         log.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from taskvec.extraction.run import Prepared, prepare
+from taskvec.extraction.prepare import Prepared, prepare
 from taskvec.model.engine import plan
 
 
