@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from transformers import GenerationConfig  # noqa: E402
 
 from bench_extract import RESULTS, SHAPES, random_model, seed_items, sync  # noqa: E402
-from taskvec.generation import GenerationStats, Generator  # noqa: E402
+from taskvec.model.generation import GenerationStats, Generator  # noqa: E402
 from taskvec.prompts.config import Generation  # noqa: E402
 
 Outputs = list[list[int]]
@@ -74,9 +74,9 @@ def measure(methods: dict[str, Method], repeats: int, device: torch.device, base
 def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[str, Any]:
     """The embedded model on the first `samples` test prompts of each shipped 5-shot config; `taskvec_with_extract`
     also reads the default extraction config's layers at the last token (one pass for evaluation and extraction)."""
-    import taskvec.evaluate as ev
-    from taskvec.generation import Reading
-    from taskvec.models import load_model
+    import taskvec.evaluation.run as ev
+    from taskvec.model.generation import Reading
+    from taskvec.model.loading import load_model
 
     out: dict[str, Any] = {}
     model = None
@@ -87,7 +87,7 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
         stop = ev.answer_stop_pattern(prep.prompt_config.answer_format)
 
         def taskvec(reading: Reading | None = None) -> tuple[Outputs, GenerationStats]:
-            generator = Generator(model, gen, ev._eos_ids(model, tok), 16, tok, stop, reading=reading)
+            generator = Generator(model, gen, ev.eos_ids(model, tok), 16, tok, stop, reading=reading)
             results = {f.idx: f.tokens for f in generator.run(prep.ids)}
             return [results[i] for i in range(len(prep.ids))], generator.stats
 

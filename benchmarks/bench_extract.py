@@ -25,8 +25,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from taskvec.capture import block_output, decoder_blocks  # noqa: E402
-from taskvec.engine import Extractor, Item  # noqa: E402
+from taskvec.model.capture import block_output, decoder_blocks  # noqa: E402
+from taskvec.model.engine import Extractor, Item  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SHAPES = REPO.parent / "shared" / "bench" / "qwen2.5-shapes.json"
@@ -234,8 +234,8 @@ def select(methods: dict[str, Method], names: list[str] | None) -> dict[str, Met
 
 def demo_cpu(repeats: int, names: list[str] | None, baseline_repeats: int | None) -> dict[str, object]:
     """The embedded model on 64 real cot 5-shot prompts, the default config's layers and positions."""
-    from taskvec.models import load_model
-    from taskvec.pipeline import prepare
+    from taskvec.extraction.prepare import prepare
+    from taskvec.model.loading import load_model
 
     prep = prepare(REPO / "task_vector_config.yaml")
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
@@ -298,7 +298,7 @@ SCALE_CHILD = """
 import resource, sys, time
 sys.path.insert(0, {src!r})
 from pathlib import Path
-from taskvec.pipeline import extract
+from taskvec.extraction.run import extract
 t = time.perf_counter()
 extract(Path({config!r}), progress=False)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-import taskvec.store as store
-from taskvec.layout import SessionPaths
-from taskvec.store import SampleTable, save_torch
+import taskvec.session.store as store
+from taskvec.session.layout import SessionPaths
+from taskvec.session.store import SampleTable, save_torch
 
 LAYERS = [0, 5, 10, 15, 20, 25, 29]
 KEYS = [[f"layer_{layer}_pos_{p}" for p in ("last", -2)] for layer in LAYERS]

@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import SHAPES, random_model, seed_items, sync  # noqa: E402
-from taskvec.engine import Extractor  # noqa: E402
+from taskvec.model.engine import Extractor  # noqa: E402
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from matplotlib.image import imread
 from taskvec.analysis import compare, correlate, project
 from taskvec.cli import main
 from taskvec.errors import TaskvecError
-from taskvec.session import Session, load_session
+from taskvec.session.reader import Session, load_session
 from tests.tiny_sessions import copy_session, edit_metadata, extract_sessions, sample_records
 
 N_SAMPLES = 16

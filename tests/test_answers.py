@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskvec.answers import ParsedAnswer, candidates, extract_answer, gold_decimals, is_correct, score
+from taskvec.evaluation.answers import ParsedAnswer, candidates, extract_answer, gold_decimals, is_correct, score
 
 # generation, expected value (None: no answer), expected how, expected text
 EXTRACT = [

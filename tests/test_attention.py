@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from taskvec.attention import NAME, shared_prefix_attention, supports_shared_prefix
-from taskvec.kvcache import from_cache
+from taskvec.model.attention import NAME, shared_prefix_attention, supports_shared_prefix
+from taskvec.model.kvcache import from_cache
 from tests.tiny import make_model
 
 

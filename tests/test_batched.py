@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from taskvec.batched import GreedyRunner, RunSpec
-from taskvec.capture import decoder_blocks
-from taskvec.intervene import full_logits, last_token_logits, patching, prefix_cache
+from taskvec.model.batched import GreedyRunner, RunSpec
+from taskvec.model.capture import decoder_blocks
+from taskvec.model.intervene import full_logits, last_token_logits, patching, prefix_cache
 from tests.tiny import make_model, make_tokenizer
 
 N_LAYERS = 4

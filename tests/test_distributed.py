@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskvec.cli import main
-from taskvec.distributed import World
+from taskvec.extraction.distributed import World
 from tests.conftest import REPO, write_configs
 from tests.test_resume import _assert_same_result, _meta, _raw_dir, _sessions
 
@@ -56,7 +56,7 @@ def test_a_killed_rank_leaves_a_resumable_session(reference: Path, tiny_model_di
     config = _config(tmp_path, tiny_model_dir)
     script = tmp_path / "dies.py"
     script.write_text(
-        "import os, signal, time, taskvec.store as s\n"
+        "import os, signal, time, taskvec.session.store as s\n"
         "add, calls = s.SessionWriter.add, []\n"
         "def slow_add(self, *a):\n"
         "    calls.append(1)\n"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from taskvec.capture import decoder_blocks
-from taskvec.engine import Extractor, Item, make_batches
-from taskvec.prefix import plan_prefix_tree
+from taskvec.model.capture import decoder_blocks
+from taskvec.model.engine import Extractor, Item, make_batches
+from taskvec.model.prefix import plan_prefix_tree
 from tests.tiny import make_model
 
 N_LAYERS = 4

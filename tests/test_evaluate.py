@@ -11,15 +11,15 @@ import pytest
 import torch
 import yaml
 
-import taskvec.evaluate as ev
+import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted
-from taskvec.generation import Finished, GenerationStats
-from taskvec.models import load_model
-from taskvec.pipeline import prepare
-from taskvec.predictions import PredictionLog
-from taskvec.store import create_unique_dir
+from taskvec.evaluation.predictions import PredictionLog
+from taskvec.extraction.prepare import prepare
+from taskvec.model.generation import Finished, GenerationStats
+from taskvec.model.loading import load_model
+from taskvec.session.store import create_unique_dir
 from tests.conftest import REPO, write_configs
 from tests.tiny import script_model
 
@@ -357,7 +357,7 @@ def test_quiet_prints_only_the_results(tiny_model_dir: Path, tmp_path: Path, cap
 
 def test_one_pass_writes_the_extraction_session(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each names the other."""
-    from taskvec.session import load_session
+    from taskvec.session.reader import load_session
 
     extract = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_5shot_answer.yaml", split="test", max_samples=5,
                             output_dir=str(tmp_path / "sessions"))

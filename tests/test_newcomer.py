@@ -147,7 +147,7 @@ def test_patch_config_errors_come_before_torch_is_imported(tmp_path: Path) -> No
 def test_offline_hub_is_detected_up_front(monkeypatch: pytest.MonkeyPatch, silent_port: int) -> None:
     from huggingface_hub import constants
 
-    from taskvec.models import hub_unreachable, resolve_model
+    from taskvec.model.loading import hub_unreachable, resolve_model
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
@@ -178,7 +178,7 @@ def test_quiet_silences_the_libraries_bars(tmp_path: Path, tiny_model_dir: Path,
 
 @pytest.mark.parametrize("prefix_cache", [True, False])
 def test_progress_counts_the_tokens_the_engine_computes(prefix_cache: bool) -> None:
-    from taskvec.engine import Extractor, Item
+    from taskvec.model.engine import Extractor, Item
     from tests.tiny import make_model
 
     model = make_model("qwen2", 3)
@@ -212,7 +212,7 @@ ROWS = [{"id": f"q{i}", "question": f"What is {i} plus {i}?", "answer": 2 * i, "
 
 
 def test_a_column_named_id_is_used_by_default(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from taskvec.pipeline import prepare
+    from taskvec.extraction.prepare import prepare
 
     config = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_5shot_answer.yaml", max_samples=4)
     _file_dataset(tmp_path, ROWS)
@@ -302,7 +302,7 @@ def test_analyses_write_to_a_folder_named_after_their_inputs(tmp_path: Path, tin
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Same-tag sessions get short unique labels; outputs go under OUTPUT_DIR/analysis; every file is printed."""
     from taskvec.analysis.plotting import session_labels
-    from taskvec.session import load_session
+    from taskvec.session.reader import load_session
 
     out = tmp_path / "out"
     for run in ("a", "b"):

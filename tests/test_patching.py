@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from taskvec.capture import capture, decoder_blocks
 from taskvec.cli import main
 from taskvec.data import DatasetConfig, load_split
 from taskvec.data.builtin import LABELS, SHORT_KINDS, generate_labeled, generate_split
-from taskvec.intervene import full_logits, last_token_logits, mean_last_token_vectors, patching, prefix_cache
+from taskvec.model.capture import capture, decoder_blocks
+from taskvec.model.intervene import full_logits, last_token_logits, mean_last_token_vectors, patching, prefix_cache
 from tests.conftest import REPO
 from tests.tiny import make_model, make_tokenizer
 
@@ -36,7 +36,7 @@ def hidden_states(model: torch.nn.Module, ids: list[int]) -> tuple[torch.Tensor,
 
 
 def own_vectors(model: torch.nn.Module, ids: list[int]) -> dict[int, torch.Tensor]:
-    """Block-L output at the last token of `ids`, for every block (read with taskvec.capture)."""
+    """Block-L output at the last token of `ids`, for every block (read with taskvec.model.capture)."""
     layers = list(range(N_LAYERS))
     with torch.inference_mode(), capture(decoder_blocks(model), layers, torch.tensor([len(ids) - 1]), None) as got:
         model(input_ids=torch.tensor([ids]))
@@ -222,9 +222,9 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path, tiny_model_dir: Path, 
 
 
 def test_task_vectors_from_a_session(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from taskvec.patching import patch
-    from taskvec.pipeline import extract
-    from taskvec.session import load_session
+    from taskvec.extraction.run import extract
+    from taskvec.patching.run import patch
+    from taskvec.session.reader import load_session
     from tests.conftest import write_configs
 
     paths = extract(write_configs(tmp_path, str(tiny_model_dir), prompt="short_plain_5shot.yaml", token_positions=["last"],
@@ -240,7 +240,7 @@ def test_task_vectors_from_a_session(tmp_path: Path, tiny_model_dir: Path) -> No
 
 
 def test_shared_layer_choice_tests_every_task_at_the_mean_best_layer(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from taskvec.patching import patch
+    from taskvec.patching.run import patch
 
     summary = patch(tiny_configs(tmp_path, tiny_model_dir, layers=[0, 1, 2], layer_choice="shared"), progress=False).summary
     shared = summary["best_layer"]

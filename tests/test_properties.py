@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskvec.engine import Extractor, Item
 from taskvec.errors import TaskvecError
+from taskvec.model.engine import Extractor, Item
 from taskvec.positions import resolve_position
-from taskvec.stats import RunningStats
+from taskvec.session.stats import RunningStats
 from tests.tiny import make_model
 
 specs = st.one_of(st.sampled_from(["last", "first"]), st.integers(-300, 300))

@@ -18,7 +18,10 @@ def _snippet(page: str, heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("page", "heading"), [("README.md", "## Loading a session"), ("docs/analysis.md", "# Studying sessions")])
+@pytest.mark.parametrize(
+    ("page", "heading"),
+    [("README.md", "## Loading a session"), ("docs/analysis.md", "# Studying sessions"), ("docs/architecture.md", "## Python API")],
+)
 def test_readme_snippets(page: str, heading: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = save_tiny(tmp_path / "tiny-16", "qwen2", n_layers=16)
     config = write_configs(tmp_path, str(model), layers=[3, 15], token_positions=["last", -2], max_samples=5)

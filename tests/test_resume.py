@@ -18,11 +18,11 @@ import pytest
 import torch
 import yaml
 
-import taskvec.store
+import taskvec.session.store
 from taskvec.cli import main
-from taskvec.engine import BatchResult, Extractor
-from taskvec.layout import SessionPaths
-from taskvec.store import session_lock
+from taskvec.model.engine import BatchResult, Extractor
+from taskvec.session.layout import SessionPaths
+from taskvec.session.store import session_lock
 from tests.conftest import REPO, write_configs
 
 N = 24
@@ -118,7 +118,7 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
 def _slow_extract(config: Path) -> subprocess.Popen[str]:
     """`taskvec extract` in a child process, slowed to 0.3 s a batch so a signal lands mid-run."""
     slow = (
-        "import time, taskvec.store as s\n"
+        "import time, taskvec.session.store as s\n"
         "add = s.SessionWriter.add\n"
         "s.SessionWriter.add = lambda self, *a: (time.sleep(0.3), add(self, *a))[1]\n"
         "from taskvec.cli import main\n"
@@ -166,7 +166,7 @@ def test_disk_full_ends_like_an_interruption(
     reference: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _config(tmp_path, tiny_model_dir)
-    save, calls = taskvec.store.save_torch, []
+    save, calls = taskvec.session.store.save_torch, []
 
     def full_disk(path: Path, obj: Any) -> None:
         calls.append(path)
@@ -174,7 +174,7 @@ def test_disk_full_ends_like_an_interruption(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         save(path, obj)
 
-    monkeypatch.setattr(taskvec.store, "save_torch", full_disk)
+    monkeypatch.setattr(taskvec.session.store, "save_torch", full_disk)
     assert main(["extract", "--config", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no space left on device in " in err and f"5 of {N} samples are saved" in err and "free space and resume with" in err
@@ -257,7 +257,7 @@ def test_a_session_being_written_cannot_be_resumed(tiny_model_dir: Path, tmp_pat
 
 
 def test_out_of_range_positions_error_or_skip(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from taskvec.pipeline import prepare
+    from taskvec.extraction.prepare import prepare
 
     lengths = sorted(len(it.ids) for it in prepare(_config(tmp_path, tiny_model_dir)).items)
     cut = lengths[N // 2]
@@ -280,12 +280,12 @@ def test_out_of_range_positions_error_or_skip(tiny_model_dir: Path, tmp_path: Pa
 
 def test_validate_reports_without_loading_weights(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    import taskvec.pipeline
+    import taskvec.extraction.run
 
     def no_weights(*args: object) -> None:
         raise AssertionError("validate must not load weights")
 
-    monkeypatch.setattr(taskvec.pipeline, "load_model", no_weights)
+    monkeypatch.setattr(taskvec.extraction.run, "load_model", no_weights)
     config = _config(tmp_path, tiny_model_dir)
     assert main(["validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
@@ -300,7 +300,7 @@ def test_validate_reports_without_loading_weights(tiny_model_dir: Path, tmp_path
 def test_large_runs_stream_statistics_from_files(reference: Path, tiny_model_dir: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the in-memory cap the statistics come from the files, to the same bits, and there is no consolidated file."""
-    monkeypatch.setattr(taskvec.store, "CONSOLIDATE_MAX_BYTES", 0)
+    monkeypatch.setattr(taskvec.session.store, "CONSOLIDATE_MAX_BYTES", 0)
     config = _config(tmp_path, tiny_model_dir)
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     (session,) = _sessions(config)
@@ -322,7 +322,7 @@ def test_disk_full_hidden_by_the_writer_is_named(tiny_model_dir: Path, tmp_path:
         save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full)
-    monkeypatch.setattr(taskvec.store.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**30, 2**30, 0))
+    monkeypatch.setattr(taskvec.session.store.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**30, 2**30, 0))
     assert main(["extract", "--config", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
     (session,) = _sessions(config)

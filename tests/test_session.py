@@ -11,7 +11,7 @@ import torch
 import taskvec
 from taskvec.cli import main
 from taskvec.errors import TaskvecError
-from taskvec.session import Session, list_sessions, load_session
+from taskvec.session.reader import Session, list_sessions, load_session
 from tests.tiny_sessions import copy_session, edit_metadata, extract_sessions, sample_records, write_consolidated
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from taskvec.stats import RunningStats
+from taskvec.session.stats import RunningStats
 
 
 def test_matches_torch_over_uneven_blocks() -> None:

@@ -15,14 +15,16 @@ import yaml
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-import taskvec.evaluate as ev
-from taskvec.answers import extract_text_answer, score_text
+import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.data import DatasetConfig, available_splits, load_split
 from taskvec.data.tasks import WORD_TASKS, task_rows, word_split
 from taskvec.errors import TaskvecError
-from taskvec.patching import best_layer, patch, plot_patching
-from taskvec.scoring import AnswerScorer, first_token_forms
+from taskvec.evaluation.answers import extract_text_answer, score_text
+from taskvec.patching.plot import plot_patching
+from taskvec.patching.run import patch
+from taskvec.patching.scoring import AnswerScorer, first_token_forms
+from taskvec.patching.sweep import best_layer
 from tests.conftest import REPO, write_configs
 from tests.tiny import make_tokenizer
 

@@ -1,4 +1,8 @@
-"""taskvec: extract and study task vectors (hidden states at chosen layers and positions)."""
+"""taskvec: extract and study task vectors (hidden states at chosen layers and positions).
+
+The public API (docs/architecture.md, "Python API") is `__all__`. `import taskvec` imports
+no torch: each name is imported from its module on first use.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,33 @@ from typing import Any
 from taskvec.errors import TaskvecError
 
 __version__ = "0.1.0"
-__all__ = ["TaskvecError", "__version__", "extract", "list_sessions", "load_session", "prepare", "run_extraction"]
 
 _LAZY = {
-    "extract": "taskvec.pipeline",
-    "prepare": "taskvec.pipeline",
-    "run_extraction": "taskvec.pipeline",
-    "load_session": "taskvec.session",
-    "list_sessions": "taskvec.session",
+    # sessions on disk
+    "Session": "taskvec.session.reader",
+    "list_sessions": "taskvec.session.reader",
+    "load_session": "taskvec.session.reader",
+    "VectorKey": "taskvec.positions",
+    # the flows
+    "prepare": "taskvec.extraction.prepare",
+    "run_extraction": "taskvec.extraction.run",
+    "extract": "taskvec.extraction.run",
+    "evaluate": "taskvec.evaluation.run",
+    "patch": "taskvec.patching.run",
+    # the model and the extraction engine
+    "resolve_model": "taskvec.model.loading",
+    "load_model": "taskvec.model.loading",
+    "load_tokenizer": "taskvec.model.loading",
+    "Extractor": "taskvec.model.engine",
+    "Item": "taskvec.model.engine",
+    # patching building blocks: vectors from few-shot prompts, patched greedy runs, scoring
+    "mean_last_token_vectors": "taskvec.model.intervene",
+    "GreedyRunner": "taskvec.model.batched",
+    "RunSpec": "taskvec.model.batched",
+    "AnswerScorer": "taskvec.patching.scoring",
 }
+
+__all__ = ["TaskvecError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,15 +14,15 @@ from taskvec.errors import Interrupted, TaskvecError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from taskvec.layout import SessionPaths
-    from taskvec.session import Session
+    from taskvec.session.layout import SessionPaths
+    from taskvec.session.reader import Session
 
 
 def _extract(args: argparse.Namespace) -> None:
     from taskvec.config import check_configs
 
     check_configs(Path(args.config))  # a typo is reported in about a second, before torch is imported
-    from taskvec.pipeline import extract
+    from taskvec.extraction.run import extract
 
     paths = extract(Path(args.config), progress=not args.quiet, resume=args.resume)
     print(f"session: {paths.name}")
@@ -50,7 +50,7 @@ def _validate(args: argparse.Namespace) -> None:
     from taskvec.config import check_configs
 
     check_configs(Path(args.config))
-    from taskvec.check import validate
+    from taskvec.extraction.check import validate
 
     _, rows = validate(Path(args.config))
     _print_rows(rows)
@@ -92,7 +92,7 @@ def _ls(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from taskvec.session import list_sessions
+    from taskvec.session.reader import list_sessions
 
     root = Path(args.root or args.output_dir)
     sessions = list_sessions(root)
@@ -103,14 +103,14 @@ def _ls(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    from taskvec.session import load_session
+    from taskvec.session.reader import load_session
 
     _print_rows(load_session(args.session, Path(args.output_dir)).describe())
 
 
 def _compare(args: argparse.Namespace) -> None:
     from taskvec.analysis import compare
-    from taskvec.session import load_session
+    from taskvec.session.reader import load_session
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
     _print_table(compare(sessions, _analysis_dir(args, sessions)))
@@ -118,7 +118,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _project(args: argparse.Namespace) -> None:
     from taskvec.analysis import project
-    from taskvec.session import load_session
+    from taskvec.session.reader import load_session
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
     table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions))
@@ -129,7 +129,7 @@ def _project(args: argparse.Namespace) -> None:
 
 def _correlate(args: argparse.Namespace) -> None:
     from taskvec.analysis import correlate
-    from taskvec.session import load_session
+    from taskvec.session.reader import load_session
 
     session = load_session(args.session, Path(args.output_dir))
     results_dir = args.results_dir or session.metadata.get("evaluation_results")
@@ -178,7 +178,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     if args.config and Path(args.config).is_file():
         load_prompt_config(Path(args.config))  # schema errors before torch is imported
-    from taskvec.evaluate import evaluate
+    from taskvec.evaluation.run import evaluate
 
     result = evaluate(
         Path(args.config) if args.config else None, progress=not args.quiet, resume=Path(args.resume) if args.resume else None,
@@ -217,10 +217,11 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _patch(args: argparse.Namespace) -> None:
-    from taskvec.patch_config import load_patch_config
+    from taskvec.patching.config import load_patch_config
 
     load_patch_config(Path(args.config))  # schema errors before torch is imported
-    from taskvec.patching import format_summary, patch
+    from taskvec.patching.run import patch
+    from taskvec.patching.summary import format_summary
 
     result = patch(Path(args.config), progress=not args.quiet)
     print(format_summary(result.summary))
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "quiet", False):
             os.environ["TQDM_DISABLE"] = "1"  # read when tqdm is imported: also silences bars of libraries that use tqdm directly
-            from taskvec.models import silence_loading
+            from taskvec.model.loading import silence_loading
 
             silence_loading()
         args.func(args)

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from taskvec.capture import decoder_blocks
-from taskvec.models import load_model, load_tokenizer, resolve_model
+from taskvec.model.capture import decoder_blocks
+from taskvec.model.loading import load_model, load_tokenizer, resolve_model
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def test_evaluate_extract_and_correlate_on_embedded_model(tmp_path: Path, monkey
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """The walkthrough on the real model: evaluate (run.py), extract the same samples, correlate by id."""
     from taskvec.cli import main
-    from taskvec.session import load_session
+    from taskvec.session.reader import load_session
 
     prompt = REPO / "configs/smollm2-135m/vanilla_5shot_answer.yaml"
     proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--config", str(prompt), "--max-samples", "4",
@@ -91,8 +91,8 @@ def test_evaluate_extract_and_correlate_on_embedded_model(tmp_path: Path, monkey
 def test_generation_equals_generate_batch_size_one_on_embedded_model() -> None:
     """On the real model (where a position off by one shows), continuous batching with the shared 5-shot
     prefix gives plain `generate`'s greedy tokens at batch size 1."""
-    import taskvec.evaluate as ev
-    from taskvec.models import load_model
+    import taskvec.evaluation.run as ev
+    from taskvec.model.loading import load_model
 
     prep = ev.prepare_evaluation(REPO / "configs/smollm2-135m/vanilla_5shot_answer.yaml", max_samples=4)
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))

@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 from taskvec.analysis.plotting import layer_ticks, legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
-from taskvec.session import Session
+from taskvec.session.reader import Session
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 HEATMAP_COLUMNS = 5  # layers per heatmap row; more would shrink the cells below their values

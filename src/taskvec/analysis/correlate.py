@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from taskvec.analysis.plotting import layer_ticks, legend_outside, new_figure, plain_numbers, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
-from taskvec.session import Session
+from taskvec.session.reader import Session
 
 PREDICTIONS_FILE = "predictions.jsonl"
 MAX_FOLDS = 5

@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from taskvec.session import Session
+from taskvec.session.reader import Session
 
 DPI = 120
 

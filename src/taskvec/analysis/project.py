@@ -13,7 +13,7 @@ from sklearn.decomposition import PCA
 from taskvec.analysis.plotting import legend_outside, new_figure, save_figure, session_labels
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey, check_position
-from taskvec.session import Session
+from taskvec.session.reader import Session
 
 
 def project_key(sessions: Sequence[Session], layer: int, position: str | None) -> str:

@@ -25,21 +25,21 @@ from tqdm import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as hf_logging
 
-from taskvec.answers import extract_answer, score, score_text
 from taskvec.config import Device, DType
 from taskvec.data.base import Sample
-from taskvec.errors import Interrupted, TaskvecError
-from taskvec.generation import Finished, GenerationStats, Generator
-from taskvec.joint import SessionSink, prepare_extraction
-from taskvec.layout import session_name
-from taskvec.models import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
-from taskvec.pipeline import Prepared, _sigterm_as_interrupt
-from taskvec.predictions import PredictionLog
+from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
+from taskvec.evaluation.answers import extract_answer, score, score_text
+from taskvec.evaluation.joint import SessionSink, prepare_extraction
+from taskvec.evaluation.predictions import PredictionLog
+from taskvec.extraction.prepare import Prepared
+from taskvec.model.generation import Finished, GenerationStats, Generator
+from taskvec.model.loading import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.resume import config_differences
-from taskvec.store import check_writable, create_unique_dir, save_json, save_text
+from taskvec.session.layout import session_name
+from taskvec.session.resume import config_differences
+from taskvec.session.store import check_writable, create_unique_dir, save_json, save_text
 from taskvec.validation import describe_validation_error
 from taskvec.versions import package_versions
 
@@ -161,7 +161,7 @@ class _AnswerStop(StoppingCriteria):
         return torch.tensor([s is not None for s in self.stopped_at], device=input_ids.device)  # type: ignore[return-value]
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """End-of-turn tokens: the tokenizer's eos plus any the model's own generation config lists."""
     found = [tokenizer.eos_token_id, model.generation_config.eos_token_id]
     flat = [i for x in found for i in (x if isinstance(x, list) else [x]) if i is not None]
@@ -191,9 +191,9 @@ def generate(
     """Generated token ids per prompt, in input order, up to and including eos or the `stop` match.
 
     Shared prompt prefixes are prefilled once and rows finish independently (see
-    `taskvec.generation.Generator`); greedy output equals `model.generate` at batch size 1.
+    `taskvec.model.generation.Generator`); greedy output equals `model.generate` at batch size 1.
     """
-    generator = Generator(model, settings, _eos_ids(model, tokenizer), batch_size, tokenizer, stop, prefix_cache, seed)
+    generator = Generator(model, settings, eos_ids(model, tokenizer), batch_size, tokenizer, stop, prefix_cache, seed)
     outputs: list[list[int]] = [[] for _ in prompt_ids]
     with tqdm(total=len(prompt_ids), unit="sample", disable=not progress, desc="generate") as bar:
         for done in generator.run(prompt_ids):
@@ -218,8 +218,8 @@ def generate_padded(
     in. The model's own generation config is replaced by `generation_config(settings)`.
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos_ids = _eos_ids(model, tokenizer)
-    model.generation_config = generation_config(settings, pad_id, eos_ids)
+    eos = eos_ids(model, tokenizer)
+    model.generation_config = generation_config(settings, pad_id, eos)
     device = next(model.parameters()).device
     order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
     outputs: list[list[int]] = [[] for _ in prompt_ids]
@@ -235,7 +235,7 @@ def generate_padded(
                 out = model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=criteria)  # type: ignore[operator]
             for row, idx in enumerate(batch):
                 new = out[row, width:].tolist()
-                ends = [new.index(e) + 1 for e in eos_ids if e in new]
+                ends = [new.index(e) + 1 for e in eos if e in new]
                 if stopper is not None and stopper.stopped_at[row] is not None:
                     ends.append(stopper.stopped_at[row])
                 outputs[idx] = new[: min(ends, default=len(new))]
@@ -376,7 +376,7 @@ def _generate_rows(prep: EvalPrepared, model: PreTrainedModel, log: PredictionLo
     """Generate every sample not in `rows`, appending each prediction to the log as it finishes
     (and, with a `sink`, its prefill's hidden states to the extraction session)."""
     o = prep.options
-    generator = Generator(model, prep.prompt_config.generation, _eos_ids(model, prep.tokenizer), o.batch_size,
+    generator = Generator(model, prep.prompt_config.generation, eos_ids(model, prep.tokenizer), o.batch_size,
                           prep.tokenizer, stop, o.prefix_cache, o.seed, reading=sink.reading if sink else None)
     bar = _Progress(len(prep.ids) - len(rows), progress)
     try:
@@ -448,7 +448,7 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
     record("running")
     stats = GenerationStats()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             stats = _generate_rows(prep, model, log, rows, stop, progress, sink)
     except BaseException as exc:
         log.close()

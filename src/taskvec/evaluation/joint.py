@@ -11,11 +11,12 @@ from typing import Any
 import torch
 
 from taskvec.errors import TaskvecError
-from taskvec.generation import Reading
-from taskvec.layout import CONSOLIDATED
-from taskvec.pipeline import Prepared, _check_finite, _metadata, _new_session, _text_config, prepare
+from taskvec.extraction.prepare import Prepared, prepare
+from taskvec.extraction.session_files import new_session, session_metadata
+from taskvec.model.generation import Reading
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.store import SampleTable, SessionWriter, save_json
+from taskvec.session.layout import CONSOLIDATED
+from taskvec.session.store import SampleTable, SessionWriter, check_finite, save_json
 
 
 def prepare_extraction(config_path: Path, samples: list[str], prompts: list[RenderedPrompt], model: str) -> Prepared:
@@ -41,9 +42,9 @@ class SessionSink:
 
     def __init__(self, prep: Prepared, device: torch.device, dtype: torch.dtype) -> None:
         self.prep, self.device, self.dtype = prep, device, dtype
-        self.paths, _ = _new_session(prep)
+        self.paths = new_session(prep)
         self.items = {it.idx: it for it in prep.items}
-        hidden = _text_config(prep.model_config).hidden_size
+        hidden = prep.text_config.hidden_size
         self.writer = SessionWriter(self.paths, prep.keys)
         self.table = SampleTable(self.paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
         self.started = time.perf_counter()
@@ -57,7 +58,7 @@ class SessionSink:
     def add(self, idx: int, vectors: torch.Tensor) -> None:
         """Queue one sample's (layers, positions, hidden) vectors for its file and the statistics."""
         item, sample_id = self.items[idx], self.prep.samples[idx].id
-        _check_finite(vectors[None], [sample_id], self.dtype)
+        check_finite(vectors[None], [sample_id], self.dtype)
         self.writer.add([item], [sample_id], vectors[None])
         self.table.put([idx], vectors[None])
 
@@ -73,4 +74,4 @@ class SessionSink:
             "timings": {**self.prep.timings, "run_s": time.perf_counter() - self.started},
             "consolidated": CONSOLIDATED if consolidated else None,
         }
-        save_json(self.paths.task_vector_dir / "metadata.json", _metadata(self.prep, self.paths, self.device, self.dtype, extra))
+        save_json(self.paths.task_vector_dir / "metadata.json", session_metadata(self.prep, self.paths, self.device, self.dtype, extra))

@@ -20,8 +20,8 @@ import yaml
 from safetensors import safe_open
 
 from taskvec.errors import TaskvecError
-from taskvec.layout import CONSOLIDATED, RAW_DIR, TASK_VECTOR_DIR, SessionPaths
 from taskvec.positions import VectorKey
+from taskvec.session.layout import CONSOLIDATED, RAW_DIR, TASK_VECTOR_DIR, SessionPaths
 
 DEFAULT_OUTPUT_DIR = Path("outputs")
 NAME_TIME = re.compile(r"_task_vector_(\d{8})_(\d{6})")

@@ -11,8 +11,8 @@ from typing import Any, NoReturn
 import torch
 
 from taskvec.errors import Interrupted, TaskvecError
-from taskvec.layout import SessionPaths
-from taskvec.store import save_json
+from taskvec.session.layout import SessionPaths
+from taskvec.session.store import save_json
 
 
 def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple[str, TaskvecError]:

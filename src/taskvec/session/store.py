@@ -1,4 +1,4 @@
-"""Session naming and layout, atomic writes, and the background writer."""
+"""Writing a session: atomic writes, the lock, the background writer of per-sample files and the in-memory sample table."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from taskvec.engine import Item
 from taskvec.errors import TaskvecError
-from taskvec.layout import SessionPaths
-from taskvec.stats import RunningStats
+from taskvec.model.engine import Item
+from taskvec.session.layout import SessionPaths
+from taskvec.session.stats import RunningStats
 
 MAX_PENDING_WRITES = 64
 CONSOLIDATE_MAX_BYTES = 4 << 30  # above this the loader reads the per-sample files instead
@@ -119,6 +119,17 @@ def save_json(path: Path, obj: Any) -> None:
 
 def save_yaml(path: Path, obj: Any) -> None:
     save_text(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+
+
+def check_finite(vectors: torch.Tensor, sample_ids: list[str], dtype: torch.dtype) -> None:
+    """Stop on NaN or Inf (typically float16 overflow), naming the samples."""
+    bad = [sid for sid, ok in zip(sample_ids, vectors.isfinite().flatten(1).all(dim=1).tolist()) if not ok]
+    if bad:
+        raise TaskvecError(
+            f"hidden states contain NaN or Inf for {len(bad)} sample(s): {', '.join(bad[:10])}"
+            f"{' ...' if len(bad) > 10 else ''} (dtype {str(dtype).removeprefix('torch.')}: float16 overflows in some models); "
+            "use `dtype: bfloat16` or `float32` in a new session"
+        )
 
 
 class SessionWriter:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from taskvec.store import save_text
+from taskvec.session.store import save_text
 
 
 def _line(row: dict[str, Any]) -> bytes:

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from taskvec.capture import block_output, decoder_blocks
-from taskvec.engine import Extractor, Item, Prefix
-from taskvec.kvcache import from_cache, select_rows, to_cache
+from taskvec.model.capture import block_output, decoder_blocks
+from taskvec.model.engine import Extractor, Item, Prefix
+from taskvec.model.kvcache import from_cache, select_rows, to_cache
 
 Keep = Callable[[int, str], bool]  # (prompt index, continuation text so far) -> keep generating
 

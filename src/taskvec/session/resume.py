@@ -10,10 +10,10 @@ from typing import Any
 import torch
 import yaml
 
-from taskvec.engine import Item
 from taskvec.errors import TaskvecError
-from taskvec.layout import SessionPaths
-from taskvec.session import missing_session, session_paths
+from taskvec.model.engine import Item
+from taskvec.session.layout import SessionPaths
+from taskvec.session.reader import missing_session, session_paths
 
 # Fields that change how the work is scheduled, never what it computes.
 EXECUTION_FIELDS = frozenset({"batch_size", "max_batch_tokens", "prefix_cache", "batching", "device", "output_dir"})

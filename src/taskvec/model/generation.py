@@ -23,10 +23,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from taskvec.attention import SharedPrefix, supports_shared_prefix
-from taskvec.capture import capture, decoder_blocks
-from taskvec.kvcache import KV, cache_kw, concat_rows, drop_front, from_cache, left_pad, select_rows, to_cache
-from taskvec.prefix import PrefixNode, plan_prefix_tree
+from taskvec.model.attention import SharedPrefix, supports_shared_prefix
+from taskvec.model.capture import capture, decoder_blocks
+from taskvec.model.kvcache import KV, cache_kw, concat_rows, drop_front, from_cache, left_pad, select_rows, to_cache
+from taskvec.model.prefix import PrefixNode, plan_prefix_tree
 from taskvec.prompts.config import Generation
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from transformers import DynamicCache, PretrainedConfig, PreTrainedModel
 
-from taskvec.attention import supports_shared_prefix
-from taskvec.capture import StopForward, capture, decoder_blocks
-from taskvec.kvcache import KV, cache_kw, from_cache, to_cache
-from taskvec.prefix import PrefixNode, plan_prefix_tree
+from taskvec.model.attention import supports_shared_prefix
+from taskvec.model.capture import StopForward, capture, decoder_blocks
+from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
+from taskvec.model.prefix import PrefixNode, plan_prefix_tree
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from taskvec.engine import plan
-from taskvec.pipeline import Prepared, prepare
+from taskvec.extraction.prepare import Prepared, prepare
+from taskvec.model.engine import plan
 
 
 def _mib(n_bytes: int) -> str:

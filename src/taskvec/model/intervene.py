@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from taskvec.capture import block_output, decoder_blocks
-from taskvec.engine import Extractor, Item
-from taskvec.kvcache import KV, cache_kw, from_cache, to_cache
+from taskvec.model.capture import block_output, decoder_blocks
+from taskvec.model.engine import Extractor, Item
+from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
 
 
 @contextmanager

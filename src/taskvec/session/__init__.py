@@ -1,0 +1,1 @@
+"""A session on disk: its layout, running statistics, the writer, metadata over a run, resuming and reading."""
