@@ -29,12 +29,14 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from transformers import GenerationConfig  # noqa: E402
 
 from bench_extract import RESULTS, SHAPES, random_model, seed_items, sync  # noqa: E402
+from taskvec.evaluation.run import EvalOptions  # noqa: E402
 from taskvec.model.generation import GenerationStats, Generator  # noqa: E402
 from taskvec.prompts.config import Generation  # noqa: E402
 
 Outputs = list[list[int]]
 Method = Callable[[], tuple[Outputs, GenerationStats | None]]
 EXTRACT_LAYERS = [0, 7, 14, 21, 29]
+BATCH = int(EvalOptions.model_fields["batch_size"].default)  # taskvec evaluate's default --batch-size
 CPU_CONFIGS = {"cot-5shot": "cot_5shot_answer.yaml", "vanilla-5shot": "vanilla_5shot_answer.yaml"}
 
 
@@ -87,7 +89,7 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
         stop = ev.answer_stop_pattern(prep.prompt_config.answer_format)
 
         def taskvec(reading: Reading | None = None) -> tuple[Outputs, GenerationStats]:
-            generator = Generator(model, gen, ev.eos_ids(model, tok), 16, tok, stop, reading=reading)
+            generator = Generator(model, gen, ev.eos_ids(model, tok), BATCH, tok, stop, reading=reading)
             results = {f.idx: f.tokens for f in generator.run(prep.ids)}
             return [results[i] for i in range(len(prep.ids))], generator.stats
 
@@ -98,7 +100,7 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
             "taskvec_with_extract": lambda: taskvec(Reading(EXTRACT_LAYERS, [[len(ids) - 1] for ids in prep.ids])),
         }
         out[variant] = {"config": f"configs/smollm2-135m/{file}", "max_new_tokens": gen.max_new_tokens,
-                        "prompt_tokens": sum(map(len, prep.ids)), "extract_layers": EXTRACT_LAYERS,
+                        "prompt_tokens": sum(map(len, prep.ids)), "extract_layers": EXTRACT_LAYERS, "taskvec_batch_size": BATCH,
                         **measure(methods, repeats, torch.device("cpu"), baseline_repeats)}
         m = out[variant]["methods"]
         out[variant]["extract_overhead"] = m["taskvec_with_extract"]["seconds"] / m["taskvec"]["seconds"]

@@ -206,7 +206,7 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
                     help="also write this extraction config's session from the same prefill (same prompts: set its split and max_samples to match)")
     ev.add_argument("--split", help="dataset split (default: test)")
     ev.add_argument("--max-samples", type=int, help="the first N samples of the split (default: all)")
-    ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 16)")
+    ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 32)")
     ev.add_argument("--no-prefix-cache", action="store_true", help="prefill every prompt in full (default: shared prefixes once)")
     ev.add_argument("--model", help="overrides the prompt config's model")
     ev.add_argument("--output-dir", help="where the results directory is created (default: results)")

@@ -50,7 +50,7 @@ class EvalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     split: str = "test"
     max_samples: int | None = Field(None, ge=1, description="the first N samples of the split")
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1, description="rows decoding at once")
     model: str | None = Field(None, description="overrides the prompt config's model")
     output_dir: Path = Path("results")
     device: Device = "auto"
