@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from taskvec.model.capture import block_output, decoder_blocks  # noqa: E402
-from taskvec.model.engine import Extractor, Item  # noqa: E402
+from taskvec.model.engine import Extractor  # noqa: E402
+from taskvec.prompts.item import Item  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SHAPES = REPO.parent / "shared" / "bench" / "qwen2.5-shapes.json"

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from taskvec.model.capture import decoder_blocks
-from taskvec.model.engine import Extractor, Item, make_batches
+from taskvec.model.engine import Extractor, make_batches
 from taskvec.model.prefix import plan_prefix_tree
+from taskvec.prompts.item import Item
 from tests.tiny import make_model
 
 N_LAYERS = 4

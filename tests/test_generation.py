@@ -162,8 +162,9 @@ def test_sampling_is_seeded_and_independent_of_batching(model: torch.nn.Module) 
 @pytest.mark.parametrize("prefix_cache", [True, False])
 def test_reading_equals_extraction(model: torch.nn.Module, eos_case: tuple, prefix_cache: bool) -> None:
     """Vectors read during the prefill equal the extraction engine's, inside the shared prefix and after it."""
-    from taskvec.model.engine import Extractor, Item
+    from taskvec.model.engine import Extractor
     from taskvec.model.generation import Reading
+    from taskvec.prompts.item import Item
 
     ids, eos, refs = eos_case
     indices = [[len(p) - 1, 0, min(45, len(p) - 3), len(p) - 2] for p in ids]  # 45 lies in the nested prefix

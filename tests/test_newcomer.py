@@ -178,7 +178,8 @@ def test_quiet_silences_the_libraries_bars(tmp_path: Path, tiny_model_dir: Path,
 
 @pytest.mark.parametrize("prefix_cache", [True, False])
 def test_progress_counts_the_tokens_the_engine_computes(prefix_cache: bool) -> None:
-    from taskvec.model.engine import Extractor, Item
+    from taskvec.model.engine import Extractor
+    from taskvec.prompts.item import Item
     from tests.tiny import make_model
 
     model = make_model("qwen2", 3)

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskvec.errors import TaskvecError
-from taskvec.model.engine import Extractor, Item
+from taskvec.model.engine import Extractor
 from taskvec.positions import resolve_position
+from taskvec.prompts.item import Item
 from taskvec.session.stats import RunningStats
 from tests.tiny import make_model
 

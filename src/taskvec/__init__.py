@@ -30,7 +30,7 @@ _LAZY = {
     "load_model": "taskvec.model.loading",
     "load_tokenizer": "taskvec.model.loading",
     "Extractor": "taskvec.model.engine",
-    "Item": "taskvec.model.engine",
+    "Item": "taskvec.prompts.item",
     # patching building blocks: vectors from few-shot prompts, patched greedy runs, scoring
     "mean_last_token_vectors": "taskvec.model.intervene",
     "GreedyRunner": "taskvec.model.batched",

@@ -14,11 +14,11 @@ from taskvec.config import ExtractionConfig, load_config
 from taskvec.data.base import Sample
 from taskvec.data.files import absolute_paths, file_sha256, split_file
 from taskvec.errors import TaskvecError
-from taskvec.model.engine import Item
 from taskvec.model.loading import ModelRef, load_model_config, load_tokenizer, resolve_device, resolve_model
 from taskvec.positions import VectorKey, normalise_layer, resolve_position
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import PromptConfig, load_prompt_config
+from taskvec.prompts.item import Item
 from taskvec.prompts.render import RenderedPrompt
 from taskvec.session.store import check_writable
 

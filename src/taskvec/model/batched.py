@@ -22,8 +22,9 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from taskvec.model.capture import block_output, decoder_blocks
-from taskvec.model.engine import Extractor, Item, Prefix
+from taskvec.model.engine import Extractor, Prefix
 from taskvec.model.kvcache import from_cache, select_rows, to_cache
+from taskvec.prompts.item import Item
 
 Keep = Callable[[int, str], bool]  # (prompt index, continuation text so far) -> keep generating
 

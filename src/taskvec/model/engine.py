@@ -13,16 +13,7 @@ from taskvec.model.attention import supports_shared_prefix
 from taskvec.model.capture import StopForward, capture, decoder_blocks
 from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
 from taskvec.model.prefix import PrefixNode, plan_prefix_tree
-
-
-@dataclass(frozen=True)
-class Item:
-    """One tokenised prompt and the absolute token indices to read, in position order."""
-
-    idx: int
-    ids: Sequence[int] | np.ndarray  # a list, or an int32 array (4 bytes a token, for large runs)
-    token_indices: Sequence[int]
-
+from taskvec.prompts.item import Item
 
 
 def _as_ids(ids: Sequence[int] | np.ndarray) -> torch.Tensor:

@@ -11,8 +11,9 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from taskvec.model.capture import block_output, decoder_blocks
-from taskvec.model.engine import Extractor, Item
+from taskvec.model.engine import Extractor
 from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
+from taskvec.prompts.item import Item
 
 
 @contextmanager

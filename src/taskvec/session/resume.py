@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from taskvec.errors import TaskvecError
-from taskvec.model.engine import Item
+from taskvec.prompts.item import Item
 from taskvec.session.layout import SessionPaths
 from taskvec.session.reader import missing_session, session_paths
 

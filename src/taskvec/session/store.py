@@ -19,7 +19,7 @@ import yaml
 from safetensors.torch import save_file
 
 from taskvec.errors import TaskvecError
-from taskvec.model.engine import Item
+from taskvec.prompts.item import Item
 from taskvec.session.layout import SessionPaths
 from taskvec.session.stats import RunningStats
 
