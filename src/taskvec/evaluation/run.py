@@ -33,7 +33,7 @@ from taskvec.evaluation.joint import SessionSink, prepare_extraction
 from taskvec.evaluation.predictions import PredictionLog
 from taskvec.extraction.prepare import Prepared
 from taskvec.model.generation import Finished, GenerationStats, Generator
-from taskvec.model.loading import ModelRef, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from taskvec.model.loading import ModelRef, dtype_name, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
@@ -215,11 +215,11 @@ def generate_padded(
 
     Same output contract as `generate`. Prompts run longest first in left-padded batches with an attention mask, so (up to
     floating-point noise) a prompt's greedy output does not depend on the batch it lands
-    in. The model's own generation config is replaced by `generation_config(settings)`.
+    in. It runs with `generation_config(settings)`; the model's own generation config is left as it is.
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = eos_ids(model, tokenizer)
-    model.generation_config = generation_config(settings, pad_id, eos)
+    config = generation_config(settings, pad_id, eos)
     device = next(model.parameters()).device
     order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
     outputs: list[list[int]] = [[] for _ in prompt_ids]
@@ -232,7 +232,8 @@ def generate_padded(
             stopper = _AnswerStop(tokenizer, stop, width, len(batch)) if stop is not None else None
             criteria = StoppingCriteriaList([stopper] if stopper is not None else [])
             with torch.inference_mode():
-                out = model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=criteria)  # type: ignore[operator]
+                out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,  # type: ignore[operator]
+                                     stopping_criteria=criteria)
             for row, idx in enumerate(batch):
                 new = out[row, width:].tolist()
                 ends = [new.index(e) + 1 for e in eos if e in new]
@@ -326,7 +327,7 @@ def _metrics(prep: EvalPrepared, directory: Path, status: str, rows: list[dict[s
         "generation": {**cfg.generation.model_dump(mode="json"), "batch_size": o.batch_size, "stop_after_answer": stop,
                        "prefix_cache": o.prefix_cache},
         "truncated_policy": "a generation that reaches max_new_tokens without an answer sentence is `truncated` and counts as wrong",
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype_name(dtype),
         "device": str(device),
         "timings": runs[-1].get("timings", {}) if runs else {},
         "runs": runs,

@@ -16,7 +16,7 @@ from taskvec.extraction.distributed import World, join_world, leave_world
 from taskvec.extraction.prepare import Prepared, prepare
 from taskvec.extraction.session_files import new_session, resolved_config, session_metadata
 from taskvec.model.engine import DEFAULT_BATCH_TOKENS, Extractor, choose_batching
-from taskvec.model.loading import load_model, resolve_device, resolve_dtype
+from taskvec.model.loading import dtype_name, load_model, resolve_device, resolve_dtype
 from taskvec.model.prefix import PrefixNode
 from taskvec.session.layout import CONSOLIDATED, SessionPaths
 from taskvec.session.recorder import SessionRecorder
@@ -34,7 +34,7 @@ def _resume_target(prep: Prepared, resume: str, dtype: torch.dtype) -> tuple[Ses
     if changed:
         raise TaskvecError(f"--resume: data file '{changed[0]}' changed since the session was written (its SHA-256 differs); "
                            "restore it or start a new session")
-    then, now = previous.get("dtype"), str(dtype).removeprefix("torch.")
+    then, now = previous.get("dtype"), dtype_name(dtype)
     if then is not None and then != now:
         raise TaskvecError(f"--resume: the session ran in {then}, this run would use {now}; set `dtype: {then}`")
     return paths, list(previous.get("runs", []))

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from taskvec.extraction.prepare import Prepared
+from taskvec.model.loading import dtype_name
 from taskvec.prompts.config import PromptConfig
 from taskvec.session.layout import SessionPaths, session_name
 from taskvec.session.store import create_session, save_text, save_yaml
@@ -74,7 +75,7 @@ def session_metadata(prep: Prepared, paths: SessionPaths, device: torch.device, 
         "skipped": prep.skipped,
         "use_chat_template": prep.prompt_config.use_chat_template,
         "add_special_tokens": prep.prompts[0].add_special_tokens,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype_name(dtype),
         "device": str(device),
         "seed": cfg.seed,
         "versions": package_versions(),

@@ -154,6 +154,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name configs and metadata use: `float32`, `bfloat16`, `float16`."""
+    return str(dtype).removeprefix("torch.")
+
+
 def load_model(ref: ModelRef, dtype: torch.dtype, device: torch.device, device_map: str | None = None) -> PreTrainedModel:
     """Load weights in `dtype` on `device` (or spread by accelerate with `device_map`), in eval mode, with SDPA attention."""
     try:
