@@ -47,6 +47,31 @@ def test_matches_sdpa_on_the_concatenation(seed: int) -> None:
     torch.testing.assert_close(got_causal, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("group", [1, 3])
+@pytest.mark.parametrize("segments", [None, [4, 9, 1]])
+def test_fused_cpu_path_for_causal_rows_and_packed_segments(group: int, segments: list[int] | None) -> None:
+    """No cache and no mask (extraction's suffix batches): torch's flash kernel, merged by log-sum-exp."""
+    g = torch.Generator().manual_seed(group)
+    rows, kv_heads, dim, prefix_len, own = 2, 2, 8, 11, 6
+    module = SimpleNamespace(layer_idx=0)
+    prefix = (torch.randn(1, kv_heads, prefix_len, dim, generator=g), torch.randn(1, kv_heads, prefix_len, dim, generator=g))
+    if segments is None:
+        query = torch.randn(rows, kv_heads * group, own, dim, generator=g) * 3
+        key, value = (torch.randn(rows, kv_heads, own, dim, generator=g) for _ in range(2))
+        got, _ = shared_prefix_attention(module, query, key, value, None, shared_prefix=[prefix])  # type: ignore[arg-type]
+        causal = torch.arange(own)[None] <= torch.arange(own)[:, None]
+        torch.testing.assert_close(got, reference(query, prefix, key, value, causal[None, None].expand(rows, 1, own, own)))
+        return
+    total = sum(segments)
+    query = torch.randn(1, kv_heads * group, total, dim, generator=g) * 3
+    key, value = (torch.randn(1, kv_heads, total, dim, generator=g) for _ in range(2))
+    got, _ = shared_prefix_attention(module, query, key, value, None, shared_prefix=[prefix], segments=segments)  # type: ignore[arg-type]
+    seg = torch.repeat_interleave(torch.arange(len(segments)), torch.tensor(segments))
+    pos = torch.arange(total)
+    block_causal = (seg[:, None] == seg[None, :]) & (pos[None, :] <= pos[:, None])
+    torch.testing.assert_close(got, reference(query, prefix, key, value, block_causal[None, None]))
+
+
 @pytest.mark.parametrize("family", ["qwen2", "llama"])
 def test_model_forward_on_a_shared_prefix_equals_the_full_forward(family: str) -> None:
     """Left-padded suffixes of different lengths on one prefix, then a decode step, against full sequences."""

@@ -41,6 +41,8 @@ def shared_prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.T
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if segments is not None:
         return _packed(query, key, value, segments, prefix, scale), None
+    if attention_mask is None and query.shape[2] == key.shape[2] and query.device.type == "cpu":
+        return _causal_cpu(query, key, value, prefix, scale), None
     return _attend(query, key, value, _own_mask(attention_mask, query.shape[2], key.shape[2], query.device), prefix, scale), None
 
 
@@ -74,6 +76,28 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mas
     return out.transpose(1, 2).contiguous()
 
 
+def _causal_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                prefix: tuple[torch.Tensor, torch.Tensor] | None, scale: float) -> torch.Tensor:
+    """`_attend` for causal rows with no cache (right padding at most) on the CPU, from torch's fused flash kernel.
+
+    The kernel returns each query's log-sum-exp, so the prefix part (every row's queries as one sequence against
+    the prefix's one copy) and the own part (causal per row) merge exactly as one softmax over both.
+    """
+    rows, heads, q, dim = query.shape
+    group = heads // key.shape[1]
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    own, own_lse = flash(query, key.repeat_interleave(group, 1), value.repeat_interleave(group, 1), is_causal=True, scale=scale)
+    if prefix is None:
+        return own.transpose(1, 2).contiguous()
+    folded = query.transpose(0, 1).reshape(1, heads, rows * q, dim)
+    on_prefix, prefix_lse = flash(folded, prefix[0].repeat_interleave(group, 1), prefix[1].repeat_interleave(group, 1), scale=scale)
+    on_prefix, prefix_lse = on_prefix.view(heads, rows, q, dim).transpose(0, 1), prefix_lse.view(heads, rows, q).transpose(0, 1)
+    top = torch.maximum(own_lse, prefix_lse)
+    w_own, w_prefix = (own_lse - top).exp_()[..., None], (prefix_lse - top).exp_()[..., None]
+    out = (own.float() * w_own + on_prefix.float() * w_prefix) / (w_own + w_prefix)
+    return out.to(query.dtype).transpose(1, 2).contiguous()
+
+
 def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segments: Sequence[int],
             prefix: tuple[torch.Tensor, torch.Tensor] | None, scale: float) -> torch.Tensor:
     """One packed row `(1, heads, S, dim)` of back-to-back segments: each segment as its own row, causal."""
@@ -84,6 +108,8 @@ def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segment
     valid = offsets[None] < lens[:, None]  # (segments, longest)
     index = (starts[:, None] + offsets[None]).clamp_(max=query.shape[2] - 1)
     q, k, v = (t[0][:, index].transpose(0, 1) for t in (query, key, value))  # (segments, heads, longest, dim)
+    if device.type == "cpu":  # segments right-padded: causal is enough
+        return _causal_cpu(q, k, v, prefix, scale)[valid][None]
     causal = offsets[None, :] <= offsets[:, None]
     out = _attend(q, k, v, (causal[None] & valid[:, None, :])[:, None], prefix, scale)  # (segments, longest, heads, dim)
     return out[valid][None]
