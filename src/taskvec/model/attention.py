@@ -110,8 +110,8 @@ def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segment
     q, k, v = (t[0][:, index].transpose(0, 1) for t in (query, key, value))  # (segments, heads, longest, dim)
     if device.type == "cpu":  # segments right-padded: causal is enough
         return _causal_cpu(q, k, v, prefix, scale)[valid][None]
-    causal = offsets[None, :] <= offsets[:, None]
-    out = _attend(q, k, v, (causal[None] & valid[:, None, :])[:, None], prefix, scale)  # (segments, longest, heads, dim)
+    own_mask = _own_mask(None, longest, longest, device) & valid[:, None, None, :]
+    out = _attend(q, k, v, own_mask, prefix, scale)  # (segments, longest, heads, dim)
     return out[valid][None]
 
 
