@@ -178,3 +178,39 @@ def test_reading_equals_extraction(model: torch.nn.Module, eos_case: tuple, pref
         vec = got[i].vectors
         assert vec is not None and vec.shape == (2, 4, 64) and vec.dtype == torch.float32
         torch.testing.assert_close(vec, expected[i], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [16, 32])
+def test_prompt_lookup_drafts_leave_greedy_tokens_unchanged(model: torch.nn.Module, batch_size: int) -> None:
+    """40 free-running tokens (the tiny models fall into loops the drafts predict): some drafts are accepted,
+    some rejected and masked out, and every token still equals bs1 `generate`; `draft_tokens=0` checks none."""
+    ids = prompts()
+    refs = [reference(model, p, [], 40) for p in ids]
+    settings = Generation(max_new_tokens=40, do_sample=False)
+    plain, drafted = (Generator(model, settings, [], batch_size, draft_tokens=n) for n in (0, 8))
+    for gen in (plain, drafted):
+        got = {f.idx: f.tokens for f in gen.run(ids)}
+        assert [got[i] for i in range(len(ids))] == refs
+    assert plain.stats.draft_tokens == 0
+    assert drafted.stats.draft_tokens > drafted.stats.accepted_tokens > 0
+
+
+def test_drafts_never_make_a_step_wider_than_the_batch(model: torch.nn.Module) -> None:
+    """Per step, rows times (1 + drafts) stays within `batch_size` tokens: a full batch checks no drafts,
+    fewer rows check some."""
+    gen = Generator(model, Generation(max_new_tokens=40, do_sample=False), [], 4)
+    shapes: list[tuple[int, int]] = []
+    original = gen.model.forward
+
+    def spy(*args: object, **kwargs: torch.Tensor) -> object:
+        if kwargs["logits_to_keep"] == kwargs["input_ids"].shape[1]:  # a decode step (a prefill keeps one)
+            shapes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
+        return original(*args, **kwargs)
+
+    gen.model.forward = spy  # type: ignore[method-assign]
+    try:
+        list(gen.run(prompts()[:6]))
+    finally:
+        del gen.model.forward
+    assert (4, 1) in shapes and all(rows * width <= 4 for rows, width in shapes)
+    assert any(width > 1 for _, width in shapes)

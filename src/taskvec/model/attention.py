@@ -41,9 +41,13 @@ def shared_prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.T
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if segments is not None:
         return _packed(query, key, value, segments, prefix, scale), None
-    if attention_mask is None and query.shape[2] == key.shape[2] and query.device.type == "cpu":
-        return _causal_cpu(query, key, value, prefix, scale), None
-    return _attend(query, key, value, _own_mask(attention_mask, query.shape[2], key.shape[2], query.device), prefix, scale), None
+    causal = attention_mask is None and query.shape[2] == key.shape[2]
+    own_mask = None if causal else _own_mask(attention_mask, query.shape[2], key.shape[2], query.device)
+    if query.device.type == "cpu":
+        return _fused_cpu(query, key, value, own_mask, prefix, scale), None
+    if own_mask is None:
+        own_mask = _own_mask(None, query.shape[2], key.shape[2], query.device)
+    return _attend(query, key, value, own_mask, prefix, scale), None
 
 
 def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mask: torch.Tensor,
@@ -76,26 +80,37 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mas
     return out.transpose(1, 2).contiguous()
 
 
-def _causal_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                prefix: tuple[torch.Tensor, torch.Tensor] | None, scale: float) -> torch.Tensor:
-    """`_attend` for causal rows with no cache (right padding at most) on the CPU, from torch's fused flash kernel.
+def _fused_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mask: torch.Tensor | None,
+               prefix: tuple[torch.Tensor, torch.Tensor] | None, scale: float) -> torch.Tensor:
+    """`_attend` on the CPU from torch's fused flash kernel; `own_mask` None means causal rows with no cache.
 
-    The kernel returns each query's log-sum-exp, so the prefix part (every row's queries as one sequence against
-    the prefix's one copy) and the own part (causal per row) merge exactly as one softmax over both.
+    The kernel returns each query's log-sum-exp, so the prefix part (a kv head's queries of every row as one
+    sequence against the prefix's one copy) and the own part merge exactly as one softmax over both. With a mask,
+    a kv head's group of query heads is one block of queries against its keys (never copied per head).
     """
     rows, heads, q, dim = query.shape
-    group = heads // key.shape[1]
+    kv_heads = key.shape[1]
+    group = heads // kv_heads
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    own, own_lse = flash(query, key.repeat_interleave(group, 1), value.repeat_interleave(group, 1), is_causal=True, scale=scale)
+    grouped = query.reshape(rows, kv_heads, group * q, dim)
+    if own_mask is None:  # one query per head keeps the kernel's causal order
+        own, own_lse = flash(query, key.repeat_interleave(group, 1), value.repeat_interleave(group, 1), is_causal=True, scale=scale)
+    else:
+        tiled = own_mask.repeat(1, 1, group, 1)  # (rows or 1, 1, group * q, own)
+        additive = torch.zeros(tiled.shape, dtype=query.dtype, device=query.device).masked_fill_(~tiled, float("-inf"))
+        own, own_lse = flash(grouped, key, value, attn_mask=additive, scale=scale)
+        own_lse = own_lse.masked_fill(~tiled.any(-1), float("-inf"))  # the kernel gives 0 where a query sees no own key
     if prefix is None:
-        return own.transpose(1, 2).contiguous()
-    folded = query.transpose(0, 1).reshape(1, heads, rows * q, dim)
-    on_prefix, prefix_lse = flash(folded, prefix[0].repeat_interleave(group, 1), prefix[1].repeat_interleave(group, 1), scale=scale)
-    on_prefix, prefix_lse = on_prefix.view(heads, rows, q, dim).transpose(0, 1), prefix_lse.view(heads, rows, q).transpose(0, 1)
+        return own.reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
+    own, own_lse = own.reshape(rows, kv_heads, group * q, dim), own_lse.reshape(rows, kv_heads, group * q)
+    folded = grouped.transpose(0, 1).reshape(1, kv_heads, rows * group * q, dim)
+    on_prefix, prefix_lse = flash(folded, prefix[0], prefix[1], scale=scale)
+    on_prefix = on_prefix.reshape(kv_heads, rows, group * q, dim).transpose(0, 1)
+    prefix_lse = prefix_lse.reshape(kv_heads, rows, group * q).transpose(0, 1)
     top = torch.maximum(own_lse, prefix_lse)
     w_own, w_prefix = (own_lse - top).exp_()[..., None], (prefix_lse - top).exp_()[..., None]
     out = (own.float() * w_own + on_prefix.float() * w_prefix) / (w_own + w_prefix)
-    return out.to(query.dtype).transpose(1, 2).contiguous()
+    return out.to(query.dtype).reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
 
 
 def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segments: Sequence[int],
@@ -109,7 +124,7 @@ def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segment
     index = (starts[:, None] + offsets[None]).clamp_(max=query.shape[2] - 1)
     q, k, v = (t[0][:, index].transpose(0, 1) for t in (query, key, value))  # (segments, heads, longest, dim)
     if device.type == "cpu":  # segments right-padded: causal is enough
-        return _causal_cpu(q, k, v, prefix, scale)[valid][None]
+        return _fused_cpu(q, k, v, None, prefix, scale)[valid][None]
     own_mask = _own_mask(None, longest, longest, device) & valid[:, None, None, :]
     out = _attend(q, k, v, own_mask, prefix, scale)  # (segments, longest, heads, dim)
     return out[valid][None]

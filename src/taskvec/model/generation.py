@@ -15,17 +15,20 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence, Set
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from taskvec.model.attention import SharedPrefix, supports_shared_prefix
 from taskvec.model.capture import capture, decoder_blocks
-from taskvec.model.kvcache import KV, cache_kw, concat_rows, drop_front, from_cache, left_pad, select_rows, to_cache
+from taskvec.model.drafts import lookup
+from taskvec.model.kvcache import KV, cache_kw, concat_rows, from_cache, growing_cache, keep_rows, left_pad, select_rows, to_cache
+from taskvec.model.packed import packed_linears
 from taskvec.model.prefix import PrefixNode, plan_prefix_tree
 from taskvec.prompts.config import Generation
 
@@ -61,7 +64,7 @@ class _Prefix:
 @dataclass
 class _Row:
     idx: int
-    prompt_len: int
+    prompt: list[int]
     tokens: list[int] = field(default_factory=list)
     rng: torch.Generator | None = None
     vectors: torch.Tensor | None = None
@@ -69,10 +72,10 @@ class _Row:
 
 @dataclass
 class _Active:
-    """The rows decoding together: one left-padded KV cache, its mask (rows, width) and the rows' state."""
+    """The rows decoding together: one left-padded KV cache (appended in place), its mask (rows, width), the rows' state."""
 
     rows: list[_Row] = field(default_factory=list)
-    kv: KV | None = None
+    cache: DynamicCache | None = None
     mask: torch.Tensor | None = None
 
 
@@ -85,6 +88,8 @@ class GenerationStats:
     prefill_tokens: int = 0
     decode_steps: int = 0
     generated_tokens: int = 0
+    draft_tokens: int = 0  # prompt-lookup drafts checked (greedy), and how many of them were right
+    accepted_tokens: int = 0
 
 
 def plan_generation(prompt_ids: Sequence[Sequence[int]], prefix_cache: bool = True) -> PrefixNode:
@@ -99,17 +104,20 @@ class Generator:
 
     Greedy output equals `model.generate` at batch size 1 (up to floating-point noise in
     near-ties). Sampling draws each row from its own generator seeded by (seed, prompt index),
-    so outputs do not depend on batching, order or resumption.
+    so outputs do not depend on batching, order or resumption. With `packed` (the default) the
+    model's linear layers run on oneDNN-prepacked weights while `run` goes on (CPU float32 only, `packed.py`).
     """
 
     def __init__(self, model: PreTrainedModel, settings: Generation, eos_ids: Sequence[int], batch_size: int,
                  tokenizer: PreTrainedTokenizerBase | None = None, stop: re.Pattern[str] | None = None,
-                 prefix_cache: bool = True, seed: int = 0, ignore_eos: bool = False, reading: Reading | None = None) -> None:
+                 prefix_cache: bool = True, seed: int = 0, ignore_eos: bool = False, reading: Reading | None = None,
+                 packed: bool = True, draft_tokens: int = 8) -> None:
         if stop is not None and tokenizer is None:
             raise ValueError("a stop pattern needs the tokenizer to decode rows")
         self.model, self.settings, self.batch_size = model, settings, batch_size
         self.eos = frozenset() if ignore_eos else frozenset(int(e) for e in eos_ids)
-        self.tokenizer, self.stop, self.prefix_cache, self.seed = tokenizer, stop, prefix_cache, seed
+        self.tokenizer, self.stop, self.prefix_cache, self.seed, self.packed = tokenizer, stop, prefix_cache, seed, packed
+        self.draft_tokens = draft_tokens
         self.base = model.get_decoder()
         self.reading = reading
         self.blocks = decoder_blocks(model) if reading is not None else None
@@ -129,19 +137,20 @@ class Generator:
         remaining = {id(n): sum(m not in skip for d in n.walk() for m in d.members) for n in tree.walk()}
         prefixes: dict[int, _Prefix] = {}
         active = _Active()
-        while queue or active.rows:
-            free = self.batch_size - len(active.rows)
-            if free > 0 and queue:
-                node = queue[0][1]
-                group = [m for m, n in queue[:free] if n is node]
-                del queue[: len(group)]
-                prefix = self._prefix(node, prompt_ids, parent, prefixes)
-                yield from self._join(active, [list(prompt_ids[m]) for m in group], group, node.prefix_len, prefix)
-                self._release(node, len(group), parent, remaining, prefixes)
-            if active.rows:
-                yield from self._step(active)
-            if on_step is not None:
-                on_step(self.stats)
+        with packed_linears(self.model) if self.packed else nullcontext():
+            while queue or active.rows:
+                free = self.batch_size - len(active.rows)
+                if free > 0 and queue:
+                    node = queue[0][1]
+                    group = [m for m, n in queue[:free] if n is node]
+                    del queue[: len(group)]
+                    prefix = self._prefix(node, prompt_ids, parent, prefixes)
+                    yield from self._join(active, [list(prompt_ids[m]) for m in group], group, node.prefix_len, prefix)
+                    self._release(node, len(group), parent, remaining, prefixes)
+                if active.rows:
+                    yield from self._step(active)
+                if on_step is not None:
+                    on_step(self.stats)
         self.shared = None
 
     def _prefix(self, node: PrefixNode, prompt_ids: Sequence[Sequence[int]], parent: dict[int, PrefixNode],
@@ -203,7 +212,7 @@ class Generator:
     def _join(self, active: _Active, prompts: list[list[int]], idxs: list[int], start: int, prefix: _Prefix) -> Iterator[Finished]:
         """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first tokens, add them to `active`."""
         logits, new_kv, new_mask, vectors = self._prefill(prompts, idxs, start, prefix)
-        rows = [_Row(i, len(p), rng=self._rng(i), vectors=v) for i, p, v in zip(idxs, prompts, vectors)]
+        rows = [_Row(i, p, rng=self._rng(i), vectors=v) for i, p, v in zip(idxs, prompts, vectors)]
         keep = [r for r, row in enumerate(rows) if not self._advance(row, logits[r])]
         for r, row in enumerate(rows):
             if r not in keep:
@@ -212,11 +221,13 @@ class Generator:
             return
         new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
         rows = [rows[r] for r in keep]
-        if active.kv is None or active.mask is None:
-            active.kv, active.mask, active.rows = new_kv, new_mask, rows
+        room = self.settings.max_new_tokens  # no row grows by more before the next join rebuilds the cache
+        if active.cache is None or active.mask is None:
+            active.cache, active.mask, active.rows = growing_cache(new_kv, room), new_mask, rows
             return
         width = max(active.mask.shape[1], new_mask.shape[1])
-        active.kv = concat_rows(left_pad(active.kv, width - active.mask.shape[1]), left_pad(new_kv, width - new_mask.shape[1]))
+        kv = concat_rows(left_pad(from_cache(active.cache), width - active.mask.shape[1]), left_pad(new_kv, width - new_mask.shape[1]))
+        active.cache = growing_cache(kv, room)
         active.mask = torch.cat([_pad_mask(active.mask, width), _pad_mask(new_mask, width)])
         active.rows += rows
 
@@ -259,21 +270,45 @@ class Generator:
         return [torch.stack([found[(r, t)] if (r, t) in found else prefix.known[t] for t in self._indices(i)], dim=1).float().cpu()
                 if self._indices(i) else None for r, i in enumerate(idxs)]
 
+    def _drafts(self, rows: list[_Row]) -> list[list[int]]:
+        """Per row, prompt-lookup drafts to check in this step (greedy only): as many as keep the step within
+        `batch_size` tokens, so drafts fill the room rows that finished left, never more than `draft_tokens` a row."""
+        per_row = min(self.draft_tokens, self.batch_size // len(rows) - 1) if not self._warpers else 0
+        return [lookup(np.asarray(row.prompt + row.tokens), min(per_row, self.settings.max_new_tokens - len(row.tokens) - 1))
+                for row in rows]
+
     @torch.inference_mode()
     def _step(self, active: _Active) -> Iterator[Finished]:
-        """One decode step for every active row; finished rows leave the batch."""
-        assert active.kv is not None and active.mask is not None
+        """One decode step for every active row: its last token and its drafts, left-padded to one width; the
+        accepted drafts stay in the cache, the rest are masked out. Finished rows leave the batch."""
+        assert active.cache is not None and active.mask is not None
         t0 = time.perf_counter()
-        rows = len(active.rows)
-        ids = torch.tensor([[row.tokens[-1]] for row in active.rows], device=self.device)
-        positions = torch.tensor([[row.prompt_len + len(row.tokens) - 1] for row in active.rows], device=self.device)  # the last token's
-        mask = torch.cat([active.mask, active.mask.new_ones(rows, 1)], dim=1)
-        cache = to_cache(active.kv)
-        out = self.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{cache_kw(self.model): cache}, **self._shared_kw())
-        logits = out.logits[:, -1].float()
-        active.kv, active.mask = from_cache(cache), mask
-        done = [r for r, row in enumerate(active.rows) if self._advance(row, logits[r])]
+        drafts = self._drafts(active.rows)
+        width = 1 + max(map(len, drafts))
+        ids = torch.zeros(len(drafts), width, dtype=torch.long)
+        positions = torch.zeros(len(drafts), width, dtype=torch.long)
+        fed = torch.zeros(len(drafts), width, dtype=torch.bool)
+        for r, (row, draft) in enumerate(zip(active.rows, drafts)):
+            last, n = len(row.prompt) + len(row.tokens) - 1, 1 + len(draft)  # the last token's position
+            ids[r, width - n :] = torch.tensor([row.tokens[-1], *draft])
+            positions[r] = torch.arange(last + n - width, last + n).clamp_(min=last)
+            fed[r, width - n :] = True
+        mask = torch.cat([active.mask, fed.to(self.device)], dim=1)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.long(), position_ids=positions.to(self.device),
+                         use_cache=True, logits_to_keep=width, **{cache_kw(self.model): active.cache}, **self._shared_kw())
+        logits = out.logits.float()
+        greedy = logits.argmax(-1).tolist() if not self._warpers else None
+        done = []
+        for r, (row, draft) in enumerate(zip(active.rows, drafts)):
+            if greedy is None:
+                finished = self._advance(row, logits[r, -1])
+            else:
+                finished, accepted = self._accept(row, greedy[r][width - 1 - len(draft) :], draft)
+                if accepted < len(draft):  # drafts the model did not agree with leave no trace
+                    mask[r, mask.shape[1] - len(draft) + accepted :] = False
+            if finished:
+                done.append(r)
+        active.mask = mask
         self.stats.decode_s += time.perf_counter() - t0
         self.stats.decode_steps += 1
         if done:
@@ -283,19 +318,35 @@ class Generator:
 
     def _drop(self, active: _Active, done: list[int]) -> None:
         """Remove finished rows, and the leading columns no remaining row uses."""
-        assert active.kv is not None and active.mask is not None
+        assert active.cache is not None and active.mask is not None
         keep = [r for r in range(len(active.rows)) if r not in set(done)]
         active.rows = [active.rows[r] for r in keep]
         if not keep:
-            active.kv, active.mask = None, None
+            active.cache, active.mask = None, None
             return
         mask = active.mask[keep]
         unused = int(mask.any(dim=0).long().argmax())  # leading all-padding columns
-        active.kv, active.mask = drop_front(select_rows(active.kv, keep), unused), mask[:, unused:]
+        keep_rows(active.cache, keep, unused)
+        active.mask = mask[:, unused:]
+
+    def _accept(self, row: _Row, guesses: list[int], draft: list[int]) -> tuple[bool, int]:
+        """Append the model's greedy token after the last token, then after each draft it agreed with, up to the
+        first disagreement or the row's end: (finished, drafts accepted)."""
+        accepted = 0
+        for token in guesses:
+            finished = self._append(row, token)
+            if finished or accepted == len(draft) or token != draft[accepted]:
+                break
+            accepted += 1
+        self.stats.draft_tokens += len(draft)
+        self.stats.accepted_tokens += accepted
+        return finished, accepted
 
     def _advance(self, row: _Row, logits: torch.Tensor) -> bool:
         """Append the row's next token (from its last-position logits); True when the row is finished."""
-        token = self._choose(row, logits)
+        return self._append(row, self._choose(row, logits))
+
+    def _append(self, row: _Row, token: int) -> bool:
         row.tokens.append(token)
         self.stats.generated_tokens += 1
         return self._reason(row) is not None

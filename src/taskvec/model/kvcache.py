@@ -9,6 +9,7 @@ from typing import cast
 import torch
 from torch import nn
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys and values, (rows, kv_heads, tokens, head_dim)
 
@@ -51,6 +52,51 @@ def concat_rows(a: KV, b: KV) -> KV:
     return [(torch.cat([ka, kb]), torch.cat([va, vb])) for (ka, va), (kb, vb) in zip(a, b)]
 
 
-def drop_front(kv: KV, tokens: int) -> KV:
-    """`kv` without its first `tokens` columns."""
-    return kv if tokens == 0 else [(k[:, :, tokens:], v[:, :, tokens:]) for k, v in kv]
+class _GrowingLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are the front of buffers with spare columns: `update` writes into that
+    room in place, where DynamicLayer concatenates (a copy of the whole cache at every decode step)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+        super().__init__()
+        self.device, self.is_initialized, self.room = keys.device, True, room
+        self.buffers = [_with_room(keys, room), _with_room(values, room)]
+        self._show(keys.shape[2])
+
+    def _show(self, length: int) -> None:
+        self.length = length
+        self.keys, self.values = (b[:, :, :length] for b in self.buffers)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.length, self.length + key_states.shape[2]
+        if end > self.buffers[0].shape[2]:  # out of room: new buffers with `room` spare columns again
+            self.buffers = [_with_room(b[:, :, :start], max(self.room, end - start)) for b in self.buffers]
+        self.buffers[0][:, :, start:end] = key_states
+        self.buffers[1][:, :, start:end] = value_states
+        self._show(end)
+        return self.buffers[0][:, :, :end], self.buffers[1][:, :, :end]
+
+    def keep(self, rows: torch.Tensor, front: int) -> None:
+        """Only batch rows `rows`, without the first `front` columns (the room stays)."""
+        self.buffers = [b.index_select(0, rows)[:, :, front:] for b in self.buffers]
+        self._show(self.length - front)
+
+
+def _with_room(t: torch.Tensor, room: int) -> torch.Tensor:
+    """A copy of `t` followed by `room` unset columns."""
+    out = t.new_empty(*t.shape[:2], t.shape[2] + room, t.shape[3])
+    out[:, :, : t.shape[2]] = t
+    return out
+
+
+def growing_cache(kv: KV, room: int) -> DynamicCache:
+    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns before it reallocates."""
+    cache = DynamicCache()
+    cache.layers = [_GrowingLayer(k, v, room) for k, v in kv]
+    return cache
+
+
+def keep_rows(cache: DynamicCache, rows: Sequence[int], front: int) -> None:
+    """Cut a `growing_cache` down to batch rows `rows`, without its first `front` columns."""
+    index = torch.as_tensor(rows, dtype=torch.long, device=cache.layers[0].device)  # type: ignore[union-attr]
+    for layer in cache.layers:
+        cast(_GrowingLayer, layer).keep(index, front)
