@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/bench_eval.py --workload eval-cpu | eval-gpu [--samples N] [--repeats R]
 eval-cpu: the embedded model, cot 5-shot and vanilla 5-shot prompt configs (max_new_tokens as shipped), greedy;
-  the outputs of every method must be identical. eval-gpu: a random-weight Qwen2.5-1.5B-shaped model, 256 prompts
+  the outputs of every method must be identical. Ablations: taskvec without prompt-lookup drafts, and without
+  oneDNN-prepacked linears. eval-gpu: a random-weight Qwen2.5-1.5B-shaped model, 256 prompts
   (900-token shared prefix + 60-240 question tokens), 128 new tokens forced (eos ignored); needs CUDA.
 Writes benchmarks/results/{workload}.json and prints a table; times are medians over --repeats runs.
 """
@@ -62,11 +63,13 @@ def measure(methods: dict[str, Method], repeats: int, device: torch.device, base
             "seconds": seconds, "seconds_all": times, "generated_tokens": tokens, "tokens_per_s": tokens / seconds,
             "prefill_share": stats.prefill_s / model_s if stats and model_s else None,
             "prefill_tokens": stats.prefill_tokens if stats else None, "decode_steps": stats.decode_steps if stats else None,
+            "draft_tokens": stats.draft_tokens if stats else None, "accepted_draft_tokens": stats.accepted_tokens if stats else None,
             "identical_to_first": sum(a == b for a, b in zip(outputs, reference)),
         }
         share = rows[name]["prefill_share"]
         print(f"  {name:<22} {seconds:8.1f} s (median of {runs}), {tokens / seconds:7.1f} tokens/s"
-              + (f", prefill {share:.0%} / decode {1 - share:.0%}" if share is not None else ""), flush=True)
+              + (f", prefill {share:.0%} / decode {1 - share:.0%}, {stats.decode_steps} steps" if stats and share is not None else "")
+              + (f", drafts {stats.accepted_tokens}/{stats.draft_tokens} accepted" if stats and stats.draft_tokens else ""), flush=True)
     base = rows[next(iter(rows))]["seconds"]
     for row in rows.values():
         row["speedup_vs_hf_generate_bs16"] = base / row["seconds"]
@@ -88,8 +91,8 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
         gen, tok = prep.prompt_config.generation, prep.tokenizer
         stop = ev.answer_stop_pattern(prep.prompt_config.answer_format)
 
-        def taskvec(reading: Reading | None = None) -> tuple[Outputs, GenerationStats]:
-            generator = Generator(model, gen, ev.eos_ids(model, tok), BATCH, tok, stop, reading=reading)
+        def taskvec(reading: Reading | None = None, **options: Any) -> tuple[Outputs, GenerationStats]:
+            generator = Generator(model, gen, ev.eos_ids(model, tok), BATCH, tok, stop, reading=reading, **options)
             results = {f.idx: f.tokens for f in generator.run(prep.ids)}
             return [results[i] for i in range(len(prep.ids))], generator.stats
 
@@ -98,6 +101,8 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
             "hf_generate_bs16": lambda: (ev.generate_padded(model, tok, prep.ids, gen, 16, stop), None),
             "taskvec": taskvec,
             "taskvec_with_extract": lambda: taskvec(Reading(EXTRACT_LAYERS, [[len(ids) - 1] for ids in prep.ids])),
+            "taskvec_no_drafts": lambda: taskvec(draft_tokens=0),  # ablations: what the drafts and the packed weights add
+            "taskvec_unpacked": lambda: taskvec(packed=False),
         }
         out[variant] = {"config": f"configs/smollm2-135m/{file}", "max_new_tokens": gen.max_new_tokens,
                         "prompt_tokens": sum(map(len, prep.ids)), "extract_layers": EXTRACT_LAYERS, "taskvec_batch_size": BATCH,

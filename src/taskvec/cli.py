@@ -184,7 +184,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         Path(args.config) if args.config else None, progress=not args.quiet, resume=Path(args.resume) if args.resume else None,
         extract=Path(args.extract) if args.extract else None,
         split=args.split, max_samples=args.max_samples, batch_size=args.batch_size, model=args.model, output_dir=args.output_dir,
-        device=args.device, dtype=args.dtype, prefix_cache=False if args.no_prefix_cache else None,
+        device=args.device, dtype=args.dtype, prefix_cache=False if args.no_prefix_cache else None, draft_tokens=args.draft_tokens,
     )
     m = result.metrics
     print(f"results: {result.directory}")
@@ -208,6 +208,8 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-samples", type=int, help="the first N samples of the split (default: all)")
     ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 32)")
     ev.add_argument("--no-prefix-cache", action="store_true", help="prefill every prompt in full (default: shared prefixes once)")
+    ev.add_argument("--draft-tokens", type=int, metavar="N",
+                    help="greedy: prompt-lookup drafts a row checks per step while the batch has room; 0 turns them off (default: 8)")
     ev.add_argument("--model", help="overrides the prompt config's model")
     ev.add_argument("--output-dir", help="where the results directory is created (default: results)")
     ev.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")

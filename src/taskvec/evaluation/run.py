@@ -57,6 +57,7 @@ class EvalOptions(BaseModel):
     dtype: DType = "auto"
     seed: int = Field(0, description="sampling seed (matters only with generation.do_sample)")
     prefix_cache: bool = Field(True, description="prefill shared prompt prefixes once (off: every prompt in full)")
+    draft_tokens: int = Field(8, ge=0, description="greedy: prompt-lookup drafts a row checks per step while the batch has room (0: none)")
 
 
 @dataclass
@@ -325,7 +326,7 @@ def _metrics(prep: EvalPrepared, directory: Path, status: str, rows: list[dict[s
         "prompt_type": cfg.prompt_type,
         "n_shot": cfg.n_shot,
         "generation": {**cfg.generation.model_dump(mode="json"), "batch_size": o.batch_size, "stop_after_answer": stop,
-                       "prefix_cache": o.prefix_cache},
+                       "prefix_cache": o.prefix_cache, "draft_tokens": o.draft_tokens},
         "truncated_policy": "a generation that reaches max_new_tokens without an answer sentence is `truncated` and counts as wrong",
         "dtype": dtype_name(dtype),
         "device": str(device),
@@ -378,7 +379,8 @@ def _generate_rows(prep: EvalPrepared, model: PreTrainedModel, log: PredictionLo
     (and, with a `sink`, its prefill's hidden states to the extraction session)."""
     o = prep.options
     generator = Generator(model, prep.prompt_config.generation, eos_ids(model, prep.tokenizer), o.batch_size,
-                          prep.tokenizer, stop, o.prefix_cache, o.seed, reading=sink.reading if sink else None)
+                          prep.tokenizer, stop, o.prefix_cache, o.seed, reading=sink.reading if sink else None,
+                          draft_tokens=o.draft_tokens)
     bar = _Progress(len(prep.ids) - len(rows), progress)
     try:
         for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
@@ -404,6 +406,7 @@ def _timings(prep: EvalPrepared, stats: GenerationStats, load_s: float, generate
         "prefill_share": stats.prefill_s / max(stats.prefill_s + stats.decode_s, 1e-9),
         "samples_per_s": n_samples / max(generate_s, 1e-9), "tokens_per_s": stats.generated_tokens / max(generate_s, 1e-9),
         "prefill_tokens": stats.prefill_tokens, "decode_steps": stats.decode_steps,
+        "draft_tokens": stats.draft_tokens, "accepted_draft_tokens": stats.accepted_tokens,
     }
 
 

@@ -1,0 +1,54 @@
+"""oneDNN-prepacked linears: the same products, only while the block runs; growing KV caches append in place."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from taskvec.model.kvcache import from_cache, growing_cache, keep_rows
+from taskvec.model.packed import packable, packed_linears
+from tests.tiny import make_model
+
+
+def test_packed_linears_give_the_same_logits_and_are_undone() -> None:
+    model = make_model("qwen2", n_layers=2)
+    ids = torch.randint(3, 400, (3, 17), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        plain = model(input_ids=ids).logits
+        linears = [m for m in model.modules() if type(m) is nn.Linear]
+        with packed_linears(model) as n:
+            assert n == len(linears) > 0 and all("forward" in m.__dict__ for m in linears)
+            packed = model(input_ids=ids).logits
+        assert all("forward" not in m.__dict__ for m in linears)
+        torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_packing_is_undone_after_an_error_and_skips_other_dtypes() -> None:
+    model = make_model("llama", n_layers=1)
+    with pytest.raises(KeyboardInterrupt), packed_linears(model):
+        raise KeyboardInterrupt
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert packable(model.to(torch.bfloat16)) == []
+
+
+def test_growing_cache_appends_in_place_and_keeps_rows() -> None:
+    g = torch.Generator().manual_seed(0)
+    keys, values = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
+    cache = growing_cache([(keys, values)], room=4)
+    layer = cache.layers[0]
+    buffer = layer.buffers[0].data_ptr()  # type: ignore[attr-defined]
+    steps = [(torch.randn(3, 2, n, 4, generator=g), torch.randn(3, 2, n, 4, generator=g)) for n in (1, 3, 2)]
+    for k, v in steps[:2]:
+        cache.update(k, v, 0)
+    assert layer.buffers[0].data_ptr() == buffer  # type: ignore[attr-defined]  # within the room: no copy
+    cache.update(*steps[2], 0)  # past the room: new buffers, same contents
+    want_k = torch.cat([keys, *(k for k, _ in steps)], dim=2)
+    want_v = torch.cat([values, *(v for _, v in steps)], dim=2)
+    (got_k, got_v), = from_cache(cache)
+    assert torch.equal(got_k, want_k) and torch.equal(got_v, want_v) and cache.get_seq_length() == 11
+    keep_rows(cache, [2, 0], front=3)
+    (got_k, got_v), = from_cache(cache)
+    assert torch.equal(got_k, want_k[[2, 0], :, 3:]) and torch.equal(got_v, want_v[[2, 0], :, 3:])
+    cache.update(*(t[:2, :, :1] for t in steps[0]), 0)
+    assert cache.get_seq_length() == 9 and torch.equal(from_cache(cache)[0][0][:, :, -1:], steps[0][0][:2, :, :1])
