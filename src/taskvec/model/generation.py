@@ -4,10 +4,14 @@ The prompts' shared prefixes (the prefix plan extraction uses, `plan_prefix_tree
 prefilled once; each prompt then prefills only its own suffix on top of its prefix's KV
 cache. The prefix all prompts share (the tree's root: the few-shot demonstrations) is
 never copied per row: rows attend to its one copy through the `taskvec` attention
-implementation (`attention.py`), so a step reads it once for the whole batch. Decoding runs one token for every active row per step. A row that writes eos or a
-complete answer sentence leaves at once and a waiting prompt takes its place, so no step
+implementation (`attention.py`), so a step reads it once for the whole batch. Each decode
+step advances every active row by at least one token. A row that writes eos or a complete
+answer sentence leaves at once and a waiting prompt takes its place, so no step
 is spent on a finished row. Rows of different lengths share one left-padded KV cache with
-an attention mask and explicit position ids, so each row computes what it would alone.
+an attention mask and explicit position ids, so each row computes what it would alone; the
+cache has spare columns, so a step writes into it in place. Greedy rows also check
+prompt-lookup drafts (`drafts.py`) while the batch has room, keeping those the model agrees
+with, and on the CPU the linear layers run on prepacked weights (`packed.py`).
 """
 
 from __future__ import annotations
@@ -221,7 +225,7 @@ class Generator:
             return
         new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
         rows = [rows[r] for r in keep]
-        room = self.settings.max_new_tokens  # no row grows by more before the next join rebuilds the cache
+        room = self.settings.max_new_tokens  # a row's tokens fit; masked-out drafts may overflow it (the cache then grows)
         if active.cache is None or active.mask is None:
             active.cache, active.mask, active.rows = growing_cache(new_kv, room), new_mask, rows
             return
