@@ -41,13 +41,11 @@ def shared_prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.T
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if segments is not None:
         return _packed(query, key, value, segments, prefix, scale), None
-    causal = attention_mask is None and query.shape[2] == key.shape[2]
-    own_mask = None if causal else _own_mask(attention_mask, query.shape[2], key.shape[2], query.device)
+    q, s = query.shape[2], key.shape[2]
     if query.device.type == "cpu":
-        return _fused_cpu(query, key, value, own_mask, prefix, scale), None
-    if own_mask is None:
-        own_mask = _own_mask(None, query.shape[2], key.shape[2], query.device)
-    return _attend(query, key, value, own_mask, prefix, scale), None
+        causal = attention_mask is None and q == s  # no cache, no padding: the kernel's own causal mask
+        return _fused_cpu(query, key, value, None if causal else _own_mask(attention_mask, q, s, query.device), prefix, scale), None
+    return _attend(query, key, value, _own_mask(attention_mask, q, s, query.device), prefix, scale), None
 
 
 def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mask: torch.Tensor,

@@ -278,6 +278,8 @@ class Generator:
         """Per row, prompt-lookup drafts to check in this step (greedy only): as many as keep the step within
         `batch_size` tokens, so drafts fill the room rows that finished left, never more than `draft_tokens` a row."""
         per_row = min(self.draft_tokens, self.batch_size // len(rows) - 1) if not self._warpers else 0
+        if per_row <= 0:
+            return [[] for _ in rows]
         return [lookup(np.asarray(row.prompt + row.tokens), min(per_row, self.settings.max_new_tokens - len(row.tokens) - 1))
                 for row in rows]
 

@@ -62,9 +62,11 @@ class _GrowingLayer(DynamicLayer):
         self.buffers = [_with_room(keys, room), _with_room(values, room)]
         self._show(keys.shape[2])
 
-    def _show(self, length: int) -> None:
-        self.length = length
-        self.keys, self.values = (b[:, :, :length] for b in self.buffers)
+    def _show(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expose the first `length` columns as the layer's keys and values."""
+        keys, values = (b[:, :, :length] for b in self.buffers)
+        self.length, self.keys, self.values = length, keys, values
+        return keys, values
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.length, self.length + key_states.shape[2]
@@ -72,8 +74,7 @@ class _GrowingLayer(DynamicLayer):
             self.buffers = [_with_room(b[:, :, :start], max(self.room, end - start)) for b in self.buffers]
         self.buffers[0][:, :, start:end] = key_states
         self.buffers[1][:, :, start:end] = value_states
-        self._show(end)
-        return self.buffers[0][:, :, :end], self.buffers[1][:, :, :end]
+        return self._show(end)
 
     def keep(self, rows: torch.Tensor, front: int) -> None:
         """Only batch rows `rows`, without the first `front` columns (the room stays)."""
