@@ -37,11 +37,18 @@ from taskvec.prompts.config import Generation  # noqa: E402
 Outputs = list[list[int]]
 Method = Callable[[], tuple[Outputs, GenerationStats | None]]
 EXTRACT_LAYERS = [0, 7, 14, 21, 29]
-BATCH = int(EvalOptions.model_fields["batch_size"].default)  # taskvec evaluate's default --batch-size
+BATCH = int(
+    EvalOptions.model_fields["batch_size"].default
+)  # taskvec evaluate's default --batch-size
 CPU_CONFIGS = {"cot-5shot": "cot_5shot_answer.yaml", "vanilla-5shot": "vanilla_5shot_answer.yaml"}
 
 
-def measure(methods: dict[str, Method], repeats: int, device: torch.device, baseline_repeats: int | None = None) -> dict[str, Any]:
+def measure(
+    methods: dict[str, Method],
+    repeats: int,
+    device: torch.device,
+    baseline_repeats: int | None = None,
+) -> dict[str, Any]:
     """Each method `repeats` times (the first, the baseline, `baseline_repeats` times if given): median seconds,
     generated tokens/s, prefill/decode split, identical outputs."""
     rows: dict[str, dict[str, Any]] = {}
@@ -60,16 +67,32 @@ def measure(methods: dict[str, Method], repeats: int, device: torch.device, base
         seconds, tokens = statistics.median(times), sum(map(len, outputs))
         model_s = (stats.prefill_s + stats.decode_s) if stats else None
         rows[name] = {
-            "seconds": seconds, "seconds_all": times, "generated_tokens": tokens, "tokens_per_s": tokens / seconds,
+            "seconds": seconds,
+            "seconds_all": times,
+            "generated_tokens": tokens,
+            "tokens_per_s": tokens / seconds,
             "prefill_share": stats.prefill_s / model_s if stats and model_s else None,
-            "prefill_tokens": stats.prefill_tokens if stats else None, "decode_steps": stats.decode_steps if stats else None,
-            "draft_tokens": stats.draft_tokens if stats else None, "accepted_draft_tokens": stats.accepted_tokens if stats else None,
+            "prefill_tokens": stats.prefill_tokens if stats else None,
+            "decode_steps": stats.decode_steps if stats else None,
+            "draft_tokens": stats.draft_tokens if stats else None,
+            "accepted_draft_tokens": stats.accepted_tokens if stats else None,
             "identical_to_first": sum(a == b for a, b in zip(outputs, reference)),
         }
         share = rows[name]["prefill_share"]
-        print(f"  {name:<22} {seconds:8.1f} s (median of {runs}), {tokens / seconds:7.1f} tokens/s"
-              + (f", prefill {share:.0%} / decode {1 - share:.0%}, {stats.decode_steps} steps" if stats and share is not None else "")
-              + (f", drafts {stats.accepted_tokens}/{stats.draft_tokens} accepted" if stats and stats.draft_tokens else ""), flush=True)
+        print(
+            f"  {name:<22} {seconds:8.1f} s (median of {runs}), {tokens / seconds:7.1f} tokens/s"
+            + (
+                f", prefill {share:.0%} / decode {1 - share:.0%}, {stats.decode_steps} steps"
+                if stats and share is not None
+                else ""
+            )
+            + (
+                f", drafts {stats.accepted_tokens}/{stats.draft_tokens} accepted"
+                if stats and stats.draft_tokens
+                else ""
+            ),
+            flush=True,
+        )
     base = rows[next(iter(rows))]["seconds"]
     for row in rows.values():
         row["speedup_vs_hf_generate_bs16"] = base / row["seconds"]
@@ -86,36 +109,66 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
     out: dict[str, Any] = {}
     model = None
     for variant, file in CPU_CONFIGS.items():
-        prep = ev.prepare_evaluation(REPO / "configs" / "smollm2-135m" / file, max_samples=samples, split="test")
+        prep = ev.prepare_evaluation(
+            REPO / "configs" / "smollm2-135m" / file, max_samples=samples, split="test"
+        )
         model = model or load_model(prep.model_ref, torch.float32, torch.device("cpu"))
         gen, tok = prep.prompt_config.generation, prep.tokenizer
         stop = ev.answer_stop_pattern(prep.prompt_config.answer_format)
 
-        def taskvec(reading: Reading | None = None, **options: Any) -> tuple[Outputs, GenerationStats]:
-            generator = Generator(model, gen, ev.eos_ids(model, tok), BATCH, tok, stop, reading=reading, **options)
+        def taskvec(
+            reading: Reading | None = None, **options: Any
+        ) -> tuple[Outputs, GenerationStats]:
+            generator = Generator(
+                model, gen, ev.eos_ids(model, tok), BATCH, tok, stop, reading=reading, **options
+            )
             results = {f.idx: f.tokens for f in generator.run(prep.ids)}
             return [results[i] for i in range(len(prep.ids))], generator.stats
 
-        print(f"{variant}: {len(prep.ids)} prompts, max_new_tokens {gen.max_new_tokens}", flush=True)
+        print(
+            f"{variant}: {len(prep.ids)} prompts, max_new_tokens {gen.max_new_tokens}", flush=True
+        )
         methods: dict[str, Method] = {
-            "hf_generate_bs16": lambda: (ev.generate_padded(model, tok, prep.ids, gen, 16, stop), None),
+            "hf_generate_bs16": lambda: (
+                ev.generate_padded(model, tok, prep.ids, gen, 16, stop),
+                None,
+            ),
             "taskvec": taskvec,
-            "taskvec_with_extract": lambda: taskvec(Reading(EXTRACT_LAYERS, [[len(ids) - 1] for ids in prep.ids])),
-            "taskvec_no_drafts": lambda: taskvec(draft_tokens=0),  # ablations: what the drafts and the packed weights add
+            "taskvec_with_extract": lambda: taskvec(
+                Reading(EXTRACT_LAYERS, [[len(ids) - 1] for ids in prep.ids])
+            ),
+            "taskvec_no_drafts": lambda: taskvec(
+                draft_tokens=0
+            ),  # ablations: what the drafts and the packed weights add
             "taskvec_unpacked": lambda: taskvec(packed=False),
         }
-        out[variant] = {"config": f"configs/smollm2-135m/{file}", "max_new_tokens": gen.max_new_tokens,
-                        "prompt_tokens": sum(map(len, prep.ids)), "extract_layers": EXTRACT_LAYERS, "taskvec_batch_size": BATCH,
-                        **measure(methods, repeats, torch.device("cpu"), baseline_repeats)}
+        out[variant] = {
+            "config": f"configs/smollm2-135m/{file}",
+            "max_new_tokens": gen.max_new_tokens,
+            "prompt_tokens": sum(map(len, prep.ids)),
+            "extract_layers": EXTRACT_LAYERS,
+            "taskvec_batch_size": BATCH,
+            **measure(methods, repeats, torch.device("cpu"), baseline_repeats),
+        }
         m = out[variant]["methods"]
-        out[variant]["extract_overhead"] = m["taskvec_with_extract"]["seconds"] / m["taskvec"]["seconds"]
+        out[variant]["extract_overhead"] = (
+            m["taskvec_with_extract"]["seconds"] / m["taskvec"]["seconds"]
+        )
     return out
 
 
-def hf_forced(model: torch.nn.Module, prompts: Outputs, new_tokens: int, batch_size: int) -> Outputs:
+def hf_forced(
+    model: torch.nn.Module, prompts: Outputs, new_tokens: int, batch_size: int
+) -> Outputs:
     """Left-padded `generate`, eos ignored: exactly `new_tokens` per prompt."""
     device = next(model.parameters()).device
-    cfg = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+    cfg = GenerationConfig(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
     out: Outputs = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
@@ -131,7 +184,9 @@ def hf_forced(model: torch.nn.Module, prompts: Outputs, new_tokens: int, batch_s
 def eval_gpu(repeats: int, n: int, shapes_file: Path, batch_size: int) -> dict[str, Any]:
     """Random Qwen2.5-1.5B shapes in bf16, `n` prompts with a 900-token shared prefix, 128 forced new tokens."""
     if not torch.cuda.is_available():
-        raise SystemExit("eval-gpu: no CUDA device is visible; this workload runs only on a GPU machine")
+        raise SystemExit(
+            "eval-gpu: no CUDA device is visible; this workload runs only on a GPU machine"
+        )
     shapes = json.loads(shapes_file.read_text())
     key = next(k for k in shapes if k.startswith("Qwen/Qwen2.5-1.5B-"))
     model = random_model(shapes[key], torch.device("cuda"))
@@ -143,8 +198,18 @@ def eval_gpu(repeats: int, n: int, shapes_file: Path, batch_size: int) -> dict[s
         results = {f.idx: f.tokens for f in generator.run(prompts)}
         return [results[i] for i in range(n)], generator.stats
 
-    methods: dict[str, Method] = {"hf_generate_bs16": lambda: (hf_forced(model, prompts, 128, 16), None), "taskvec": taskvec}
-    return {"1.5B": {"model_shape": key, "new_tokens": 128, "batch_size": batch_size, **measure(methods, repeats, torch.device("cuda"))}}
+    methods: dict[str, Method] = {
+        "hf_generate_bs16": lambda: (hf_forced(model, prompts, 128, 16), None),
+        "taskvec": taskvec,
+    }
+    return {
+        "1.5B": {
+            "model_shape": key,
+            "new_tokens": 128,
+            "batch_size": batch_size,
+            **measure(methods, repeats, torch.device("cuda")),
+        }
+    }
 
 
 def check_identical(results: dict[str, Any]) -> None:
@@ -152,8 +217,10 @@ def check_identical(results: dict[str, Any]) -> None:
     for variant, res in results.items():
         for name, row in res["methods"].items():
             if row["identical_to_first"] != res["n_prompts"]:
-                raise SystemExit(f"{variant}: {name} differs from hf_generate_bs16 on "
-                                 f"{res['n_prompts'] - row['identical_to_first']} of {res['n_prompts']} prompts")
+                raise SystemExit(
+                    f"{variant}: {name} differs from hf_generate_bs16 on "
+                    f"{res['n_prompts'] - row['identical_to_first']} of {res['n_prompts']} prompts"
+                )
 
 
 def main() -> None:
@@ -161,29 +228,60 @@ def main() -> None:
     parser.add_argument("--workload", choices=["eval-cpu", "eval-gpu"], required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=32, help="eval-cpu: test samples per config")
-    parser.add_argument("--baseline-repeats", type=int, default=None, help="repeats of hf_generate_bs16 (default: --repeats)")
+    parser.add_argument(
+        "--baseline-repeats",
+        type=int,
+        default=None,
+        help="repeats of hf_generate_bs16 (default: --repeats)",
+    )
     parser.add_argument("--prompts", type=int, default=256, help="eval-gpu: number of prompts")
-    parser.add_argument("--batch-size", type=int, default=64, help="eval-gpu: taskvec's rows decoding at once")
-    parser.add_argument("--shapes-file", type=Path, default=SHAPES, help="eval-gpu: Qwen2.5 shapes JSON")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/{workload}.json)")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="eval-gpu: taskvec's rows decoding at once"
+    )
+    parser.add_argument(
+        "--shapes-file", type=Path, default=SHAPES, help="eval-gpu: Qwen2.5 shapes JSON"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON path (default benchmarks/results/{workload}.json)",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    )
     if args.workload == "eval-cpu":
         results = eval_cpu(args.samples, args.repeats, args.baseline_repeats)
     else:
         results = eval_gpu(args.repeats, args.prompts, args.shapes_file, args.batch_size)
     path = args.out or RESULTS / f"{args.workload}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"workload": args.workload, "device": device, "torch": torch.__version__, "repeats": args.repeats,
-               "baseline_repeats": args.baseline_repeats or args.repeats, "load_average_at_end": os.getloadavg(),
-               "command": " ".join(["python", *sys.argv]), "results": results}
+    payload = {
+        "workload": args.workload,
+        "device": device,
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "baseline_repeats": args.baseline_repeats or args.repeats,
+        "load_average_at_end": os.getloadavg(),
+        "command": " ".join(["python", *sys.argv]),
+        "results": results,
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwritten: {path}")
     for variant, res in results.items():
         m = res["methods"]
-        print(f"{variant}: taskvec {m['taskvec']['speedup_vs_hf_generate_bs16']:.1f}x faster than hf_generate_bs16"
-              + (f"; evaluate+extract in one pass {res['extract_overhead']:.2f}x evaluate alone" if "extract_overhead" in res else ""))
+        print(
+            f"{variant}: taskvec {m['taskvec']['speedup_vs_hf_generate_bs16']:.1f}x faster than hf_generate_bs16"
+            + (
+                f"; evaluate+extract in one pass {res['extract_overhead']:.2f}x evaluate alone"
+                if "extract_overhead" in res
+                else ""
+            )
+        )
     check_identical(results)
 
 

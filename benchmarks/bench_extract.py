@@ -53,7 +53,11 @@ class PeakRSS:
     """Samples this process's resident memory on a thread; `peak` is the maximum seen (bytes)."""
 
     def __enter__(self) -> PeakRSS:
-        self.proc, self.peak, self.done = psutil.Process(), psutil.Process().memory_info().rss, threading.Event()
+        self.proc, self.peak, self.done = (
+            psutil.Process(),
+            psutil.Process().memory_info().rss,
+            threading.Event(),
+        )
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()
         return self
@@ -76,7 +80,9 @@ def baseline(wl: Workload, batch_size: int) -> Vectors:
     model, device = wl.model, next(wl.model.parameters()).device
     n_layers = len(decoder_blocks(model))
     last: dict[str, torch.Tensor] = {}
-    hook = decoder_blocks(model)[-1].register_forward_hook(lambda m, a, out: last.__setitem__("h", block_output(out)))
+    hook = decoder_blocks(model)[-1].register_forward_hook(
+        lambda m, a, out: last.__setitem__("h", block_output(out))
+    )
     out: Vectors = {}
     try:
         for start in range(0, len(wl.items), batch_size):
@@ -89,17 +95,32 @@ def baseline(wl: Workload, batch_size: int) -> Vectors:
                 mask[r, width - len(it.ids) :] = 1
             ids, mask = ids.to(device), mask.to(device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            hs = model(input_ids=ids, attention_mask=mask, position_ids=positions, output_hidden_states=True).hidden_states
+            hs = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                output_hidden_states=True,
+            ).hidden_states
             for r, it in enumerate(chunk):
                 cols = [width - len(it.ids) + t for t in it.token_indices]
-                rows = [(last["h"] if layer == n_layers - 1 else hs[layer + 1])[r, cols] for layer in wl.layers]
+                rows = [
+                    (last["h"] if layer == n_layers - 1 else hs[layer + 1])[r, cols]
+                    for layer in wl.layers
+                ]
                 out[it.idx] = torch.stack(rows).float().cpu()
     finally:
         hook.remove()
     return out
 
 
-def taskvec(wl: Workload, prefix_cache: bool, budget: int, batch_size: int, packed: bool, shared: bool = True) -> Vectors:
+def taskvec(
+    wl: Workload,
+    prefix_cache: bool,
+    budget: int,
+    batch_size: int,
+    packed: bool,
+    shared: bool = True,
+) -> Vectors:
     """The engine; `shared=False` is the path before shared-prefix attention (prefix cache copied per row, packed
     batches under a block-diagonal mask)."""
     engine = Extractor(wl.model, wl.layers, budget, batch_size, prefix_cache, packed)
@@ -155,7 +176,9 @@ def max_rel_diff(got: Vectors, ref: Vectors) -> float:
 Method = Callable[[Workload], Vectors]
 
 
-def measure(wl: Workload, methods: dict[str, Method], repeats: int, baseline_repeats: int | None = None) -> dict[str, object]:
+def measure(
+    wl: Workload, methods: dict[str, Method], repeats: int, baseline_repeats: int | None = None
+) -> dict[str, object]:
     """Run every method `repeats` times (the first, the reference, `baseline_repeats` times if given; after a small
     warm-up); medians, throughput, memory, accuracy."""
     device = next(wl.model.parameters()).device
@@ -233,7 +256,9 @@ def select(methods: dict[str, Method], names: list[str] | None) -> dict[str, Met
     return {k: m for i, (k, m) in enumerate(methods.items()) if i == 0 or k in names}
 
 
-def demo_cpu(repeats: int, names: list[str] | None, baseline_repeats: int | None) -> dict[str, object]:
+def demo_cpu(
+    repeats: int, names: list[str] | None, baseline_repeats: int | None
+) -> dict[str, object]:
     """The embedded model on 64 real cot 5-shot prompts, the default config's layers and positions."""
     from taskvec.extraction.prepare import prepare
     from taskvec.model.loading import load_model
@@ -241,7 +266,11 @@ def demo_cpu(repeats: int, names: list[str] | None, baseline_repeats: int | None
     prep = prepare(REPO / "task_vector_config.yaml")
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
     wl = Workload("demo-cpu", model, prep.items[:64], prep.layers)
-    return {"demo-cpu": measure(wl, select(standard_methods(True, 1024, 2048), names), repeats, baseline_repeats)}
+    return {
+        "demo-cpu": measure(
+            wl, select(standard_methods(True, 1024, 2048), names), repeats, baseline_repeats
+        )
+    }
 
 
 def random_model(shape: dict[str, object], device: torch.device) -> torch.nn.Module:
@@ -270,8 +299,14 @@ def seed_items(vocab: int, n: int, shared: bool, seed: int = 0) -> list[Item]:
     return items
 
 
-def seed_gpu(repeats: int, shapes: list[str], n: int, shapes_file: Path, names: list[str] | None,
-             save: Callable[[dict[str, object]], None]) -> dict[str, object]:
+def seed_gpu(
+    repeats: int,
+    shapes: list[str],
+    n: int,
+    shapes_file: Path,
+    names: list[str] | None,
+    save: Callable[[dict[str, object]], None],
+) -> dict[str, object]:
     """Qwen2.5-shaped random models, 256 prompts, layers 4..27, position last; with and without a shared prefix.
 
     `save` is called after each variant, so a run cut short keeps what it measured."""
@@ -282,11 +317,15 @@ def seed_gpu(repeats: int, shapes: list[str], n: int, shapes_file: Path, names: 
     for short in shapes:
         key = next(k for k in all_shapes if k.startswith(f"Qwen/Qwen2.5-{short}-"))
         model = random_model(all_shapes[key], device)
-        layers = [4, 8, 12, 16, 20, 24, 27] if all_shapes[key]["num_hidden_layers"] >= 28 else [0, 1]
+        layers = (
+            [4, 8, 12, 16, 20, 24, 27] if all_shapes[key]["num_hidden_layers"] >= 28 else [0, 1]
+        )
         for shared in (True, False):
             variant = f"{short}{'' if shared else '-no-prefix'}"
             print(f"{variant}:", flush=True)
-            wl = Workload(variant, model, seed_items(all_shapes[key]["vocab_size"], n, shared), layers)
+            wl = Workload(
+                variant, model, seed_items(all_shapes[key]["vocab_size"], n, shared), layers
+            )
             out[variant] = {"model_shape": key, **measure(wl, select(methods, names), repeats)}
             save(out)
         del model
@@ -324,16 +363,32 @@ def scale_cpu(counts: list[int]) -> dict[str, object]:
         (Path(tmp) / "prompt.yaml").write_text(yaml.safe_dump(prompt))
         for count in counts:
             config = Path(tmp) / f"extract_{count}.yaml"
-            config.write_text(yaml.safe_dump({
-                "prompt_config": str(Path(tmp) / "prompt.yaml"), "layers": [0, 1, 2, 3],
-                "token_positions": ["last", -2], "max_samples": count, "output_dir": str(Path(tmp) / "out"),
-                "device": "cpu",
-            }))
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "prompt_config": str(Path(tmp) / "prompt.yaml"),
+                        "layers": [0, 1, 2, 3],
+                        "token_positions": ["last", -2],
+                        "max_samples": count,
+                        "output_dir": str(Path(tmp) / "out"),
+                        "device": "cpu",
+                    }
+                )
+            )
             code = SCALE_CHILD.format(src=str(REPO / "src"), config=str(config))
-            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
             seconds, rss_kb = res.stdout.split()[-2:]
-            out[str(count)] = {"samples": count, "seconds": float(seconds), "peak_rss_mb": int(rss_kb) / 1024}
-            print(f"  {count:>6} samples: {float(seconds):7.1f} s, peak RSS {int(rss_kb) / 1024:7.1f} MiB", flush=True)
+            out[str(count)] = {
+                "samples": count,
+                "seconds": float(seconds),
+                "peak_rss_mb": int(rss_kb) / 1024,
+            }
+            print(
+                f"  {count:>6} samples: {float(seconds):7.1f} s, peak RSS {int(rss_kb) / 1024:7.1f} MiB",
+                flush=True,
+            )
     return out
 
 
@@ -341,45 +396,77 @@ def print_table(results: dict[str, object]) -> None:
     for variant, res in results.items():
         if not isinstance(res, dict) or "methods" not in res:
             continue
-        print(f"\n{variant}: {res['n_prompts']} prompts, {res['tokens_total']} tokens ({res['tokens_distinct']} distinct), "
-              f"floor {res['floor_tflop']:.2f} TFLOP")
-        print(f"{'method':<26}{'seconds':>9}{'speedup':>9}{'samples/s':>11}{'tokens/s':>11}{'TFLOP/s':>9}{'peak%':>7}"
-              f"{'mem MiB':>9}{'max rel diff':>14}")
+        print(
+            f"\n{variant}: {res['n_prompts']} prompts, {res['tokens_total']} tokens ({res['tokens_distinct']} distinct), "
+            f"floor {res['floor_tflop']:.2f} TFLOP"
+        )
+        print(
+            f"{'method':<26}{'seconds':>9}{'speedup':>9}{'samples/s':>11}{'tokens/s':>11}{'TFLOP/s':>9}{'peak%':>7}"
+            f"{'mem MiB':>9}{'max rel diff':>14}"
+        )
         for name, m in res["methods"].items():
             frac = m["fraction_of_bf16_peak"]
-            print(f"{name:<26}{m['seconds']:9.3f}{m['speedup_vs_baseline']:9.1f}{m['samples_per_s']:11.1f}"
-                  f"{m['tokens_per_s']:11.0f}{m['useful_tflops']:9.3f}{(f'{100 * frac:.1f}' if frac else '-'):>7}"
-                  f"{m['peak_memory_mb']:9.0f}{m['max_rel_diff_vs_baseline']:14.2e}")
+            print(
+                f"{name:<26}{m['seconds']:9.3f}{m['speedup_vs_baseline']:9.1f}{m['samples_per_s']:11.1f}"
+                f"{m['tokens_per_s']:11.0f}{m['useful_tflops']:9.3f}{(f'{100 * frac:.1f}' if frac else '-'):>7}"
+                f"{m['peak_memory_mb']:9.0f}{m['max_rel_diff_vs_baseline']:14.2e}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=["demo-cpu", "seed-gpu", "scale-cpu"], required=True)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--baseline-repeats", type=int, default=None, help="demo-cpu: repeats of baseline_bs1 (default: --repeats)")
+    parser.add_argument(
+        "--baseline-repeats",
+        type=int,
+        default=None,
+        help="demo-cpu: repeats of baseline_bs1 (default: --repeats)",
+    )
     parser.add_argument("--shapes", default="1.5B,7B", help="seed-gpu: Qwen2.5 sizes to run")
     parser.add_argument("--prompts", type=int, default=256, help="seed-gpu: number of prompts")
-    parser.add_argument("--shapes-file", type=Path, default=SHAPES, help="seed-gpu: Qwen2.5 shapes JSON")
-    parser.add_argument("--methods", default=None, help="comma-separated subset (baseline_bs1 always runs)")
+    parser.add_argument(
+        "--shapes-file", type=Path, default=SHAPES, help="seed-gpu: Qwen2.5 shapes JSON"
+    )
+    parser.add_argument(
+        "--methods", default=None, help="comma-separated subset (baseline_bs1 always runs)"
+    )
     parser.add_argument("--counts", default="256,4096", help="scale-cpu: sample counts")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/{workload}.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON path (default benchmarks/results/{workload}.json)",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    )
     names = args.methods.split(",") if args.methods else None
     path = args.out or RESULTS / f"{args.workload}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def save(results: dict[str, object]) -> None:
-        payload = {"workload": args.workload, "device": device, "torch": torch.__version__, "repeats": args.repeats,
-                   "baseline_repeats": args.baseline_repeats or args.repeats,
-                   "command": " ".join(["python", *sys.argv]), "results": results}
+        payload = {
+            "workload": args.workload,
+            "device": device,
+            "torch": torch.__version__,
+            "repeats": args.repeats,
+            "baseline_repeats": args.baseline_repeats or args.repeats,
+            "command": " ".join(["python", *sys.argv]),
+            "results": results,
+        }
         path.write_text(json.dumps(payload, indent=2) + "\n")
 
     if args.workload == "demo-cpu":
         results = demo_cpu(args.repeats, names, args.baseline_repeats)
     elif args.workload == "seed-gpu":
-        results = seed_gpu(args.repeats, args.shapes.split(","), args.prompts, args.shapes_file, names, save)
+        results = seed_gpu(
+            args.repeats, args.shapes.split(","), args.prompts, args.shapes_file, names, save
+        )
     else:
         results = scale_cpu([int(c) for c in args.counts.split(",")])
     save(results)

@@ -45,7 +45,11 @@ def main() -> None:
         paths.task_vector_dir.mkdir()
         paths.raw_dir.mkdir()
         for i in idxs:
-            record = {key: vectors[i, li, pi].clone() for li, row in enumerate(KEYS) for pi, key in enumerate(row)}
+            record = {
+                key: vectors[i, li, pi].clone()
+                for li, row in enumerate(KEYS)
+                for pi, key in enumerate(row)
+            }
             save_torch(paths.sample_file(i), record | {"_sample_idx": i})
 
         def from_memory() -> None:
@@ -62,9 +66,15 @@ def main() -> None:
                 store.CONSOLIDATE_MAX_BYTES = cap
 
         files, memory = _timed(from_files, args.repeats), _timed(from_memory, args.repeats)
-    print(f"{n} samples x {len(LAYERS) * 2} keys x {hidden}, torch threads {torch.get_num_threads()}, medians of {args.repeats}:")
-    print(f"  statistics streamed from files: {files:.2f} s ({1e3 * files / n:.2f} ms/sample; no vectors.safetensors)")
-    print(f"  in-memory table (+ vectors.safetensors): {memory:.2f} s ({1e3 * memory / n:.2f} ms/sample)")
+    print(
+        f"{n} samples x {len(LAYERS) * 2} keys x {hidden}, torch threads {torch.get_num_threads()}, medians of {args.repeats}:"
+    )
+    print(
+        f"  statistics streamed from files: {files:.2f} s ({1e3 * files / n:.2f} ms/sample; no vectors.safetensors)"
+    )
+    print(
+        f"  in-memory table (+ vectors.safetensors): {memory:.2f} s ({1e3 * memory / n:.2f} ms/sample)"
+    )
     print(f"  ratio files / memory: {files / memory:.1f}x")
 
 

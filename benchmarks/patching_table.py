@@ -33,11 +33,19 @@ def table(summaries: list[dict[str, Any]]) -> str:
                 cells.append("not run")
                 continue
             t = found[0]["test"]
-            cells.append(f"{_f(t['zero_shot'])} / {_f(t['few_shot'])} / {_f(t['task_vector_per_task'])} / {_layer(t['layer'] if s['layer_choice'] == 'per_task' else None)}")
+            cells.append(
+                f"{_f(t['zero_shot'])} / {_f(t['few_shot'])} / {_f(t['task_vector_per_task'])} / {_layer(t['layer'] if s['layer_choice'] == 'per_task' else None)}"
+            )
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    for key, label in (("test", "mean, all tasks"), ("test_learned_in_context", "mean, few-shot >= 0.5")):
-        cells = [f"{_f(s[key]['zero_shot'])} / {_f(s[key]['few_shot'])} / {_f(s[key]['task_vector_per_task'])} "
-                 f"(shared layer {_layer(s['best_layer'])}: {_f(s[key]['task_vector_shared'])}); n={s[key]['n_tasks']}" for s in summaries]
+    for key, label in (
+        ("test", "mean, all tasks"),
+        ("test_learned_in_context", "mean, few-shot >= 0.5"),
+    ):
+        cells = [
+            f"{_f(s[key]['zero_shot'])} / {_f(s[key]['few_shot'])} / {_f(s[key]['task_vector_per_task'])} "
+            f"(shared layer {_layer(s['best_layer'])}: {_f(s[key]['task_vector_shared'])}); n={s[key]['n_tasks']}"
+            for s in summaries
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -47,8 +47,11 @@ def main() -> None:
         return time.perf_counter() - t
 
     run()
-    print(f"{key} budget={args.budget} packed={args.packed} shared={not args.no_shared}: "
-          f"median {statistics.median(run() for _ in range(3)):.3f} s", flush=True)
+    print(
+        f"{key} budget={args.budget} packed={args.packed} shared={not args.no_shared}: "
+        f"median {statistics.median(run() for _ in range(3)):.3f} s",
+        flush=True,
+    )
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         run()

@@ -17,7 +17,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2", n_layers=4)
 
 
-def write_configs(tmp: Path, model: str, prompt: str = "cot_5shot_answer.yaml", **overrides: object) -> Path:
+def write_configs(
+    tmp: Path, model: str, prompt: str = "cot_5shot_answer.yaml", **overrides: object
+) -> Path:
     """A prompt config copied from the shipped set (model replaced) and an extraction config."""
     prompt_cfg = yaml.safe_load((REPO / "configs" / "smollm2-135m" / prompt).read_text())
     prompt_cfg["model"] = model

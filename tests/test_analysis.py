@@ -24,8 +24,12 @@ N_SAMPLES = 16
 
 
 @pytest.fixture(scope="module")
-def sessions(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    return extract_sessions(tmp_path_factory.mktemp("sessions"), tiny_model_dir, max_samples=N_SAMPLES)
+def sessions(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[str]]:
+    return extract_sessions(
+        tmp_path_factory.mktemp("sessions"), tiny_model_dir, max_samples=N_SAMPLES
+    )
 
 
 @pytest.fixture
@@ -45,7 +49,10 @@ def _assert_image(path: Path) -> None:
 
 
 def _write_predictions(path: Path, correct: dict[str, bool]) -> Path:
-    lines = [json.dumps({"sample_id": sid, "correct": ok, "generation": "The answer is 1.", "gold": 1.0}) for sid, ok in correct.items()]
+    lines = [
+        json.dumps({"sample_id": sid, "correct": ok, "generation": "The answer is 1.", "gold": 1.0})
+        for sid, ok in correct.items()
+    ]
     path.mkdir(parents=True, exist_ok=True)
     (path / "predictions.jsonl").write_text("\n".join(lines) + "\n")
     return path
@@ -59,20 +66,31 @@ def test_compare_matches_direct_torch(cot: Session, vanilla: Session, tmp_path: 
     tv_a = torch.load(cot.task_vector_dir / "task_vectors.pt", weights_only=True)
     for row in table[table.session_a == "cot_5shot_train"].itertuples():
         cos = torch.nn.functional.cosine_similarity(tv_a[row.key], tv_b[row.key], dim=0).item()
-        per_sample = torch.nn.functional.cosine_similarity(torch.stack([r[row.key] for r in raw_a]), tv_b[row.key][None], dim=1)
+        per_sample = torch.nn.functional.cosine_similarity(
+            torch.stack([r[row.key] for r in raw_a]), tv_b[row.key][None], dim=1
+        )
         assert row.cos_means == pytest.approx(cos, abs=1e-5)
         assert row.samples_cos_mean == pytest.approx(per_sample.mean().item(), abs=1e-5)
-        assert row.q50 == pytest.approx(per_sample.median().item(), abs=1e-4) or N_SAMPLES % 2 == 0  # even n: midpoint
+        assert (
+            row.q50 == pytest.approx(per_sample.median().item(), abs=1e-4) or N_SAMPLES % 2 == 0
+        )  # even n: midpoint
         assert row.samples_cos_std == pytest.approx(per_sample.std().item(), abs=1e-5)
     assert (tmp_path / "compare.csv").exists()
-    assert [p.name for p in table.attrs["plots"]] == ["compare_similarity.png", "compare_per_sample.png"]
+    assert [p.name for p in table.attrs["plots"]] == [
+        "compare_similarity.png",
+        "compare_per_sample.png",
+    ]
     for path in table.attrs["plots"]:
         _assert_image(path)
 
 
-def test_compare_with_itself_is_one_and_three_sessions_add_a_heatmap(cot: Session, vanilla: Session, tmp_path: Path) -> None:
+def test_compare_with_itself_is_one_and_three_sessions_add_a_heatmap(
+    cot: Session, vanilla: Session, tmp_path: Path
+) -> None:
     same = compare([cot, load_session(cot.task_vector_dir)], tmp_path / "same")
-    assert np.allclose(same.cos_means, 1.0) and np.allclose(same.samples_cos_mean, same.own_cos_mean)
+    assert np.allclose(same.cos_means, 1.0) and np.allclose(
+        same.samples_cos_mean, same.own_cos_mean
+    )
     assert set(same.session_a) == {"cot_5shot_train #1", "cot_5shot_train #2"}
     three = compare([cot, vanilla, cot], tmp_path / "three")
     assert len(three) == 6 * len(cot.keys)
@@ -80,17 +98,38 @@ def test_compare_with_itself_is_one_and_three_sessions_add_a_heatmap(cot: Sessio
     _assert_image(tmp_path / "three" / "compare_heatmap.png")
 
 
-def test_heatmap_values_fit_their_cells_with_many_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_heatmap_values_fit_their_cells_with_many_layers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """10 layers, 2 positions, long labels: panels wrap (at most 5 a row) and every cell value has room in its cell."""
-    cmp = importlib.import_module("taskvec.analysis.compare")  # the package exports the function under the module's name
+    cmp = importlib.import_module(
+        "taskvec.analysis.compare"
+    )  # the package exports the function under the module's name
 
     labels = ["past_tense_chat_0shot", "past_tense_chat_5shot", "past_tense_cot_5shot"]
     layers = [0, 5, 10, 15, 18, 20, 21, 22, 25, 29]
-    rows = [{"layer": layer, "position": p, "session_a": a, "session_b": b, "cos_means": 0.7 + 0.01 * layer}
-            for layer in layers for p in ("last", "-2") for a in labels for b in labels if a != b]
+    rows = [
+        {
+            "layer": layer,
+            "position": p,
+            "session_a": a,
+            "session_b": b,
+            "cos_means": 0.7 + 0.01 * layer,
+        }
+        for layer in layers
+        for p in ("last", "-2")
+        for a in labels
+        for b in labels
+        if a != b
+    ]
     figures: list[Any] = []
     monkeypatch.setattr(cmp, "save_figure", lambda fig, path: figures.append(fig) or path)
-    cmp._plot_heatmaps(pd.DataFrame(rows), [f"layer_{la}_pos_{p}" for la in layers for p in ("last", "-2")], labels, tmp_path)
+    cmp._plot_heatmaps(
+        pd.DataFrame(rows),
+        [f"layer_{la}_pos_{p}" for la in layers for p in ("last", "-2")],
+        labels,
+        tmp_path,
+    )
     (fig,) = figures
     fig.savefig(tmp_path / "heatmap.png")  # lays the figure out as the saved PNG is
     fig.canvas.draw()
@@ -99,30 +138,44 @@ def test_heatmap_values_fit_their_cells_with_many_layers(tmp_path: Path, monkeyp
     for ax in panels:
         cell = ax.get_window_extent().width / len(labels)
         widest = max(text.get_window_extent().width for text in ax.texts)
-        assert widest <= 0.8 * cell, f"cell values ({widest:.0f} px) crowd their cells ({cell:.0f} px)"
+        assert widest <= 0.8 * cell, (
+            f"cell values ({widest:.0f} px) crowd their cells ({cell:.0f} px)"
+        )
 
 
-def test_compare_needs_a_shared_key(cot: Session, sessions: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_compare_needs_a_shared_key(
+    cot: Session, sessions: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     copy = copy_session(sessions[0], cot.name, tmp_path)
     edit_metadata(copy / "task_vector" / cot.name, keys=["layer_1_pos_7"])
-    with pytest.raises(TaskvecError, match=r"share no layer/position key.*layer_1_pos_7.*layer_0_pos_last"):
+    with pytest.raises(
+        TaskvecError, match=r"share no layer/position key.*layer_1_pos_7.*layer_0_pos_last"
+    ):
         compare([load_session(cot.name, copy), cot], tmp_path)
     with pytest.raises(TaskvecError, match="at least two"):
         compare([cot], tmp_path)
 
 
 def test_project_pca(cot: Session, vanilla: Session, tmp_path: Path) -> None:
-    table = project([cot, vanilla], layer=-1, position=None, out=tmp_path)  # -1 is the last block, 3; default position last
+    table = project(
+        [cot, vanilla], layer=-1, position=None, out=tmp_path
+    )  # -1 is the last block, 3; default position last
     assert len(table) == 2 * N_SAMPLES + 2 and list(table.kind).count("mean") == 2
     assert table.attrs["plots"] == [tmp_path / "project_layer_3_pos_last.png"]
     _assert_image(tmp_path / "project_layer_3_pos_last.png")
     ratio = table.attrs["explained_variance_ratio"]
     assert 0 < ratio[1] <= ratio[0] < 1
-    stacked = torch.cat([cot.vectors("layer_3_pos_last"), vanilla.vectors("layer_3_pos_last")]).double()
+    stacked = torch.cat(
+        [cot.vectors("layer_3_pos_last"), vanilla.vectors("layer_3_pos_last")]
+    ).double()
     centred = stacked - stacked.mean(0)
     samples = table[table.kind == "sample"][["pc1", "pc2"]].to_numpy()
-    assert np.allclose((samples**2).sum(0), (torch.linalg.svdvals(centred)[:2] ** 2).numpy(), rtol=1e-6)
-    with pytest.raises(TaskvecError, match=r"no vectors at layer 1, position last; it has layers \[0, 2, 3\]"):
+    assert np.allclose(
+        (samples**2).sum(0), (torch.linalg.svdvals(centred)[:2] ** 2).numpy(), rtol=1e-6
+    )
+    with pytest.raises(
+        TaskvecError, match=r"no vectors at layer 1, position last; it has layers \[0, 2, 3\]"
+    ):
         project([cot], layer=1, position="last", out=tmp_path)
 
 
@@ -135,13 +188,21 @@ def test_correlate_joins_by_sample_id(cot: Session, tmp_path: Path) -> None:
     extra = dict(shuffled + [("test_7", True), ("other_3", False)])  # unrelated ids are ignored
     moved = correlate(cot, _write_predictions(tmp_path / "shuffled", extra), tmp_path / "plots2")
     pd.testing.assert_frame_equal(base, moved)
-    assert (moved.attrs["matched"], moved.attrs["session_only"], moved.attrs["predictions_only"]) == (N_SAMPLES, 0, 2)
-    partial = correlate(cot, _write_predictions(tmp_path / "partial", dict(shuffled[:10])), tmp_path / "plots3")
+    assert (
+        moved.attrs["matched"],
+        moved.attrs["session_only"],
+        moved.attrs["predictions_only"],
+    ) == (N_SAMPLES, 0, 2)
+    partial = correlate(
+        cot, _write_predictions(tmp_path / "partial", dict(shuffled[:10])), tmp_path / "plots3"
+    )
     assert (partial.attrs["matched"], partial.attrs["session_only"]) == (10, N_SAMPLES - 10)
     assert (partial.n == 10).all()
     for path in base.attrs["plots"]:
         _assert_image(path)
-    cos = torch.nn.functional.cosine_similarity(cot.vectors("layer_0_pos_last"), cot.mean("layer_0_pos_last")[None], dim=1)
+    cos = torch.nn.functional.cosine_similarity(
+        cot.vectors("layer_0_pos_last"), cot.mean("layer_0_pos_last")[None], dim=1
+    )
     ok = torch.tensor([truth[sid] for sid in cot.sample_ids])
     row = base.set_index("key").loc["layer_0_pos_last"]
     assert row.cos_correct == pytest.approx(cos[ok].mean().item(), abs=1e-6)
@@ -151,14 +212,20 @@ def test_correlate_joins_by_sample_id(cot: Session, tmp_path: Path) -> None:
 
 def test_correlate_errors(cot: Session, tmp_path: Path) -> None:
     with pytest.raises(TaskvecError, match="share no sample id.*test_0"):
-        correlate(cot, _write_predictions(tmp_path / "other", {"test_0": True, "test_1": False}), tmp_path)
+        correlate(
+            cot, _write_predictions(tmp_path / "other", {"test_0": True, "test_1": False}), tmp_path
+        )
     with pytest.raises(TaskvecError, match="no predictions file"):
         correlate(cot, tmp_path / "missing", tmp_path)
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "predictions.jsonl").write_text('{"sample_id": "train_0", "correct": "yes"}\n')
+    (tmp_path / "bad" / "predictions.jsonl").write_text(
+        '{"sample_id": "train_0", "correct": "yes"}\n'
+    )
     with pytest.raises(TaskvecError, match=r"predictions.jsonl:1: each line needs"):
         correlate(cot, tmp_path / "bad", tmp_path)
-    one_class = correlate(cot, _write_predictions(tmp_path / "all", dict.fromkeys(cot.sample_ids, True)), tmp_path)
+    one_class = correlate(
+        cot, _write_predictions(tmp_path / "all", dict.fromkeys(cot.sample_ids, True)), tmp_path
+    )
     assert one_class.probe_acc.isna().all() and one_class.baseline_acc.eq(1.0).all()
     assert "needs at least two of each class" in one_class.attrs["note"]
 
@@ -175,18 +242,48 @@ def test_probe_finds_a_linear_signal(cot: Session, tmp_path: Path) -> None:
     assert table.loc[key, "folds"] == 5
 
 
-def test_commands_write_plots(sessions: tuple[Path, list[str]], cot: Session, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_write_plots(
+    sessions: tuple[Path, list[str]],
+    cot: Session,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out, names = sessions
     where = ["--output-dir", str(out)]
     assert main(["compare", *names, *where, "--out", str(tmp_path / "c")]) == 0
-    assert main(["project", *names, "--layer", "2", "--position", "-2", *where, "--out", str(tmp_path / "p")]) == 0
-    results = _write_predictions(tmp_path / "results", {sid: i % 3 == 0 for i, sid in enumerate(cot.sample_ids)})
+    assert (
+        main(
+            [
+                "project",
+                *names,
+                "--layer",
+                "2",
+                "--position",
+                "-2",
+                *where,
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
+    results = _write_predictions(
+        tmp_path / "results", {sid: i % 3 == 0 for i, sid in enumerate(cot.sample_ids)}
+    )
     assert main(["correlate", names[0], str(results), *where, "--out", str(tmp_path / "r")]) == 0
     printed = capsys.readouterr().out
-    assert "cos_means" in printed and "explained variance: PC1" in printed and f"{N_SAMPLES} matched" in printed
+    assert (
+        "cos_means" in printed
+        and "explained variance: PC1" in printed
+        and f"{N_SAMPLES} matched" in printed
+    )
     pngs = sorted(tmp_path.glob("*/*.png"))
-    assert [p.name for p in pngs] == ["compare_per_sample.png", "compare_similarity.png", "project_layer_2_pos_-2.png", "correlate.png"]
+    assert [p.name for p in pngs] == [
+        "compare_per_sample.png",
+        "compare_similarity.png",
+        "project_layer_2_pos_-2.png",
+        "correlate.png",
+    ]
     for path in pngs:
         _assert_image(path)
     assert main(["compare", names[0], "nope", *where]) == 2

@@ -10,7 +10,9 @@ import taskvec
 
 def test_import_taskvec_imports_no_torch() -> None:
     code = "import sys, taskvec; print('torch' in sys.modules, sorted(taskvec.__all__) == sorted(set(taskvec.__all__)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.stdout.split() == ["False", "True"], result.stdout + result.stderr
 
 
@@ -28,8 +30,18 @@ def test_public_names_do_not_shadow_subpackages() -> None:
     assert not subpackages & set(taskvec.__all__)
 
 
-LAYERS = ["errors validation positions versions", "data", "prompts", "config", "model", "session", "analysis",
-          "extraction", "evaluation patching", "cli __main__ __init__"]
+LAYERS = [
+    "errors validation positions versions",
+    "data",
+    "prompts",
+    "config",
+    "model",
+    "session",
+    "analysis",
+    "extraction",
+    "evaluation patching",
+    "cli __main__ __init__",
+]
 
 
 def test_imports_go_one_way() -> None:
@@ -44,7 +56,11 @@ def test_imports_go_one_way() -> None:
         rel = path.relative_to(src)
         here = rel.parts[0] if len(rel.parts) > 1 else rel.stem
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("taskvec."):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("taskvec.")
+            ):
                 there = node.module.split(".")[1]
                 if rank[there] > rank[here]:
                     upward.append(f"{rel} imports {node.module}")

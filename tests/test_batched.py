@@ -34,7 +34,9 @@ def prompts() -> list[list[int]]:
     return [tok(t)["input_ids"] for t in TEXTS]
 
 
-def greedy_reference(model: torch.nn.Module, ids: list[int], n: int, layer: int | None, vector: torch.Tensor | None) -> list[int]:
+def greedy_reference(
+    model: torch.nn.Module, ids: list[int], n: int, layer: int | None, vector: torch.Tensor | None
+) -> list[int]:
     """Greedy tokens from full forwards, the prompt's last token patched at `layer` in every one (if given)."""
     out, seq = [], list(ids)
     patches = {layer: ([0], vector)} if layer is not None else {}
@@ -46,21 +48,27 @@ def greedy_reference(model: torch.nn.Module, ids: list[int], n: int, layer: int 
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_rows_equal_single_prompt_patched_logits_and_greedy_tokens(model: torch.nn.Module, prompts: list[list[int]], batch_size: int) -> None:
+def test_rows_equal_single_prompt_patched_logits_and_greedy_tokens(
+    model: torch.nn.Module, prompts: list[list[int]], batch_size: int
+) -> None:
     tok = make_tokenizer()
     torch.manual_seed(0)
     vectors = {layer: torch.randn(64) * 3 for layer in range(N_LAYERS)}
     layers = [0, 2, 3]
     watch = list(range(50))
     runner = GreedyRunner(model, tok, batch_size=batch_size)
-    got = runner.run(prompts, RunSpec(layers, vectors, max_new_tokens=3, watch=watch), lambda i, text: True)
+    got = runner.run(
+        prompts, RunSpec(layers, vectors, max_new_tokens=3, watch=watch), lambda i, text: True
+    )
     for i, ids in enumerate(prompts):
         expected = last_token_logits(model, ids, prefix_cache(model, ids), vectors, layers)
         assert len(got[i]) == 1 + len(layers)
         for row in range(1 + len(layers)):
             torch.testing.assert_close(got[i][row].watched, expected[row, watch], rtol=0, atol=1e-4)
             layer = None if row == 0 else layers[row - 1]
-            tokens = greedy_reference(model, ids, 3, layer, vectors[layer] if layer is not None else None)
+            tokens = greedy_reference(
+                model, ids, 3, layer, vectors[layer] if layer is not None else None
+            )
             assert got[i][row].text == tok.decode(tokens, skip_special_tokens=True)
 
 

@@ -25,7 +25,15 @@ def _config(tmp: Path, model: Path) -> Path:
 def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join([str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        *args,
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -48,11 +56,15 @@ def test_two_ranks_equal_one_process(reference: Path, tiny_model_dir: Path, tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     (session,) = _sessions(config)
     meta = _meta(session)
-    assert meta["status"] == "complete" and meta["engine"]["world_size"] == 2 and meta["n_saved"] == N
+    assert (
+        meta["status"] == "complete" and meta["engine"]["world_size"] == 2 and meta["n_saved"] == N
+    )
     _assert_same_result(reference, session)  # vectors, statistics and file set, bit for bit
 
 
-def test_a_killed_rank_leaves_a_resumable_session(reference: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_a_killed_rank_leaves_a_resumable_session(
+    reference: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     config = _config(tmp_path, tiny_model_dir)
     script = tmp_path / "dies.py"
     script.write_text(
@@ -73,16 +85,31 @@ def test_a_killed_rank_leaves_a_resumable_session(reference: Path, tiny_model_di
     (session,) = _sessions(config)
     meta = _meta(session)
     saved = len(list(_raw_dir(session).glob("sample_*.pt")))
-    assert meta["status"] in ("interrupted", "running") and 0 < saved < N, (meta["status"], saved, killed.stderr[-2000:])
-    assert main(["extract", "--config", str(config), "--quiet", "--resume", session.name]) == 0  # now with one process
+    assert meta["status"] in ("interrupted", "running") and 0 < saved < N, (
+        meta["status"],
+        saved,
+        killed.stderr[-2000:],
+    )
+    assert (
+        main(["extract", "--config", str(config), "--quiet", "--resume", session.name]) == 0
+    )  # now with one process
     runs = _meta(session)["runs"]
     assert [r["world_size"] for r in runs] == [2, 1] and runs[1]["n_kept"] == saved
     _assert_same_result(reference, session)
     assert json.loads((session / "metadata.json").read_text())["status"] == "complete"
 
 
-def test_device_map_auto_loads_and_gives_the_same_vectors(reference: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_device_map_auto_loads_and_gives_the_same_vectors(
+    reference: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """`device_map: auto` (accelerate) places the model itself; on a CPU-only machine that is the CPU."""
-    config = write_configs(tmp_path, str(tiny_model_dir), max_samples=N, batch_size=2, max_batch_tokens=4000, device_map="auto")
+    config = write_configs(
+        tmp_path,
+        str(tiny_model_dir),
+        max_samples=N,
+        batch_size=2,
+        max_batch_tokens=4000,
+        device_map="auto",
+    )
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     _assert_same_result(reference, _sessions(config)[0])

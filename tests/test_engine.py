@@ -31,7 +31,9 @@ def _reference(model: torch.nn.Module, item: Item, layers: list[int]) -> torch.T
     last block, a hook on the last block's output (HF's last entry has the final norm)."""
     grabbed: dict[str, torch.Tensor] = {}
     last = decoder_blocks(model)[-1]
-    handle = last.register_forward_hook(lambda m, a, out: grabbed.__setitem__("h", out[0] if isinstance(out, tuple) else out))
+    handle = last.register_forward_hook(
+        lambda m, a, out: grabbed.__setitem__("h", out[0] if isinstance(out, tuple) else out)
+    )
     try:
         with torch.no_grad():
             out = model(torch.tensor([list(item.ids)]), output_hidden_states=True)
@@ -44,7 +46,9 @@ def _reference(model: torch.nn.Module, item: Item, layers: list[int]) -> torch.T
     return torch.stack(rows)
 
 
-def _run(model: torch.nn.Module, items: list[Item], layers: list[int], **kw: object) -> dict[int, torch.Tensor]:
+def _run(
+    model: torch.nn.Module, items: list[Item], layers: list[int], **kw: object
+) -> dict[int, torch.Tensor]:
     ex = Extractor(model, layers, **kw)  # type: ignore[arg-type]
     return {i: v for batch in ex.run(items) for i, v in zip(batch.idxs, batch.vectors)}
 
@@ -57,11 +61,21 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("prefix_cache", [True, False])
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
 @pytest.mark.parametrize("budget,batch", [(10_000, 64), (30, 3), (1, 1)])
-def test_matches_plain_forward(family: str, prefix_cache: bool, packed: bool, budget: int, batch: int) -> None:
+def test_matches_plain_forward(
+    family: str, prefix_cache: bool, packed: bool, budget: int, batch: int
+) -> None:
     model = make_model(family, N_LAYERS)
     items = _items()
     layers = [0, 2, N_LAYERS - 1]
-    got = _run(model, items, layers, max_batch_tokens=budget, batch_size=batch, prefix_cache=prefix_cache, packed=packed)
+    got = _run(
+        model,
+        items,
+        layers,
+        max_batch_tokens=budget,
+        batch_size=batch,
+        prefix_cache=prefix_cache,
+        packed=packed,
+    )
     assert sorted(got) == [it.idx for it in items]
     for item in items:
         ref = _reference(model, item, layers)
@@ -91,7 +105,9 @@ def test_prefix_tree_shares() -> None:
     assert max(n.prefix_len for n in nodes) == 40  # the six prompts with the full shared prefix
     for node in nodes:  # every member really shares its node's prefix and keeps a suffix to run
         for m in node.members:
-            assert list(items[m].ids[: node.prefix_len]) == list(items[node.members[0]].ids[: node.prefix_len])
+            assert list(items[m].ids[: node.prefix_len]) == list(
+                items[node.members[0]].ids[: node.prefix_len]
+            )
             assert node.prefix_len < len(items[m].ids)
     lengths = [len(it.ids) for it in items]
     assert tree.tokens_computed(lengths) < sum(lengths)
@@ -128,7 +144,9 @@ def test_padded_hf_batch_reads_the_same_tokens(side: str) -> None:
         ids[r, cols], mask[r, cols] = torch.tensor(list(it.ids)), 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        hs = model(ids, attention_mask=mask, position_ids=positions, output_hidden_states=True).hidden_states[2]
+        hs = model(
+            ids, attention_mask=mask, position_ids=positions, output_hidden_states=True
+        ).hidden_states[2]
     for r, it in enumerate(items):
         shift = width - len(it.ids) if side == "left" else 0
         ref = hs[r, [shift + t for t in it.token_indices]]
@@ -139,7 +157,9 @@ def test_early_stop_skips_later_blocks() -> None:
     model = make_model("qwen2", N_LAYERS)
     calls: list[int] = []
     blocks = decoder_blocks(model)
-    handles = [b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, b in enumerate(blocks)]
+    handles = [
+        b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, b in enumerate(blocks)
+    ]
     try:
         _run(model, _items()[:2], [1], max_batch_tokens=1000, batch_size=8, prefix_cache=False)
     finally:
@@ -154,9 +174,15 @@ def test_batches_are_length_sorted_and_within_budget(packed: bool) -> None:
     lengths = {i: n for i, n in enumerate([5, 9, 3, 7, 2, 8, 1])}
     batches = make_batches(lengths, max_tokens=20, max_samples=3, packed=packed)
     assert sorted(i for b in batches for i in b) == list(lengths)
-    assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
+    assert [lengths[b[0]] for b in batches] == sorted(
+        (lengths[b[0]] for b in batches), reverse=True
+    )
     for batch in batches:
-        cost = sum(lengths[i] for i in batch) if packed else len(batch) * max(lengths[i] for i in batch)
+        cost = (
+            sum(lengths[i] for i in batch)
+            if packed
+            else len(batch) * max(lengths[i] for i in batch)
+        )
         assert len(batch) <= 3 and (cost <= 20 or len(batch) == 1)
     expected = [[9, 8], [7, 5, 3], [2, 1]] if packed else [[9, 8], [7, 5], [3, 2, 1]]
     assert [[lengths[i] for i in b] for b in batches] == expected

@@ -42,15 +42,34 @@ def model(request: pytest.FixtureRequest) -> torch.nn.Module:
     return model
 
 
-def reference(model: torch.nn.Module, ids: list[int], eos: list[int], max_new: int = MAX_NEW) -> list[int]:
+def reference(
+    model: torch.nn.Module, ids: list[int], eos: list[int], max_new: int = MAX_NEW
+) -> list[int]:
     """Plain `generate` at batch size 1: the new tokens up to and including the first eos."""
-    cfg = GenerationConfig(max_new_tokens=max_new, do_sample=False, eos_token_id=eos or None, pad_token_id=0, repetition_penalty=1.0)
+    cfg = GenerationConfig(
+        max_new_tokens=max_new,
+        do_sample=False,
+        eos_token_id=eos or None,
+        pad_token_id=0,
+        repetition_penalty=1.0,
+    )
     with torch.inference_mode():
-        out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), generation_config=cfg)
-    return out[0, len(ids):].tolist()
+        out = model.generate(
+            input_ids=torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            generation_config=cfg,
+        )
+    return out[0, len(ids) :].tolist()
 
 
-def run(model: torch.nn.Module, ids: list[list[int]], eos: list[int], batch_size: int, prefix_cache: bool, **kw: object) -> dict[int, Finished]:
+def run(
+    model: torch.nn.Module,
+    ids: list[list[int]],
+    eos: list[int],
+    batch_size: int,
+    prefix_cache: bool,
+    **kw: object,
+) -> dict[int, Finished]:
     settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
     gen = Generator(model, settings, eos, batch_size, prefix_cache=prefix_cache, **kw)  # type: ignore[arg-type]
     results = {f.idx: f for f in gen.run(ids)}
@@ -79,7 +98,9 @@ def test_plan_is_the_extraction_plan() -> None:
 
 @pytest.mark.parametrize("prefix_cache", [True, False])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_greedy_equals_generate_batch_size_one(model: torch.nn.Module, eos_case: tuple, prefix_cache: bool, batch_size: int) -> None:
+def test_greedy_equals_generate_batch_size_one(
+    model: torch.nn.Module, eos_case: tuple, prefix_cache: bool, batch_size: int
+) -> None:
     ids, eos, refs = eos_case
     got = run(model, ids, eos, batch_size, prefix_cache)
     assert [got[i].tokens for i in range(len(ids))] == refs
@@ -88,14 +109,18 @@ def test_greedy_equals_generate_batch_size_one(model: torch.nn.Module, eos_case:
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_rows_read_the_shared_root_prefix_once(model: torch.nn.Module, eos_case: tuple, batch_size: int) -> None:
+def test_rows_read_the_shared_root_prefix_once(
+    model: torch.nn.Module, eos_case: tuple, batch_size: int
+) -> None:
     """Prompts that all share a 40-token prefix (two of them 60): the root prefix is read through
     `shared_prefix`, never copied into the rows' caches, and the tokens equal bs1 `generate`."""
     ids, eos, refs = eos_case
     settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
     gen = Generator(model, settings, eos, batch_size)
     widths: list[int] = []
-    got = {f.idx: f.tokens for f in gen.run(ids[:6], on_step=lambda _: widths.append(gen.shared_len))}
+    got = {
+        f.idx: f.tokens for f in gen.run(ids[:6], on_step=lambda _: widths.append(gen.shared_len))
+    }
     assert [got[i] for i in range(6)] == refs[:6]
     assert set(widths) == {40} and gen.shared is None  # released at the end
 
@@ -113,10 +138,15 @@ def test_eager_attention_takes_the_copying_path() -> None:
 def test_stats_count_prefill_once(model: torch.nn.Module, eos_case: tuple) -> None:
     ids, eos, refs = eos_case
     settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
-    shared, alone = Generator(model, settings, eos, 4), Generator(model, settings, eos, 4, prefix_cache=False)
+    shared, alone = (
+        Generator(model, settings, eos, 4),
+        Generator(model, settings, eos, 4, prefix_cache=False),
+    )
     list(shared.run(ids)), list(alone.run(ids))
     assert alone.stats.prefill_tokens == sum(map(len, ids))
-    assert shared.stats.prefill_tokens == sum(map(len, ids)) - 5 * 40 - 1 * 20  # the 40- and 20-token prefixes run once
+    assert (
+        shared.stats.prefill_tokens == sum(map(len, ids)) - 5 * 40 - 1 * 20
+    )  # the 40- and 20-token prefixes run once
     assert shared.stats.generated_tokens == alone.stats.generated_tokens == sum(map(len, refs))
 
 
@@ -127,7 +157,9 @@ def test_skip_runs_only_the_rest(model: torch.nn.Module, eos_case: tuple) -> Non
     assert got == {i: refs[i] for i in range(len(ids)) if i not in {0, 4, 5}}
 
 
-def test_stop_pattern_ends_a_row_at_its_first_match(model: torch.nn.Module, eos_case: tuple) -> None:
+def test_stop_pattern_ends_a_row_at_its_first_match(
+    model: torch.nn.Module, eos_case: tuple
+) -> None:
     ids, eos, refs = eos_case
     tok = make_tokenizer()
     longest = max(range(len(refs)), key=lambda i: len(refs[i]))
@@ -160,20 +192,30 @@ def test_sampling_is_seeded_and_independent_of_batching(model: torch.nn.Module) 
 
 
 @pytest.mark.parametrize("prefix_cache", [True, False])
-def test_reading_equals_extraction(model: torch.nn.Module, eos_case: tuple, prefix_cache: bool) -> None:
+def test_reading_equals_extraction(
+    model: torch.nn.Module, eos_case: tuple, prefix_cache: bool
+) -> None:
     """Vectors read during the prefill equal the extraction engine's, inside the shared prefix and after it."""
     from taskvec.model.engine import Extractor
     from taskvec.model.generation import Reading
     from taskvec.prompts.item import Item
 
     ids, eos, refs = eos_case
-    indices = [[len(p) - 1, 0, min(45, len(p) - 3), len(p) - 2] for p in ids]  # 45 lies in the nested prefix
+    indices = [
+        [len(p) - 1, 0, min(45, len(p) - 3), len(p) - 2] for p in ids
+    ]  # 45 lies in the nested prefix
     settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
-    gen = Generator(model, settings, eos, 3, prefix_cache=prefix_cache, reading=Reading([0, 2], indices))
+    gen = Generator(
+        model, settings, eos, 3, prefix_cache=prefix_cache, reading=Reading([0, 2], indices)
+    )
     got = {f.idx: f for f in gen.run(ids)}
     assert [got[i].tokens for i in range(len(ids))] == refs, "reading changes no output"
     engine = Extractor(model, [0, 2], max_batch_tokens=4096, batch_size=4, prefix_cache=False)
-    expected = {i: v for b in engine.run([Item(i, p, indices[i]) for i, p in enumerate(ids)]) for i, v in zip(b.idxs, b.vectors)}
+    expected = {
+        i: v
+        for b in engine.run([Item(i, p, indices[i]) for i, p in enumerate(ids)])
+        for i, v in zip(b.idxs, b.vectors)
+    }
     for i in range(len(ids)):
         vec = got[i].vectors
         assert vec is not None and vec.shape == (2, 4, 64) and vec.dtype == torch.float32
@@ -181,7 +223,9 @@ def test_reading_equals_extraction(model: torch.nn.Module, eos_case: tuple, pref
 
 
 @pytest.mark.parametrize("batch_size", [16, 32])
-def test_prompt_lookup_drafts_leave_greedy_tokens_unchanged(model: torch.nn.Module, batch_size: int) -> None:
+def test_prompt_lookup_drafts_leave_greedy_tokens_unchanged(
+    model: torch.nn.Module, batch_size: int
+) -> None:
     """40 free-running tokens (the tiny models fall into loops the drafts predict): some drafts are accepted,
     some rejected and masked out, and every token still equals bs1 `generate`; `draft_tokens=0` checks none."""
     ids = prompts()
@@ -203,7 +247,9 @@ def test_drafts_never_make_a_step_wider_than_the_batch(model: torch.nn.Module) -
     original = gen.model.forward
 
     def spy(*args: object, **kwargs: torch.Tensor) -> object:
-        if kwargs["logits_to_keep"] == kwargs["input_ids"].shape[1]:  # a decode step (a prefill keeps one)
+        if (
+            kwargs["logits_to_keep"] == kwargs["input_ids"].shape[1]
+        ):  # a decode step (a prefill keeps one)
             shapes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
         return original(*args, **kwargs)
 

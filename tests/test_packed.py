@@ -38,17 +38,24 @@ def test_growing_cache_appends_in_place_and_keeps_rows() -> None:
     cache = growing_cache([(keys, values)], room=4)
     layer = cache.layers[0]
     buffer = layer.buffers[0].data_ptr()  # type: ignore[attr-defined]
-    steps = [(torch.randn(3, 2, n, 4, generator=g), torch.randn(3, 2, n, 4, generator=g)) for n in (1, 3, 2)]
+    steps = [
+        (torch.randn(3, 2, n, 4, generator=g), torch.randn(3, 2, n, 4, generator=g))
+        for n in (1, 3, 2)
+    ]
     for k, v in steps[:2]:
         cache.update(k, v, 0)
     assert layer.buffers[0].data_ptr() == buffer  # type: ignore[attr-defined]  # within the room: no copy
     cache.update(*steps[2], 0)  # past the room: new buffers, same contents
     want_k = torch.cat([keys, *(k for k, _ in steps)], dim=2)
     want_v = torch.cat([values, *(v for _, v in steps)], dim=2)
-    (got_k, got_v), = from_cache(cache)
-    assert torch.equal(got_k, want_k) and torch.equal(got_v, want_v) and cache.get_seq_length() == 11
+    ((got_k, got_v),) = from_cache(cache)
+    assert (
+        torch.equal(got_k, want_k) and torch.equal(got_v, want_v) and cache.get_seq_length() == 11
+    )
     keep_rows(cache, [2, 0], front=3)
-    (got_k, got_v), = from_cache(cache)
+    ((got_k, got_v),) = from_cache(cache)
     assert torch.equal(got_k, want_k[[2, 0], :, 3:]) and torch.equal(got_v, want_v[[2, 0], :, 3:])
     cache.update(*(t[:2, :, :1] for t in steps[0]), 0)
-    assert cache.get_seq_length() == 9 and torch.equal(from_cache(cache)[0][0][:, :, -1:], steps[0][0][:2, :, :1])
+    assert cache.get_seq_length() == 9 and torch.equal(
+        from_cache(cache)[0][0][:, :, -1:], steps[0][0][:2, :, :1]
+    )

@@ -37,10 +37,33 @@ def session(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 def test_layout_and_metadata(session: Path) -> None:
     assert session.name.startswith("cot_5shot_train_tiny-qwen2_task_vector_")
     names = {p.name for p in session.iterdir()}
-    assert names == {"config.yaml", "metadata.json", "task_vectors.pt", "prompts.jsonl", "layer_0.pt", "layer_2.pt", "layer_3.pt"}
+    assert names == {
+        "config.yaml",
+        "metadata.json",
+        "task_vectors.pt",
+        "prompts.jsonl",
+        "layer_0.pt",
+        "layer_2.pt",
+        "layer_3.pt",
+    }
     meta = json.loads((session / "metadata.json").read_text())
-    for field in ("session_name", "model", "n_samples", "layers", "token_positions", "prompt_type", "split",
-                  "hidden_size", "sample_ids", "n_shot", "prompt_config", "dtype", "device", "versions", "timings"):
+    for field in (
+        "session_name",
+        "model",
+        "n_samples",
+        "layers",
+        "token_positions",
+        "prompt_type",
+        "split",
+        "hidden_size",
+        "sample_ids",
+        "n_shot",
+        "prompt_config",
+        "dtype",
+        "device",
+        "versions",
+        "timings",
+    ):
         assert field in meta, field
     assert meta["layers"] == [0, 2, 3] and meta["layer_convention"] == "block_output"
     assert meta["n_samples"] == 12 and meta["sample_ids"] == [f"train_{i}" for i in range(12)]
@@ -91,8 +114,14 @@ def test_prompts_jsonl_reproduces_vectors(session: Path, tiny_model_dir: Path) -
         assert line["sample_id"] not in line["demo_ids"] and len(line["demo_ids"]) == 5
 
 
-def test_batching_and_prefix_cache_do_not_change_vectors(session: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    plain = _run(write_configs(tmp_path, str(tiny_model_dir), batch_size=1, max_batch_tokens=1, prefix_cache="off"))
+def test_batching_and_prefix_cache_do_not_change_vectors(
+    session: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    plain = _run(
+        write_configs(
+            tmp_path, str(tiny_model_dir), batch_size=1, max_batch_tokens=1, prefix_cache="off"
+        )
+    )
     for a, b in zip(_raw(session), _raw(plain)):
         for key in KEYS:
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
@@ -107,12 +136,18 @@ def test_plain_text_prompts_and_entry_point_agree(tiny_model_dir: Path, tmp_path
 
     from tests.conftest import REPO
 
-    cfg = write_configs(tmp_path, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", max_samples=3)
+    cfg = write_configs(
+        tmp_path, str(tiny_model_dir), prompt="vanilla_0shot_answer.yaml", max_samples=3
+    )
     prompt = yaml.safe_load((tmp_path / "prompt.yaml").read_text())
     prompt["use_chat_template"] = False
     (tmp_path / "prompt.yaml").write_text(yaml.safe_dump(prompt))
-    proc = subprocess.run([sys.executable, str(REPO / "task_vector_generation.py"), "--config", str(cfg), "--quiet"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "task_vector_generation.py"), "--config", str(cfg), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "session: vanilla_0shot_train_tiny-qwen2_task_vector_" in proc.stdout
     session = sorted((tmp_path / "out" / "task_vector").iterdir())[-1]

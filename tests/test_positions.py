@@ -10,7 +10,17 @@ from taskvec.positions import VectorKey, check_position, normalise_layer, resolv
 
 @pytest.mark.parametrize(
     "spec,n,expected",
-    [("last", 7, 6), ("first", 7, 0), (0, 7, 0), (3, 7, 3), (6, 7, 6), (-1, 7, 6), (-2, 7, 5), (-7, 7, 0), ("last", 1, 0)],
+    [
+        ("last", 7, 6),
+        ("first", 7, 0),
+        (0, 7, 0),
+        (3, 7, 3),
+        (6, 7, 6),
+        (-1, 7, 6),
+        (-2, 7, 5),
+        (-7, 7, 0),
+        ("last", 1, 0),
+    ],
 )
 def test_resolve(spec: object, n: int, expected: int) -> None:
     assert resolve_position(spec, n, "s") == expected  # type: ignore[arg-type]

@@ -26,15 +26,21 @@ def test_resolve_position_is_python_indexing(n: int, spec: int | str) -> None:
     if -n <= expected < n:
         assert resolve_position(spec, n, "s") == range(n)[expected]
     else:
-        with pytest.raises(TaskvecError, match=f"position {spec} is out of range for sample 's' with {n} tokens"):
+        with pytest.raises(
+            TaskvecError, match=f"position {spec} is out of range for sample 's' with {n} tokens"
+        ):
             resolve_position(spec, n, "s")
 
 
 @given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=6), spec=specs, left=st.booleans())
-def test_padding_side_never_changes_the_token_read(lengths: list[int], spec: int | str, left: bool) -> None:
+def test_padding_side_never_changes_the_token_read(
+    lengths: list[int], spec: int | str, left: bool
+) -> None:
     """In a padded batch, the resolved index shifted by the row's padding reads the same token as the unpadded prompt."""
     width = max(lengths)
-    rows = [torch.arange(1, n + 1) * 1000 + r for r, n in enumerate(lengths)]  # every token distinct
+    rows = [
+        torch.arange(1, n + 1) * 1000 + r for r, n in enumerate(lengths)
+    ]  # every token distinct
     batch = torch.zeros(len(lengths), width, dtype=torch.long)
     for r, (row, n) in enumerate(zip(rows, lengths)):
         (batch[r, width - n :] if left else batch[r, :n]).copy_(row)
@@ -59,7 +65,9 @@ def _model() -> torch.nn.Module:
     position=st.integers(-2, 1),
     packed=st.booleans(),
 )
-def test_engine_reads_the_same_token_alone_or_batched(lengths: list[int], shared: int, position: int, packed: bool) -> None:
+def test_engine_reads_the_same_token_alone_or_batched(
+    lengths: list[int], shared: int, position: int, packed: bool
+) -> None:
     """Any mix of lengths, shared prefix and position: batched (packed or padded, prefix reused) equals one at a time."""
     g = torch.Generator().manual_seed(sum(lengths) + shared)
     prefix = torch.randint(0, 400, (shared,), generator=g).tolist()
@@ -83,9 +91,15 @@ def test_engine_reads_the_same_token_alone_or_batched(lengths: list[int], shared
     offset=st.sampled_from([0.0, 5e4]),
     seed=st.integers(0, 2**16),
 )
-def test_any_partition_merges_to_one_pass(n: int, cuts: list[int], scale: float, offset: float, seed: int) -> None:
+def test_any_partition_merges_to_one_pass(
+    n: int, cuts: list[int], scale: float, offset: float, seed: int
+) -> None:
     """Blocks updated separately and merged give torch's mean and std (correction=1) of the whole."""
-    data = torch.randn(n, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * scale + offset
+    data = (
+        torch.randn(n, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        * scale
+        + offset
+    )
     bounds = sorted({0, n, *(c for c in cuts if c < n)})
     total = RunningStats(5)
     for start, stop in zip(bounds, bounds[1:]):
@@ -93,6 +107,8 @@ def test_any_partition_merges_to_one_pass(n: int, cuts: list[int], scale: float,
         part.update(data[start:stop])
         total.merge(part)
     assert total.count == n
-    condition = 1 + offset / scale  # float64 rounding grows with how far the data sit from zero relative to their spread
+    condition = (
+        1 + offset / scale
+    )  # float64 rounding grows with how far the data sit from zero relative to their spread
     torch.testing.assert_close(total.mean, data.mean(0), rtol=1e-13 * condition, atol=1e-12 * scale)
     torch.testing.assert_close(total.std(), data.std(0), rtol=1e-10 + 1e-13 * condition, atol=0)

@@ -20,11 +20,19 @@ def _snippet(page: str, heading: str) -> str:
 
 @pytest.mark.parametrize(
     ("page", "heading"),
-    [("README.md", "## Loading a session"), ("docs/analysis.md", "# Studying sessions"), ("docs/architecture.md", "## Python API")],
+    [
+        ("README.md", "## Loading a session"),
+        ("docs/analysis.md", "# Studying sessions"),
+        ("docs/architecture.md", "## Python API"),
+    ],
 )
-def test_readme_snippets(page: str, heading: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_snippets(
+    page: str, heading: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = save_tiny(tmp_path / "tiny-16", "qwen2", n_layers=16)
-    config = write_configs(tmp_path, str(model), layers=[3, 15], token_positions=["last", -2], max_samples=5)
+    config = write_configs(
+        tmp_path, str(model), layers=[3, 15], token_positions=["last", -2], max_samples=5
+    )
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     session = next((tmp_path / "out" / "task_vector").iterdir()).name
     code = _snippet(page, heading)

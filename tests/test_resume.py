@@ -29,7 +29,9 @@ N = 24
 
 
 def _config(tmp: Path, model: Path, **overrides: object) -> Path:
-    return write_configs(tmp, str(model), max_samples=N, batch_size=2, max_batch_tokens=4000, **overrides)
+    return write_configs(
+        tmp, str(model), max_samples=N, batch_size=2, max_batch_tokens=4000, **overrides
+    )
 
 
 def _sessions(config: Path) -> list[Path]:
@@ -55,7 +57,9 @@ def _assert_same_result(a: Path, b: Path) -> None:
     for x, y in zip(_vectors(a), _vectors(b), strict=True):
         assert x.keys() == y.keys()
         for key, value in x.items():
-            assert torch.equal(value, y[key]) if isinstance(value, torch.Tensor) else value == y[key], key
+            assert (
+                torch.equal(value, y[key]) if isinstance(value, torch.Tensor) else value == y[key]
+            ), key
     tv_a, tv_b = (torch.load(s / "task_vectors.pt", weights_only=True) for s in (a, b))
     assert tv_a.keys() == tv_b.keys()
     for key in tv_a:
@@ -71,7 +75,9 @@ def reference(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return _sessions(config)[0]
 
 
-def test_same_config_twice_is_bitwise_identical(reference: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_same_config_twice_is_bitwise_identical(
+    reference: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     config = _config(tmp_path, tiny_model_dir)
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     _assert_same_result(reference, _sessions(config)[0])
@@ -91,7 +97,11 @@ def _stop_after(monkeypatch: pytest.MonkeyPatch, n_batches: int, exc: BaseExcept
 
 
 def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
-    reference: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    reference: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = _config(tmp_path, tiny_model_dir)
     _stop_after(monkeypatch, 3, KeyboardInterrupt())
@@ -102,15 +112,32 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
     resume = f"taskvec extract --config {config} --resume {session.name}"
     assert err == f"taskvec: interrupted; {saved} of {N} samples are saved; resume with: {resume}"
     meta = _meta(session)
-    assert meta["status"] == "interrupted" and meta["n_saved"] == saved >= 3 and meta["n_samples"] == N
-    assert not (session / "task_vectors.pt").exists(), "an interrupted session must not look complete"
+    assert (
+        meta["status"] == "interrupted" and meta["n_saved"] == saved >= 3 and meta["n_samples"] == N
+    )
+    assert not (session / "task_vectors.pt").exists(), (
+        "an interrupted session must not look complete"
+    )
     monkeypatch.undo()
-    entry = [sys.executable, str(REPO / "task_vector_generation.py"), "--config", str(config), "--quiet", "--resume", session.name]
-    subprocess.run(entry, check=True, capture_output=True)  # the seed-compatible entry point takes the same flags
+    entry = [
+        sys.executable,
+        str(REPO / "task_vector_generation.py"),
+        "--config",
+        str(config),
+        "--quiet",
+        "--resume",
+        session.name,
+    ]
+    subprocess.run(
+        entry, check=True, capture_output=True
+    )  # the seed-compatible entry point takes the same flags
     assert main(["extract", "--config", str(config), "--quiet", "--resume", str(session)]) == 2
     assert "already complete" in capsys.readouterr().err
     meta = _meta(session)
-    assert meta["status"] == "complete" and [r["status"] for r in meta["runs"]] == ["interrupted", "complete"]
+    assert meta["status"] == "complete" and [r["status"] for r in meta["runs"]] == [
+        "interrupted",
+        "complete",
+    ]
     assert meta["runs"][1]["n_kept"] == saved and meta["runs"][1]["n_to_compute"] == N - saved
     _assert_same_result(reference, session)
 
@@ -124,8 +151,19 @@ def _slow_extract(config: Path) -> subprocess.Popen[str]:
         "from taskvec.cli import main\n"
         f"raise SystemExit(main(['extract', '--config', {str(config)!r}, '--quiet']))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", slow], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", slow],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -143,7 +181,10 @@ def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_
     saved = sorted(_raw_dir(session).glob("sample_*.pt"))
     assert 6 <= len(saved) < N and _meta(session)["status"] == "running"
     saved[0].write_bytes(saved[0].read_bytes()[:100])  # a torn file is redone, not trusted
-    assert main(["extract", "--config", str(config), "--quiet", "--resume", str(_raw_dir(session))]) == 0
+    assert (
+        main(["extract", "--config", str(config), "--quiet", "--resume", str(_raw_dir(session))])
+        == 0
+    )
     run = _meta(session)["runs"][-1]
     assert run["n_redone"] == 1 and run["n_kept"] == len(saved) - 1
     _assert_same_result(reference, session)
@@ -163,7 +204,11 @@ def test_sigterm_ends_like_ctrl_c(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_disk_full_ends_like_an_interruption(
-    reference: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    reference: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = _config(tmp_path, tiny_model_dir)
     save, calls = taskvec.session.store.save_torch, []
@@ -177,7 +222,11 @@ def test_disk_full_ends_like_an_interruption(
     monkeypatch.setattr(taskvec.session.store, "save_torch", full_disk)
     assert main(["extract", "--config", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "no space left on device in " in err and f"5 of {N} samples are saved" in err and "free space and resume with" in err
+    assert (
+        "no space left on device in " in err
+        and f"5 of {N} samples are saved" in err
+        and "free space and resume with" in err
+    )
     (session,) = _sessions(config)
     assert _meta(session)["status"] == "interrupted"
     assert not list(_raw_dir(session).glob(".*")), "no temporary file is left behind"
@@ -186,8 +235,12 @@ def test_disk_full_ends_like_an_interruption(
     _assert_same_result(reference, session)
 
 
-def test_nan_is_reported_with_sample_ids(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_nan_is_reported_with_sample_ids(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     config = _config(tmp_path, tiny_model_dir)
     original = Extractor.run
 
@@ -204,14 +257,19 @@ def test_nan_is_reported_with_sample_ids(tiny_model_dir: Path, tmp_path: Path, m
     err = capsys.readouterr().err
     (session,) = _sessions(config)
     meta = _meta(session)
-    saved = {torch.load(f, weights_only=True)["_sample_id"] for f in _raw_dir(session).glob("sample_*.pt")}
+    saved = {
+        torch.load(f, weights_only=True)["_sample_id"]
+        for f in _raw_dir(session).glob("sample_*.pt")
+    }
     named = err.split("sample(s): ")[1].split(" ")[0]
     assert "NaN or Inf for 1 sample(s): train_" in err and "bfloat16" in err, err
     assert meta["status"] == "failed" and "NaN or Inf" in meta["error"]
     assert meta["n_saved"] == len(saved) and named not in saved, "the bad sample is not written"
 
 
-def _interrupted(tmp: Path, model: Path, monkeypatch: pytest.MonkeyPatch, n_batches: int) -> tuple[Path, Path]:
+def _interrupted(
+    tmp: Path, model: Path, monkeypatch: pytest.MonkeyPatch, n_batches: int
+) -> tuple[Path, Path]:
     """A config and its session, interrupted by Ctrl-C after `n_batches` batches."""
     config = _config(tmp, model)
     _stop_after(monkeypatch, n_batches, KeyboardInterrupt())
@@ -228,8 +286,12 @@ def _resume_err(config: Path, session: str, capsys: pytest.CaptureFixture[str]) 
     return err
 
 
-def test_resume_refuses_a_different_config(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_a_different_config(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     config, session = _interrupted(tmp_path, tiny_model_dir, monkeypatch, 2)
     before = sorted(p.name for p in _raw_dir(session).iterdir())
     data = yaml.safe_load(config.read_text())
@@ -242,13 +304,23 @@ def test_resume_refuses_a_different_config(tiny_model_dir: Path, tmp_path: Path,
     changed.write_text(yaml.safe_dump({**data, "prompt_config": str(tmp_path / "prompt2.yaml")}))
     assert "prompt_config.n_shot: session 5, now 3" in _resume_err(changed, session.name, capsys)
     assert "did you mean" in _resume_err(config, session.name[:-1], capsys)
-    assert sorted(p.name for p in _raw_dir(session).iterdir()) == before, "a refused resume touches nothing"
-    changed.write_text(yaml.safe_dump({**data, "batch_size": 5, "max_batch_tokens": 123, "batching": "padded"}))
-    assert main(["extract", "--config", str(changed), "--quiet", "--resume", session.name]) == 0, "scheduling may change"
+    assert sorted(p.name for p in _raw_dir(session).iterdir()) == before, (
+        "a refused resume touches nothing"
+    )
+    changed.write_text(
+        yaml.safe_dump({**data, "batch_size": 5, "max_batch_tokens": 123, "batching": "padded"})
+    )
+    assert main(["extract", "--config", str(changed), "--quiet", "--resume", session.name]) == 0, (
+        "scheduling may change"
+    )
 
 
-def test_a_session_being_written_cannot_be_resumed(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_session_being_written_cannot_be_resumed(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     config, session = _interrupted(tmp_path, tiny_model_dir, monkeypatch, 1)
     paths = SessionPaths(session.name, session, _raw_dir(session))
     with session_lock(paths):
@@ -256,7 +328,9 @@ def test_a_session_being_written_cannot_be_resumed(tiny_model_dir: Path, tmp_pat
     assert "being written by another process" in capsys.readouterr().err
 
 
-def test_out_of_range_positions_error_or_skip(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_of_range_positions_error_or_skip(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from taskvec.extraction.prepare import prepare
 
     lengths = sorted(len(it.ids) for it in prepare(_config(tmp_path, tiny_model_dir)).items)
@@ -267,19 +341,27 @@ def test_out_of_range_positions_error_or_skip(tiny_model_dir: Path, tmp_path: Pa
     err = capsys.readouterr().err
     assert f"position -{cut} is out of range for sample" in err and "on_out_of_range: skip" in err
     assert not (tmp_path / "out").exists()
-    config = _config(tmp_path, tiny_model_dir, token_positions=["last", -cut], on_out_of_range="skip")
+    config = _config(
+        tmp_path, tiny_model_dir, token_positions=["last", -cut], on_out_of_range="skip"
+    )
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     (session,) = _sessions(config)
     meta = _meta(session)
     short = [s["sample_id"] for s in meta["skipped"]]
-    assert len(short) == sum(n < cut for n in lengths) and all(s["n_tokens"] < cut for s in meta["skipped"])
+    assert len(short) == sum(n < cut for n in lengths) and all(
+        s["n_tokens"] < cut for s in meta["skipped"]
+    )
     assert meta["n_samples"] == N - len(short) and not set(short) & set(meta["sample_ids"])
     files = {f"sample_{i:05d}.pt" for i in meta["sample_idxs"]}
     assert {p.name for p in _raw_dir(session).glob("sample_*.pt")} == files
 
 
-def test_validate_reports_without_loading_weights(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_reports_without_loading_weights(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import taskvec.extraction.run
 
     def no_weights(*args: object) -> None:
@@ -289,7 +371,9 @@ def test_validate_reports_without_loading_weights(tiny_model_dir: Path, tmp_path
     config = _config(tmp_path, tiny_model_dir)
     assert main(["validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "4 blocks, hidden size 64" in out and f"{N} of split 'train'" in out and "config OK" in out
+    assert (
+        "4 blocks, hidden size 64" in out and f"{N} of split 'train'" in out and "config OK" in out
+    )
     assert "first prompt (train_0, " in out and "Question:" in out
     assert not (tmp_path / "out").exists()
     bad = _config(tmp_path, tiny_model_dir, layers=[9])
@@ -297,20 +381,30 @@ def test_validate_reports_without_loading_weights(tiny_model_dir: Path, tmp_path
     assert "layer 9 is out of range" in capsys.readouterr().err
 
 
-def test_large_runs_stream_statistics_from_files(reference: Path, tiny_model_dir: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_runs_stream_statistics_from_files(
+    reference: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Above the in-memory cap the statistics come from the files, to the same bits, and there is no consolidated file."""
     monkeypatch.setattr(taskvec.session.store, "CONSOLIDATE_MAX_BYTES", 0)
     config = _config(tmp_path, tiny_model_dir)
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     (session,) = _sessions(config)
-    assert _meta(session)["consolidated"] is None and not (_raw_dir(session) / "vectors.safetensors").exists()
+    assert (
+        _meta(session)["consolidated"] is None
+        and not (_raw_dir(session) / "vectors.safetensors").exists()
+    )
     for key, value in torch.load(reference / "task_vectors.pt", weights_only=True).items():
-        assert torch.equal(value, torch.load(session / "task_vectors.pt", weights_only=True)[key]), key
+        assert torch.equal(
+            value, torch.load(session / "task_vectors.pt", weights_only=True)[key]
+        ), key
 
 
-def test_disk_full_hidden_by_the_writer_is_named(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_disk_full_hidden_by_the_writer_is_named(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """torch.save on a full disk raises its own RuntimeError, not ENOSPC; the user still reads 'no space left'."""
     config = _config(tmp_path, tiny_model_dir)
     save, calls = torch.save, []
@@ -322,9 +416,16 @@ def test_disk_full_hidden_by_the_writer_is_named(tiny_model_dir: Path, tmp_path:
         save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full)
-    monkeypatch.setattr(taskvec.session.store.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**30, 2**30, 0))
+    monkeypatch.setattr(
+        taskvec.session.store.shutil,
+        "disk_usage",
+        lambda p: shutil._ntuple_diskusage(2**30, 2**30, 0),
+    )
     assert main(["extract", "--config", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
     (session,) = _sessions(config)
-    assert f"no space left on device in {_raw_dir(session)}; 3 of {N} samples are saved; free space and resume with" in err
+    assert (
+        f"no space left on device in {_raw_dir(session)}; 3 of {N} samples are saved; free space and resume with"
+        in err
+    )
     assert "inline_container" not in err and _meta(session)["status"] == "interrupted"

@@ -12,11 +12,19 @@ import taskvec
 from taskvec.cli import main
 from taskvec.errors import TaskvecError
 from taskvec.session.reader import Session, list_sessions, load_session
-from tests.tiny_sessions import copy_session, edit_metadata, extract_sessions, sample_records, write_consolidated
+from tests.tiny_sessions import (
+    copy_session,
+    edit_metadata,
+    extract_sessions,
+    sample_records,
+    write_consolidated,
+)
 
 
 @pytest.fixture(scope="module")
-def sessions(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+def sessions(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[str]]:
     return extract_sessions(tmp_path_factory.mktemp("sessions"), tiny_model_dir)
 
 
@@ -24,7 +32,9 @@ def _stacked(raw_dir: Path, key: str) -> torch.Tensor:
     return torch.stack([r[key] for r in sample_records(raw_dir)])
 
 
-def test_lookup_by_name_task_vector_dir_and_raw_dir(sessions: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lookup_by_name_task_vector_dir_and_raw_dir(
+    sessions: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, (cot, _) = sessions
     by_name = load_session(cot, out)
     by_dir = load_session(out / "task_vector" / cot)
@@ -61,14 +71,18 @@ def test_fields_match_the_files(sessions: tuple[Path, list[str]]) -> None:
         s.vectors("layer_9_pos_last")
 
 
-def test_vectors_equal_stacked_sample_files_on_both_paths(sessions: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_vectors_equal_stacked_sample_files_on_both_paths(
+    sessions: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     """The per-sample-file fallback and the consolidated safetensors file give the same (n, hidden) rows."""
     out, (cot, _) = sessions
     original = load_session(cot, out)  # whichever path the pipeline's output offers
     fallback = load_session(cot, copy_session(out, cot, tmp_path / "plain"))
     fast_out = copy_session(out, cot, tmp_path / "fast")
     raw = fast_out / "raw_representations" / cot
-    write_consolidated(raw, order=[5, 0, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10])  # rows out of order on purpose
+    write_consolidated(
+        raw, order=[5, 0, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10]
+    )  # rows out of order on purpose
     for f in raw.glob("sample_*.pt"):
         f.unlink()  # the fast path must not need them
     fast = load_session(cot, fast_out)
@@ -83,7 +97,9 @@ def test_vectors_equal_stacked_sample_files_on_both_paths(sessions: tuple[Path, 
     assert fast.sample_ids == fallback.sample_ids == [f"train_{i}" for i in range(12)]
 
 
-def test_interrupted_session_loads_what_it_has(sessions: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_interrupted_session_loads_what_it_has(
+    sessions: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     out, (cot, _) = sessions
     copy = copy_session(out, cot, tmp_path)
     edit_metadata(copy / "task_vector" / cot, status="interrupted")
@@ -94,48 +110,76 @@ def test_interrupted_session_loads_what_it_has(sessions: tuple[Path, list[str]],
     assert s.status == "interrupted"
     assert s.sample_ids == [f"train_{i}" for i in range(12) if i not in (1, 4, 7)]
     full = _stacked(out / "raw_representations" / cot, "layer_0_pos_last")
-    assert torch.equal(s.vectors("layer_0_pos_last"), full[[i for i in range(12) if i not in (1, 4, 7)]])
+    assert torch.equal(
+        s.vectors("layer_0_pos_last"), full[[i for i in range(12) if i not in (1, 4, 7)]]
+    )
     with pytest.raises(TaskvecError, match=f"is interrupted, not complete.*--resume {cot}") as err:
         s.mean("layer_0_pos_last")
     assert "\n" not in str(err.value)
 
 
-def test_sample_ids_follow_sample_idx_when_samples_were_skipped(sessions: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_sample_ids_follow_sample_idx_when_samples_were_skipped(
+    sessions: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     """With `skipped` samples, metadata's sample_ids lists only the extracted ones and sample_idxs maps them."""
     out, (cot, _) = sessions
     copy = copy_session(out, cot, tmp_path)
     (copy / "raw_representations" / cot / "sample_00003.pt").unlink()
     ids = [f"train_{i}" for i in range(12) if i != 3]
-    edit_metadata(copy / "task_vector" / cot, sample_ids=ids, sample_idxs=[i for i in range(12) if i != 3])
+    edit_metadata(
+        copy / "task_vector" / cot, sample_ids=ids, sample_idxs=[i for i in range(12) if i != 3]
+    )
     assert load_session(cot, copy).sample_ids == ids
 
 
-def test_list_sessions_tolerates_broken_dirs(sessions: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_list_sessions_tolerates_broken_dirs(
+    sessions: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     out, (cot, vanilla) = sessions
     copy_session(out, cot, tmp_path)
     copy_session(out, vanilla, tmp_path)
     (tmp_path / "task_vector" / "broken_tiny_task_vector_20200101_000000").mkdir()
     (tmp_path / "raw_representations" / "orphan").mkdir()
     listed = taskvec.list_sessions(tmp_path)
-    assert [s.name for s in listed] == ["broken_tiny_task_vector_20200101_000000", cot, vanilla, "orphan"]
+    assert [s.name for s in listed] == [
+        "broken_tiny_task_vector_20200101_000000",
+        cot,
+        vanilla,
+        "orphan",
+    ]
     assert [s.status for s in listed] == ["unreadable", "complete", "complete", "unreadable"]
-    assert listed[1].prompt_type == "cot" and listed[1].n_shot == 5 and listed[2].n_shot == 0 and listed[1].n_samples == 12
+    assert (
+        listed[1].prompt_type == "cot"
+        and listed[1].n_shot == 5
+        and listed[2].n_shot == 0
+        and listed[1].n_samples == 12
+    )
     assert listed[0].created_at == "2020-01-01T00:00:00"
     with pytest.raises(TaskvecError, match="not a directory"):
         list_sessions(tmp_path / "missing")
     with pytest.raises(TaskvecError, match="cannot read"):
-        Session(tmp_path / "task_vector" / "broken_tiny_task_vector_20200101_000000", tmp_path / "x")
+        Session(
+            tmp_path / "task_vector" / "broken_tiny_task_vector_20200101_000000", tmp_path / "x"
+        )
 
 
-def test_ls_and_show_commands(sessions: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_ls_and_show_commands(
+    sessions: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     out, (cot, vanilla) = sessions
     assert main(["ls", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "prompt_type" in lines[0] and cot in lines[1] and vanilla in lines[2]
     assert main(["show", cot, "--output-dir", str(out)]) == 0
     shown = capsys.readouterr().out
-    for text in ("status              complete", "layers              0, 2, 3", "positions           last, -2, first",
-                 "hidden size         64", "12 of 12 have vectors", str(out / "raw_representations" / cot)):
+    for text in (
+        "status              complete",
+        "layers              0, 2, 3",
+        "positions           last, -2, first",
+        "hidden size         64",
+        "12 of 12 have vectors",
+        str(out / "raw_representations" / cot),
+    ):
         assert text in shown
     assert main(["show", "no-such-session", "--output-dir", str(out)]) == 2
     assert capsys.readouterr().err.startswith("taskvec: error: no session 'no-such-session'")

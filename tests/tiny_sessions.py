@@ -21,9 +21,21 @@ def extract_sessions(root: Path, model_dir: Path, max_samples: int = 12) -> tupl
     for prompt in PROMPTS:
         work = root / prompt.removesuffix(".yaml")
         work.mkdir()
-        config = write_configs(work, str(model_dir), prompt=prompt, output_dir=str(root / "out"), max_samples=max_samples)
+        config = write_configs(
+            work,
+            str(model_dir),
+            prompt=prompt,
+            output_dir=str(root / "out"),
+            max_samples=max_samples,
+        )
         assert main(["extract", "--config", str(config), "--quiet"]) == 0
-        names.append(next(p.name for p in (root / "out" / "task_vector").iterdir() if p.name.startswith(prompt.split("_answer")[0])))
+        names.append(
+            next(
+                p.name
+                for p in (root / "out" / "task_vector").iterdir()
+                if p.name.startswith(prompt.split("_answer")[0])
+            )
+        )
     return root / "out", names
 
 
@@ -35,7 +47,11 @@ def sample_records(raw_dir: Path) -> list[dict]:
 def copy_session(output_dir: Path, name: str, dest: Path) -> Path:
     """Copy a session's two directories under `dest` (without vectors.safetensors); returns the new output dir."""
     for sub in ("task_vector", "raw_representations"):
-        shutil.copytree(output_dir / sub / name, dest / sub / name, ignore=shutil.ignore_patterns("vectors.safetensors"))
+        shutil.copytree(
+            output_dir / sub / name,
+            dest / sub / name,
+            ignore=shutil.ignore_patterns("vectors.safetensors"),
+        )
     return dest
 
 

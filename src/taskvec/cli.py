@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 def _extract(args: argparse.Namespace) -> None:
     from taskvec.config import check_configs
 
-    check_configs(Path(args.config))  # a typo is reported in about a second, before torch is imported
+    check_configs(
+        Path(args.config)
+    )  # a typo is reported in about a second, before torch is imported
     from taskvec.extraction.run import extract
 
     paths = extract(Path(args.config), progress=not args.quiet, resume=args.resume)
@@ -40,9 +42,13 @@ def _next_steps(paths: SessionPaths) -> None:
     task_vector_dir = paths.task_vector_dir
     print("next steps (in a shell where `source .venv/bin/activate` has run):")
     print(f"  taskvec show {task_vector_dir}")
-    print(f"  python -c \"import taskvec; s = taskvec.load_session('{task_vector_dir}'); "
-          f"print(s.mean('{key}').shape, s.vectors('{key}').shape)\"")
-    print("  taskvec extract --config configs/smollm2-135m/extract_vanilla_0shot.yaml   # a second session (0-shot prompts)")
+    print(
+        f"  python -c \"import taskvec; s = taskvec.load_session('{task_vector_dir}'); "
+        f"print(s.mean('{key}').shape, s.vectors('{key}').shape)\""
+    )
+    print(
+        "  taskvec extract --config configs/smollm2-135m/extract_vanilla_0shot.yaml   # a second session (0-shot prompts)"
+    )
     print(f"  taskvec compare {task_vector_dir.name} vanilla_0shot_...   # names from `taskvec ls`")
 
 
@@ -54,7 +60,11 @@ def _validate(args: argparse.Namespace) -> None:
 
     _, rows = validate(Path(args.config))
     _print_rows(rows)
-    print("config OK: `taskvec extract --config " + args.config + "` will run this (no weights were loaded)")
+    print(
+        "config OK: `taskvec extract --config "
+        + args.config
+        + "` will run this (no weights were loaded)"
+    )
 
 
 def _print_rows(rows: list[tuple[str, str]]) -> None:
@@ -99,7 +109,9 @@ def _ls(args: argparse.Namespace) -> None:
     if not sessions:
         print(f"no sessions under {root / 'task_vector'}")
         return
-    print(pd.DataFrame([asdict(s) for s in sessions], dtype=object).fillna("-").to_string(index=False))
+    print(
+        pd.DataFrame([asdict(s) for s in sessions], dtype=object).fillna("-").to_string(index=False)
+    )
 
 
 def _show(args: argparse.Namespace) -> None:
@@ -122,7 +134,12 @@ def _project(args: argparse.Namespace) -> None:
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
     table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions))
-    print("explained variance: " + ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(table.attrs["explained_variance_ratio"])))
+    print(
+        "explained variance: "
+        + ", ".join(
+            f"PC{i + 1} {r:.1%}" for i, r in enumerate(table.attrs["explained_variance_ratio"])
+        )
+    )
     print(f"{len(table)} points ({(table.kind == 'mean').sum()} task vectors)")
     _print_files(table)
 
@@ -134,12 +151,16 @@ def _correlate(args: argparse.Namespace) -> None:
     session = load_session(args.session, Path(args.output_dir))
     results_dir = args.results_dir or session.metadata.get("evaluation_results")
     if results_dir is None:
-        raise TaskvecError(f"correlate: session '{session.name}' records no evaluation; pass RESULTS_DIR "
-                           "(or make both in one pass: taskvec evaluate --config PROMPT_CONFIG --extract EXTRACTION_CONFIG)")
+        raise TaskvecError(
+            f"correlate: session '{session.name}' records no evaluation; pass RESULTS_DIR "
+            "(or make both in one pass: taskvec evaluate --config PROMPT_CONFIG --extract EXTRACTION_CONFIG)"
+        )
     table = correlate(session, Path(results_dir), _analysis_dir(args, [session]), force=args.force)
     a = table.attrs
-    print(f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
-          f"{a['predictions_only']} predictions without vectors")
+    print(
+        f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
+        f"{a['predictions_only']} predictions without vectors"
+    )
     if a["note"]:
         print(f"note: {a['note']}")
     _print_table(table)
@@ -148,28 +169,57 @@ def _correlate(args: argparse.Namespace) -> None:
 def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     """ls, show and the analyses; SESSION is a session directory or a name under --output-dir."""
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--output-dir", default="outputs", help="where sessions are found (default: outputs)")
+    where.add_argument(
+        "--output-dir", default="outputs", help="where sessions are found (default: outputs)"
+    )
     ls = sub.add_parser("ls", parents=[where], help="list the sessions under an output directory")
     ls.add_argument("root", nargs="?", help="same as --output-dir (kept for earlier scripts)")
     ls.set_defaults(func=_ls)
     plots = argparse.ArgumentParser(add_help=False)
-    plots.add_argument("--out", help="folder for the plots and the CSV table (default: OUTPUT_DIR/analysis/COMMAND_LABELS)")
+    plots.add_argument(
+        "--out",
+        help="folder for the plots and the CSV table (default: OUTPUT_DIR/analysis/COMMAND_LABELS)",
+    )
     show = sub.add_parser("show", parents=[where], help="summarise one session")
     show.add_argument("session", help="session directory or name")
     show.set_defaults(func=_show)
-    cmp = sub.add_parser("compare", parents=[where, plots], help="cosine similarity of task vectors across sessions, per layer")
-    cmp.add_argument("sessions", nargs="+", metavar="SESSION", help="two or more session directories or names")
+    cmp = sub.add_parser(
+        "compare",
+        parents=[where, plots],
+        help="cosine similarity of task vectors across sessions, per layer",
+    )
+    cmp.add_argument(
+        "sessions", nargs="+", metavar="SESSION", help="two or more session directories or names"
+    )
     cmp.set_defaults(func=_compare)
-    prj = sub.add_parser("project", parents=[where, plots], help="2-D PCA of per-sample vectors of one or more sessions")
+    prj = sub.add_parser(
+        "project",
+        parents=[where, plots],
+        help="2-D PCA of per-sample vectors of one or more sessions",
+    )
     prj.add_argument("sessions", nargs="+", metavar="SESSION", help="session directories or names")
-    prj.add_argument("--layer", type=int, required=True, help="layer (block index; negative counts from the end)")
-    prj.add_argument("--position", help="token position as written in the config (default: the first one)")
+    prj.add_argument(
+        "--layer", type=int, required=True, help="layer (block index; negative counts from the end)"
+    )
+    prj.add_argument(
+        "--position", help="token position as written in the config (default: the first one)"
+    )
     prj.set_defaults(func=_project)
-    cor = sub.add_parser("correlate", parents=[where, plots], help="relate per-sample vectors to answer correctness")
+    cor = sub.add_parser(
+        "correlate", parents=[where, plots], help="relate per-sample vectors to answer correctness"
+    )
     cor.add_argument("session", help="session directory or name")
-    cor.add_argument("results_dir", nargs="?", help="evaluation results directory holding predictions.jsonl "
-                     "(default: the one recorded by a one-pass `taskvec evaluate --extract`)")
-    cor.add_argument("--force", action="store_true", help="join even if model, split or prompts differ from the session's")
+    cor.add_argument(
+        "results_dir",
+        nargs="?",
+        help="evaluation results directory holding predictions.jsonl "
+        "(default: the one recorded by a one-pass `taskvec evaluate --extract`)",
+    )
+    cor.add_argument(
+        "--force",
+        action="store_true",
+        help="join even if model, split or prompts differ from the session's",
+    )
     cor.set_defaults(func=_correlate)
 
 
@@ -181,40 +231,81 @@ def _evaluate(args: argparse.Namespace) -> None:
     from taskvec.evaluation.run import evaluate
 
     result = evaluate(
-        Path(args.config) if args.config else None, progress=not args.quiet, resume=Path(args.resume) if args.resume else None,
+        Path(args.config) if args.config else None,
+        progress=not args.quiet,
+        resume=Path(args.resume) if args.resume else None,
         extract=Path(args.extract) if args.extract else None,
-        split=args.split, max_samples=args.max_samples, batch_size=args.batch_size, model=args.model, output_dir=args.output_dir,
-        device=args.device, dtype=args.dtype, prefix_cache=False if args.no_prefix_cache else None, draft_tokens=args.draft_tokens,
+        split=args.split,
+        max_samples=args.max_samples,
+        batch_size=args.batch_size,
+        model=args.model,
+        output_dir=args.output_dir,
+        device=args.device,
+        dtype=args.dtype,
+        prefix_cache=False if args.no_prefix_cache else None,
+        draft_tokens=args.draft_tokens,
     )
     m = result.metrics
     print(f"results: {result.directory}")
-    print(f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without an answer, "
-          f"{m['n_truncated']} truncated)")
+    print(
+        f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without an answer, "
+        f"{m['n_truncated']} truncated)"
+    )
     if m.get("extraction_session"):
         print(f"extraction session (same pass): {m['extraction_session']}")
     t = m["timings"]
-    print(f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s ({t['tokens_per_s']:.1f} tokens/s, "
-          f"prefill {t['prefill_share']:.0%} of model time)")
+    print(
+        f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s ({t['tokens_per_s']:.1f} tokens/s, "
+        f"prefill {t['prefill_share']:.0%} of model time)"
+    )
 
 
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     """evaluate: generate answers for a prompt config's split, parse and score them."""
-    ev = sub.add_parser("evaluate", help="generate answers for a prompt config, parse and score them")
-    ev.add_argument("--config", help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml); required unless --resume")
-    ev.add_argument("--resume", metavar="RESULTS_DIR", help="finish an interrupted evaluation (its results directory)")
-    ev.add_argument("--extract", metavar="EXTRACTION_CONFIG",
-                    help="also write this extraction config's session from the same prefill (same prompts: set its split and max_samples to match)")
+    ev = sub.add_parser(
+        "evaluate", help="generate answers for a prompt config, parse and score them"
+    )
+    ev.add_argument(
+        "--config",
+        help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml); required unless --resume",
+    )
+    ev.add_argument(
+        "--resume",
+        metavar="RESULTS_DIR",
+        help="finish an interrupted evaluation (its results directory)",
+    )
+    ev.add_argument(
+        "--extract",
+        metavar="EXTRACTION_CONFIG",
+        help="also write this extraction config's session from the same prefill (same prompts: set its split and max_samples to match)",
+    )
     ev.add_argument("--split", help="dataset split (default: test)")
-    ev.add_argument("--max-samples", type=int, help="the first N samples of the split (default: all)")
+    ev.add_argument(
+        "--max-samples", type=int, help="the first N samples of the split (default: all)"
+    )
     ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 32)")
-    ev.add_argument("--no-prefix-cache", action="store_true", help="prefill every prompt in full (default: shared prefixes once)")
-    ev.add_argument("--draft-tokens", type=int, metavar="N",
-                    help="greedy: prompt-lookup drafts a row checks per step while the batch has room; 0 turns them off (default: 8)")
+    ev.add_argument(
+        "--no-prefix-cache",
+        action="store_true",
+        help="prefill every prompt in full (default: shared prefixes once)",
+    )
+    ev.add_argument(
+        "--draft-tokens",
+        type=int,
+        metavar="N",
+        help="greedy: prompt-lookup drafts a row checks per step while the batch has room; 0 turns them off (default: 8)",
+    )
     ev.add_argument("--model", help="overrides the prompt config's model")
-    ev.add_argument("--output-dir", help="where the results directory is created (default: results)")
+    ev.add_argument(
+        "--output-dir", help="where the results directory is created (default: results)"
+    )
     ev.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     ev.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default: auto)")
-    ev.add_argument("--quiet", action="store_true", help="print only the results (no progress bars, no loading output)")
+    ev.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the results (no progress bars, no loading output)",
+    )
     ev.set_defaults(func=_evaluate)
 
 
@@ -233,8 +324,15 @@ def _patch(args: argparse.Namespace) -> None:
 
 def _add_patch_command(sub: argparse._SubParsersAction) -> None:
     """patch: task-vector patching (Hendel et al. 2023) driven by a patch config."""
-    pt = sub.add_parser("patch", help="patch task vectors into zero-shot prompts, sweep layers, score (Hendel et al. 2023)")
-    pt.add_argument("--config", required=True, help="patch config YAML (e.g. configs/smollm2-135m/words_patch_chat.yaml)")
+    pt = sub.add_parser(
+        "patch",
+        help="patch task vectors into zero-shot prompts, sweep layers, score (Hendel et al. 2023)",
+    )
+    pt.add_argument(
+        "--config",
+        required=True,
+        help="patch config YAML (e.g. configs/smollm2-135m/words_patch_chat.yaml)",
+    )
     pt.add_argument("--quiet", action="store_true", help="no progress bars")
     pt.set_defaults(func=_patch)
 
@@ -248,9 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     ext = sub.add_parser("extract", help="run an extraction config and write a session")
     ext.add_argument("--config", required=True, help="extraction config YAML")
     ext.add_argument("--quiet", action="store_true", help="no progress bar")
-    ext.add_argument("--resume", metavar="SESSION", help="continue an interrupted session (its directory or name)")
+    ext.add_argument(
+        "--resume",
+        metavar="SESSION",
+        help="continue an interrupted session (its directory or name)",
+    )
     ext.set_defaults(func=_extract)
-    val = sub.add_parser("validate", help="check an extraction config, its prompts and data without loading weights")
+    val = sub.add_parser(
+        "validate", help="check an extraction config, its prompts and data without loading weights"
+    )
     val.add_argument("--config", required=True, help="extraction config YAML")
     val.set_defaults(func=_validate)
     _add_evaluate_command(sub)
@@ -263,7 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "quiet", False):
-            os.environ["TQDM_DISABLE"] = "1"  # read when tqdm is imported: also silences bars of libraries that use tqdm directly
+            os.environ["TQDM_DISABLE"] = (
+                "1"  # read when tqdm is imported: also silences bars of libraries that use tqdm directly
+            )
             from taskvec.model.loading import silence_loading
 
             silence_loading()

@@ -30,24 +30,32 @@ class ExtractionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = None
-    prompt_config: Path | PromptConfig = Field(description="a prompt config YAML, or one inlined (as in a session's config.yaml)")
+    prompt_config: Path | PromptConfig = Field(
+        description="a prompt config YAML, or one inlined (as in a session's config.yaml)"
+    )
     layers: list[int] = Field(min_length=1)
     token_positions: list[Position] = Field(["last"], min_length=1)
     split: str = "train"
     max_samples: int | None = Field(None, ge=1)
     on_out_of_range: Literal["error", "skip"] = Field(
-        "error", description="a position outside some sample's prompt: stop with an error, or skip that sample (recorded)"
+        "error",
+        description="a position outside some sample's prompt: stop with an error, or skip that sample (recorded)",
     )
     tag: str | None = None
     batch_size: int = Field(64, ge=1, description="upper bound on samples per forward")
-    max_batch_tokens: int | None = Field(None, ge=1, description="token budget per forward; auto by device")
+    max_batch_tokens: int | None = Field(
+        None, ge=1, description="token budget per forward; auto by device"
+    )
     prefix_cache: Literal["auto", "off"] = "auto"
-    batching: Literal["auto", "packed", "padded"] = Field("auto", description="auto: packed on CPU, padded on GPU")
+    batching: Literal["auto", "packed", "padded"] = Field(
+        "auto", description="auto: packed on CPU, padded on GPU"
+    )
     output_dir: Path = Path("outputs")
     dtype: DType = "auto"
     device: Device = "auto"
     device_map: Literal["auto"] | None = Field(
-        None, description="auto: spread a model too large for one GPU over every visible GPU (accelerate)"
+        None,
+        description="auto: spread a model too large for one GPU over every visible GPU (accelerate)",
     )
     seed: int = 0
 
@@ -73,7 +81,9 @@ class ExtractionConfig(BaseModel):
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-            raise ValueError("use letters, digits, '.', '_' and '-' only (it becomes a directory name)")
+            raise ValueError(
+                "use letters, digits, '.', '_' and '-' only (it becomes a directory name)"
+            )
         return value
 
 
@@ -82,7 +92,12 @@ def load_config(path: Path) -> ExtractionConfig:
     missing = f"--config: file '{path}' not found; pass the path of an extraction config YAML"
     cfg = load_yaml_model(path, ExtractionConfig, "config", missing)
     prompt = cfg.prompt_config
-    if isinstance(prompt, Path) and not prompt.is_absolute() and not prompt.exists() and (path.parent / prompt).exists():
+    if (
+        isinstance(prompt, Path)
+        and not prompt.is_absolute()
+        and not prompt.exists()
+        and (path.parent / prompt).exists()
+    ):
         cfg = cfg.model_copy(update={"prompt_config": path.parent / prompt})
     return cfg
 

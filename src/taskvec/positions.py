@@ -14,7 +14,9 @@ POSITION_WORDS = ("last", "first")
 def check_position(spec: Position) -> Position:
     """Accept 'last', 'first' or an int (strings of ints become ints); anything else is an error."""
     if isinstance(spec, bool):
-        raise TaskvecError(f"token_positions: {spec!r} is not a position; use 'last', 'first' or an integer")
+        raise TaskvecError(
+            f"token_positions: {spec!r} is not a position; use 'last', 'first' or an integer"
+        )
     if isinstance(spec, int):
         return spec
     text = str(spec).strip()
@@ -79,5 +81,7 @@ class VectorKey:
         """`layer_{L}_pos_{P}` -> VectorKey(L, P); P becomes an int unless it is `last` or `first`."""
         match = KEY_PATTERN.fullmatch(text)
         if match is None:
-            raise TaskvecError(f"'{text}' is not a vector key; keys look like layer_12_pos_last or layer_12_pos_-2")
+            raise TaskvecError(
+                f"'{text}' is not a vector key; keys look like layer_12_pos_last or layer_12_pos_-2"
+            )
         return cls(int(match.group(1)), check_position(match.group(2)))

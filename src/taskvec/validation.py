@@ -22,7 +22,11 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> 
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []
         annotation = model.model_fields[part].annotation
-        candidates = [a for a in typing.get_args(annotation) or (annotation,) if isinstance(a, type) and issubclass(a, BaseModel)]
+        candidates = [
+            a
+            for a in typing.get_args(annotation) or (annotation,)
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         model = candidates[0] if candidates else None
     return list(model.model_fields) if model is not None else []
 
@@ -37,7 +41,9 @@ def _unknown_key(err: ErrorDetails, where: str, model: type[BaseModel] | None) -
     return f"{where}: unknown key '{loc}'; {fix}{listed}"
 
 
-def describe_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+def describe_validation_error(
+    exc: ValidationError, where: str, model: type[BaseModel] | None = None
+) -> str:
     """One error of `exc` as `where: field 'x': problem; fix`; unknown keys first (a typo also makes a field look missing)."""
     errors = exc.errors()
     unknown = [e for e in errors if e["type"] == "extra_forbidden"]
@@ -49,7 +55,11 @@ def describe_validation_error(exc: ValidationError, where: str, model: type[Base
     if kind == "missing":
         return f"{where}: field '{loc}' is required; add it"
     got = err.get("input")
-    shown = repr(got) if not isinstance(got, (dict, list)) or len(repr(got)) < 60 else type(got).__name__
+    shown = (
+        repr(got)
+        if not isinstance(got, (dict, list)) or len(repr(got)) < 60
+        else type(got).__name__
+    )
     extra = f" ({exc.error_count() - 1} more error(s))" if exc.error_count() > 1 else ""
     return f"{where}: field '{loc}': {err['msg']} (got {shown}); fix that value{extra}"
 
@@ -71,7 +81,9 @@ def load_yaml_model(path: Path, model: type[M], what: str, missing: str) -> M:
     except yaml.YAMLError as exc:
         raise TaskvecError(f"{what} '{path}': {_yaml_problem(exc)}; fix the syntax") from exc
     if not isinstance(raw, dict):
-        raise TaskvecError(f"{what} '{path}': expected a mapping of fields, got {type(raw).__name__}")
+        raise TaskvecError(
+            f"{what} '{path}': expected a mapping of fields, got {type(raw).__name__}"
+        )
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

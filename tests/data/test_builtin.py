@@ -57,9 +57,18 @@ def test_rationale_arithmetic_holds_and_ends_at_the_answer() -> None:
         equations = _EQUATION.findall(sample.rationale)
         assert equations, (kind, sample.rationale)
         for expression, result in equations:
-            value = eval(expression.replace("^", "**"), {"__builtins__": {}})  # digits and operators only
-            assert math.isclose(value, float(result), rel_tol=1e-4, abs_tol=0.0051), (kind, expression, result)
-        assert float(_NUMBER.findall(sample.rationale)[-1]) == sample.answer, (kind, sample.rationale)
+            value = eval(
+                expression.replace("^", "**"), {"__builtins__": {}}
+            )  # digits and operators only
+            assert math.isclose(value, float(result), rel_tol=1e-4, abs_tol=0.0051), (
+                kind,
+                expression,
+                result,
+            )
+        assert float(_NUMBER.findall(sample.rationale)[-1]) == sample.answer, (
+            kind,
+            sample.rationale,
+        )
         assert sample.answer_text == format_number(sample.answer)
         assert "The answer is" not in sample.rationale and sample.rationale.endswith(".")
         assert 10 <= len(sample.rationale.split()) <= 60
@@ -72,15 +81,20 @@ def _cagr(f: list[float]) -> float:
 
 def _compound(question: str) -> float:
     principal, rate, years = figures(question)
-    periods = next(n for word, n in {"annually": 1, "semiannually": 2, "quarterly": 4, "monthly": 12}.items()
-                   if f"compounded {word}" in question)
+    periods = next(
+        n
+        for word, n in {"annually": 1, "semiannually": 2, "quarterly": 4, "monthly": 12}.items()
+        if f"compounded {word}" in question
+    )
     return principal * (1 + rate / 100 / periods) ** (periods * years)
 
 
 RECOMPUTE: dict[str, Callable[[str], float]] = {
     "percent_change": lambda q: (lambda old, _y, new, *_: (new - old) / old * 100)(*figures(q)),
     "gross_margin": lambda q: (lambda _y, rev, cogs: (rev - cogs) / rev * 100)(*figures(q)),
-    "operating_margin": lambda q: (lambda _y, rev, cogs, opex: (rev - cogs - opex) / rev * 100)(*figures(q)),
+    "operating_margin": lambda q: (lambda _y, rev, cogs, opex: (rev - cogs - opex) / rev * 100)(
+        *figures(q)
+    ),
     "debt_to_equity": lambda q: (lambda _y, short, long, eq: (short + long) / eq)(*figures(q)),
     "cagr": lambda q: _cagr(figures(q)),
     "simple_interest": lambda q: (lambda p, r, t: p * r / 100 * t)(*figures(q)),

@@ -14,8 +14,13 @@ from taskvec.data import DatasetConfig, FieldMap, Sample, available_splits, load
 from taskvec.errors import TaskvecError
 
 ROWS: list[dict[str, Any]] = [
-    {"qid": "q-1", "q": "What was revenue growth?", "ans": "$1,234.50", "why": "Subtract, then divide.",
-     "ctx": "a | b"},
+    {
+        "qid": "q-1",
+        "q": "What was revenue growth?",
+        "ans": "$1,234.50",
+        "why": "Subtract, then divide.",
+        "ctx": "a | b",
+    },
     {"qid": "q-2", "q": "What was the margin?", "ans": "12%", "why": "Divide.", "ctx": ""},
     {"qid": "q-3", "q": "What was the net change?", "ans": "(3.4)", "why": "", "ctx": "Cash fell."},
 ]
@@ -62,13 +67,21 @@ def test_explicit_format_overrides_the_extension(tmp_path: Path, fmt: str) -> No
 
 
 def test_default_fields_numeric_answers_and_generated_ids(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.json", [{"question": "Q one?", "answer": 2.50}, {"question": "Q two?", "answer": -7}])
+    path = write(
+        tmp_path / "d.json",
+        [{"question": "Q one?", "answer": 2.50}, {"question": "Q two?", "answer": -7}],
+    )
     samples = load_split(DatasetConfig(source="file", splits={"dev": path}), "dev")
     assert samples == [Sample("dev_0", "Q one?", 2.5, "2.5"), Sample("dev_1", "Q two?", -7.0, "-7")]
 
 
-@pytest.mark.parametrize("payload", [{"data": [{"question": "Q?", "answer": 1}], "version": "1"},
-                                     {"version": "1", "examples": [{"question": "Q?", "answer": 1}]}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"data": [{"question": "Q?", "answer": 1}], "version": "1"},
+        {"version": "1", "examples": [{"question": "Q?", "answer": 1}]},
+    ],
+)
 def test_json_object_holding_the_record_list(tmp_path: Path, payload: dict[str, Any]) -> None:
     path = tmp_path / "d.json"
     path.write_text(json.dumps(payload))
@@ -76,7 +89,9 @@ def test_json_object_holding_the_record_list(tmp_path: Path, payload: dict[str, 
 
 
 def test_list_fields_join_as_lines(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.jsonl", [{"question": "Q?", "answer": "1", "context": ["line a", "line b"]}])
+    path = write(
+        tmp_path / "d.jsonl", [{"question": "Q?", "answer": "1", "context": ["line a", "line b"]}]
+    )
     cfg = DatasetConfig(source="file", path=path, fields=FieldMap(context="context"))
     assert load_split(cfg, "all")[0].context == "line a\nline b"
 
@@ -85,7 +100,9 @@ def test_path_alone_is_split_into_disjoint_train_and_test(tmp_path: Path) -> Non
     path = write(tmp_path / "d.jsonl", ROWS)
     cfg = DatasetConfig(source="file", path=path, fields=FieldMap(question="q", answer="ans"))
     test, train = [s.id for s in load_split(cfg, "test")], [s.id for s in load_split(cfg, "train")]
-    assert len(test) == 2 and len(train) == 1 and sorted(test + train) == ["row_0", "row_1", "row_2"]
+    assert (
+        len(test) == 2 and len(train) == 1 and sorted(test + train) == ["row_0", "row_1", "row_2"]
+    )
     assert [s.id for s in load_split(cfg, "all")] == ["row_0", "row_1", "row_2"]
     assert available_splits(cfg) == ["train", "test", "all"]
     with pytest.raises(TaskvecError, match="no split 'dev'.*train, test, all"):
@@ -93,11 +110,15 @@ def test_path_alone_is_split_into_disjoint_train_and_test(tmp_path: Path) -> Non
 
 
 def test_splits_map_lists_its_splits(tmp_path: Path) -> None:
-    cfg = DatasetConfig(source="file", splits={"train": tmp_path / "a.jsonl", "dev": tmp_path / "b.jsonl"})
+    cfg = DatasetConfig(
+        source="file", splits={"train": tmp_path / "a.jsonl", "dev": tmp_path / "b.jsonl"}
+    )
     assert available_splits(cfg) == ["train", "dev"]
 
 
-def test_relative_path_falls_back_to_base_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_path_falls_back_to_base_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data_dir, elsewhere = tmp_path / "configs", tmp_path / "cwd"
     data_dir.mkdir()
     elsewhere.mkdir()
@@ -118,7 +139,10 @@ FINQA = [
         ],
         "post_text": ["fair value of derivative instruments is shown below .", ""],
         "filename": "ADI/2009/page_49.pdf",
-        "table_ori": [["", "October 31, 2009", "November 1, 2008"], ["Net sales", "$5,829", "$5,735"]],
+        "table_ori": [
+            ["", "October 31, 2009", "November 1, 2008"],
+            ["Net sales", "$5,829", "$5,735"],
+        ],
         "table": [["", "october 31 2009", "november 1 2008"], ["net sales", "$ 5829", "$ 5735"]],
         "qa": {
             "question": "what is the percentage change in net sales from 2008 to 2009?",
@@ -133,13 +157,19 @@ FINQA = [
         "pre_text": ["dividends were paid ."],
         "post_text": [],
         "table": [["", "2009"], ["dividends", "$ 1.2"]],
-        "qa": {"question": "were dividends paid in 2009?", "program": "greater(1.2, const_0)", "exe_ans": "yes"},
+        "qa": {
+            "question": "were dividends paid in 2009?",
+            "program": "greater(1.2, const_0)",
+            "exe_ans": "yes",
+        },
         "id": "ADI/2009/page_50.pdf-2",
     },
 ]
 
 
-def test_finqa_record_parses_and_yes_no_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_finqa_record_parses_and_yes_no_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "test.json"
     path.write_text(json.dumps(FINQA))
     with caplog.at_level(logging.WARNING):
@@ -216,7 +246,11 @@ def test_unknown_column_lists_available_columns(tmp_path: Path, suffix: str) -> 
     with pytest.raises(TaskvecError) as exc:
         load_split(cfg, "train")
     message = one_line(exc)
-    assert "dataset.fields.answer" in message and "'answer'" in message and "qid, q, ans, why, ctx" in message
+    assert (
+        "dataset.fields.answer" in message
+        and "'answer'" in message
+        and "qid, q, ans, why, ctx" in message
+    )
 
 
 def test_unknown_split_lists_available_splits(tmp_path: Path) -> None:
@@ -235,16 +269,30 @@ def test_empty_split(tmp_path: Path) -> None:
 
 
 def test_unparseable_answer_names_the_row(tmp_path: Path) -> None:
-    rows = [{"id": "r1", "question": "Q?", "answer": "12"}, {"id": "r2", "question": "Q?", "answer": "twelve"}]
-    cfg = DatasetConfig(source="file", path=write(tmp_path / "d.jsonl", rows), fields=FieldMap(id="id"))
+    rows = [
+        {"id": "r1", "question": "Q?", "answer": "12"},
+        {"id": "r2", "question": "Q?", "answer": "twelve"},
+    ]
+    cfg = DatasetConfig(
+        source="file", path=write(tmp_path / "d.jsonl", rows), fields=FieldMap(id="id")
+    )
     with pytest.raises(TaskvecError) as exc:
         load_split(cfg, "train")
-    assert "'r2'" in one_line(exc) and "'twelve'" in one_line(exc) and "dataset.fields.answer" in one_line(exc)
+    assert (
+        "'r2'" in one_line(exc)
+        and "'twelve'" in one_line(exc)
+        and "dataset.fields.answer" in one_line(exc)
+    )
 
 
 def test_duplicate_ids_are_rejected(tmp_path: Path) -> None:
-    rows = [{"id": "same", "question": "Q1?", "answer": 1}, {"id": "same", "question": "Q2?", "answer": 2}]
-    cfg = DatasetConfig(source="file", path=write(tmp_path / "d.json", rows), fields=FieldMap(id="id"))
+    rows = [
+        {"id": "same", "question": "Q1?", "answer": 1},
+        {"id": "same", "question": "Q2?", "answer": 2},
+    ]
+    cfg = DatasetConfig(
+        source="file", path=write(tmp_path / "d.json", rows), fields=FieldMap(id="id")
+    )
     with pytest.raises(TaskvecError, match="duplicate id 'same'"):
         load_split(cfg, "train")
 

@@ -33,7 +33,9 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_unreachable_dataset_suggests_a_local_file(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(name: str, split: str) -> None:
-        raise ConnectionError(f"Couldn't reach '{name}' on the Hub (LocalEntryNotFoundError)\nmore detail")
+        raise ConnectionError(
+            f"Couldn't reach '{name}' on the Hub (LocalEntryNotFoundError)\nmore detail"
+        )
 
     fake_datasets(monkeypatch, offline)
     with pytest.raises(TaskvecError) as exc:
@@ -44,7 +46,7 @@ def test_unreachable_dataset_suggests_a_local_file(monkeypatch: pytest.MonkeyPat
 
 def test_unknown_hub_split(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_split(name: str, split: str) -> None:
-        raise ValueError(f'Unknown split "{split}". Should be one of [\'train\', \'test\'].')
+        raise ValueError(f"Unknown split \"{split}\". Should be one of ['train', 'test'].")
 
     fake_datasets(monkeypatch, no_split)
     with pytest.raises(TaskvecError, match="has no split 'dev'"):
@@ -53,7 +55,9 @@ def test_unknown_hub_split(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_rows_map_through_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_datasets(monkeypatch, lambda name, split: [{"problem": "Q?", "solution": "$2,000"}])
-    cfg = DatasetConfig(source="hf", name="someone/fin-qa", fields=FieldMap(question="problem", answer="solution"))
+    cfg = DatasetConfig(
+        source="hf", name="someone/fin-qa", fields=FieldMap(question="problem", answer="solution")
+    )
     assert load_split(cfg, "test") == [Sample("test_0", "Q?", 2000.0, "2000")]
     assert available_splits(cfg) == ["train", "test"]
 
@@ -63,7 +67,9 @@ def test_name_is_required() -> None:
         load_split(DatasetConfig(source="hf"), "train")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="needs the real `datasets` package")
+@pytest.mark.skipif(
+    importlib.util.find_spec("datasets") is None, reason="needs the real `datasets` package"
+)
 def test_real_package_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -35,7 +35,8 @@ def test_parses_written_numbers(text: str, value: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "abc", "1,5", "12,34.5", "1.2.3", "--3", "(-3)", "nan", "inf", "$", "1e", "3 million"]
+    "text",
+    ["", "abc", "1,5", "12,34.5", "1.2.3", "--3", "(-3)", "nan", "inf", "$", "1e", "3 million"],
 )
 def test_rejects_non_numbers(text: str) -> None:
     with pytest.raises(ValueError):
@@ -56,7 +57,14 @@ def test_accepts_python_and_numpy_numbers() -> None:
 
 @pytest.mark.parametrize(
     ("text", "normal"),
-    [("$1,234.50", "1234.50"), ("(3.4)", "-3.4"), ("12%", "12"), (".5", "0.5"), ("+7", "7"), ("1.2e3", "1.2e3")],
+    [
+        ("$1,234.50", "1234.50"),
+        ("(3.4)", "-3.4"),
+        ("12%", "12"),
+        (".5", "0.5"),
+        ("+7", "7"),
+        ("1.2e3", "1.2e3"),
+    ],
 )
 def test_normalized_text_keeps_the_written_digits(text: str, normal: str) -> None:
     assert normalize_number_text(text) == normal
@@ -65,8 +73,13 @@ def test_normalized_text_keeps_the_written_digits(text: str, normal: str) -> Non
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (12.5, "12.5"), (3.0, "3"), (-0.0, "0"), (1234567.0, "1234567"),
-        (0.016398, "0.016398"), (1 / 3, "0.333333"), (-7.08, "-7.08"),
+        (12.5, "12.5"),
+        (3.0, "3"),
+        (-0.0, "0"),
+        (1234567.0, "1234567"),
+        (0.016398, "0.016398"),
+        (1 / 3, "0.333333"),
+        (-7.08, "-7.08"),
     ],
 )
 def test_format_number_is_plain(value: float, text: str) -> None:

@@ -21,10 +21,21 @@ def _start_here() -> str:
 def test_start_here_runs_as_written_in_a_clean_shell(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    (clone / ".venv").symlink_to(REPO / ".venv")  # the set-up itself is what scripts/install-torch.sh's tests cover
-    (clone / ".venv" / ".installed").touch()  # newer than the clone's pyproject.toml: make reuses the environment
+    (clone / ".venv").symlink_to(
+        REPO / ".venv"
+    )  # the set-up itself is what scripts/install-torch.sh's tests cover
+    (
+        clone / ".venv" / ".installed"
+    ).touch()  # newer than the clone's pyproject.toml: make reuses the environment
     env = {"HOME": str(tmp_path), "PATH": "/usr/local/bin:/usr/bin:/bin"}
-    result = subprocess.run(["bash", "-e", "-c", _start_here()], cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        ["bash", "-e", "-c", _start_here()],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     session = re.search(r"^session: (\S+)$", result.stdout, re.M).group(1)  # type: ignore[union-attr]
     assert "next steps" in result.stdout

@@ -17,7 +17,14 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
-from taskvec.analysis.plotting import layer_ticks, legend_outside, new_figure, plain_numbers, save_figure, session_labels
+from taskvec.analysis.plotting import (
+    layer_ticks,
+    legend_outside,
+    new_figure,
+    plain_numbers,
+    save_figure,
+    session_labels,
+)
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
 from taskvec.session.reader import Session
@@ -31,12 +38,16 @@ def common_keys(sessions: Sequence[Session]) -> list[str]:
     shared = set.intersection(*(set(s.keys) for s in sessions))
     if not shared:
         listing = "; ".join(f"{s.name}: {', '.join(s.keys)}" for s in sessions)
-        raise TaskvecError(f"the sessions share no layer/position key, so there is nothing to compare ({listing})")
+        raise TaskvecError(
+            f"the sessions share no layer/position key, so there is nothing to compare ({listing})"
+        )
     return [k for k in sessions[0].keys if k in shared]
 
 
 def _cosine_to(vectors: torch.Tensor, mean: torch.Tensor) -> np.ndarray:
-    return torch.nn.functional.cosine_similarity(vectors.double(), mean.double()[None], dim=1).numpy()
+    return torch.nn.functional.cosine_similarity(
+        vectors.double(), mean.double()[None], dim=1
+    ).numpy()
 
 
 def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
@@ -50,7 +61,9 @@ def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
     keys = common_keys(sessions)
     hidden = {s.name: s.mean(keys[0]).shape[0] for s in sessions}
     if len(set(hidden.values())) > 1:
-        raise TaskvecError(f"the sessions have different hidden sizes ({hidden}); compare sessions of one model")
+        raise TaskvecError(
+            f"the sessions have different hidden sizes ({hidden}); compare sessions of one model"
+        )
     labels = session_labels(sessions)
     n = len(sessions)
     rows: list[dict[str, object]] = []
@@ -65,14 +78,29 @@ def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
                 dists[key, i, j] = _cosine_to(vecs, means[j])
         for i, j in ((i, j) for i in range(n) for j in range(n) if i != j):
             d = dists[key, i, j]
-            cos = torch.nn.functional.cosine_similarity(means[i].double(), means[j].double(), dim=0).item()
-            rows.append({
-                "key": key, "layer": layer, "position": position, "session_a": labels[i], "session_b": labels[j],
-                "cos_means": cos, "n_a": len(d), "samples_cos_mean": d.mean(),
-                "samples_cos_std": d.std(ddof=1) if len(d) > 1 else np.nan,  # a complete session has >= 1 sample
-                **{f"q{round(p * 100):02d}": v for p, v in zip(QUANTILES, np.quantile(d, QUANTILES))},
-                "own_cos_mean": dists[key, i, i].mean(),
-            })
+            cos = torch.nn.functional.cosine_similarity(
+                means[i].double(), means[j].double(), dim=0
+            ).item()
+            rows.append(
+                {
+                    "key": key,
+                    "layer": layer,
+                    "position": position,
+                    "session_a": labels[i],
+                    "session_b": labels[j],
+                    "cos_means": cos,
+                    "n_a": len(d),
+                    "samples_cos_mean": d.mean(),
+                    "samples_cos_std": d.std(ddof=1)
+                    if len(d) > 1
+                    else np.nan,  # a complete session has >= 1 sample
+                    **{
+                        f"q{round(p * 100):02d}": v
+                        for p, v in zip(QUANTILES, np.quantile(d, QUANTILES))
+                    },
+                    "own_cos_mean": dists[key, i, i].mean(),
+                }
+            )
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
@@ -92,8 +120,14 @@ def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:
     for color, (a, b) in enumerate(combinations(labels, 2)):
         pair = table[(table.session_a == a) & (table.session_b == b)]
         for position, group in pair.groupby("position", sort=False):
-            ax.plot(group.layer, group.cos_means, marker="o", color=f"C{color}", linestyle=styles[position],
-                    label=f"{a} vs {b}, pos {position}")
+            ax.plot(
+                group.layer,
+                group.cos_means,
+                marker="o",
+                color=f"C{color}",
+                linestyle=styles[position],
+                label=f"{a} vs {b}, pos {position}",
+            )
     layer_ticks(ax, table.layer.tolist())
     ax.set_xlabel("layer (decoder block output)")
     ax.set_ylabel("cosine similarity of mean vectors")
@@ -104,7 +138,9 @@ def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:
     return save_figure(fig, out / "compare_similarity.png")
 
 
-def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[str], labels: list[str], out: Path) -> Path:
+def _plot_per_sample(
+    dists: dict[tuple[str, int, int], np.ndarray], keys: list[str], labels: list[str], out: Path
+) -> Path:
     """Box plots per layer: one row per session (its samples), one box per mean they are compared with."""
     parsed = {(k.layer, str(k.position)): str(k) for k in map(VectorKey.parse, keys)}
     positions = list(dict.fromkeys(p for _, p in parsed))
@@ -117,12 +153,23 @@ def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[s
     for i in range(n):
         for col, position in enumerate(positions):
             ax: Axes = axes[i][col]
-            present = [(x, parsed[layer, position]) for x, layer in enumerate(layers) if (layer, position) in parsed]
+            present = [
+                (x, parsed[layer, position])
+                for x, layer in enumerate(layers)
+                if (layer, position) in parsed
+            ]
             for j in range(n):
                 data = [dists[key, i, j] for _, key in present]
                 xs = [x - 0.4 + width * (j + 0.5) for x, _ in present]
-                box = ax.boxplot(data, positions=xs, widths=width * 0.9, patch_artist=True, showfliers=True,
-                                 flierprops={"markersize": 2}, medianprops={"color": "black"})
+                box = ax.boxplot(
+                    data,
+                    positions=xs,
+                    widths=width * 0.9,
+                    patch_artist=True,
+                    showfliers=True,
+                    flierprops={"markersize": 2},
+                    medianprops={"color": "black"},
+                )
                 for patch in box["boxes"]:
                     patch.set_facecolor(colors[j])
                     patch.set_alpha(0.7)
@@ -133,7 +180,9 @@ def _plot_per_sample(dists: dict[tuple[str, int, int], np.ndarray], keys: list[s
             if col == 0:
                 ax.set_ylabel("cosine to mean vector")
                 plain_numbers(ax)
-    handles = [Patch(facecolor=colors[j], alpha=0.7, label=f"to mean of {labels[j]}") for j in range(n)]
+    handles = [
+        Patch(facecolor=colors[j], alpha=0.7, label=f"to mean of {labels[j]}") for j in range(n)
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(n, 4))
     fig.suptitle("Per-sample cosine similarity to each session's mean vector")
     return save_figure(fig, out / "compare_per_sample.png")
@@ -161,12 +210,16 @@ def _plot_heatmaps(table: pd.DataFrame, keys: list[str], labels: list[str], out:
     per_position = -(-len(layers) // cols)
     label_in = 0.07 * max(map(len, labels))  # x-small text, inches
     cell = max(1.8, 0.6 * n)
-    fig = new_figure(cell * cols + label_in + 1.5, cell * per_position * len(positions) + label_in + 0.8)
+    fig = new_figure(
+        cell * cols + label_in + 1.5, cell * per_position * len(positions) + label_in + 0.8
+    )
     axes = fig.subplots(per_position * len(positions), cols, squeeze=False)
-    lo = min(float(table.cos_means.min()), 0.99)  # the colour scale spans the data, never a single value
+    lo = min(
+        float(table.cos_means.min()), 0.99
+    )  # the colour scale spans the data, never a single value
     image = None
     for r in range(len(positions)):  # a block's last row may have fewer layers than columns
-        for unused in axes[(r + 1) * per_position - 1][len(layers) - (per_position - 1) * cols:]:
+        for unused in axes[(r + 1) * per_position - 1][len(layers) - (per_position - 1) * cols :]:
             unused.set_visible(False)
     for r, position in enumerate(positions):
         for k, layer in enumerate(layers):
@@ -174,9 +227,23 @@ def _plot_heatmaps(table: pd.DataFrame, keys: list[str], labels: list[str], out:
             grid = _pair_grid(table, layer, position, labels)
             image = ax.imshow(grid, vmin=lo, vmax=1.0, cmap="viridis")
             for (y, x), v in np.ndenumerate(grid):
-                ax.text(x, y, f"{v:.3f}", ha="center", va="center", fontsize="x-small", color="white" if v < (lo + 1) / 2 else "black")
+                ax.text(
+                    x,
+                    y,
+                    f"{v:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize="x-small",
+                    color="white" if v < (lo + 1) / 2 else "black",
+                )
             nothing_below = r == len(positions) - 1 and k + cols >= len(layers)
-            ax.set_xticks(range(n), labels if nothing_below else [], rotation=45, ha="right", fontsize="x-small")
+            ax.set_xticks(
+                range(n),
+                labels if nothing_below else [],
+                rotation=45,
+                ha="right",
+                fontsize="x-small",
+            )
             ax.set_yticks(range(n), labels if k % cols == 0 else [], fontsize="x-small")
             ax.set_title(f"layer {layer}, pos {position}", fontsize="small")
     assert image is not None  # at least one key, so at least one heatmap

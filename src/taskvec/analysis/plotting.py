@@ -17,10 +17,16 @@ DPI = 120
 def session_labels(sessions: Sequence[Session]) -> list[str]:
     """Short, unique labels: the name stem before `_{model_short}_task_vector_`; stems that repeat get their run's
     time (`cot_5shot_train@031502`), and numbers if that still repeats."""
-    stems = [s.name.split("_task_vector_")[0].removesuffix(f"_{s.metadata.get('model_short', '')}") for s in sessions]
+    stems = [
+        s.name.split("_task_vector_")[0].removesuffix(f"_{s.metadata.get('model_short', '')}")
+        for s in sessions
+    ]
     if len(set(stems)) == len(stems):
         return stems
-    timed = [f"{stem}@{s.name.rsplit('_task_vector_', 1)[-1].split('_', 1)[-1]}" for stem, s in zip(stems, sessions)]
+    timed = [
+        f"{stem}@{s.name.rsplit('_task_vector_', 1)[-1].split('_', 1)[-1]}"
+        for stem, s in zip(stems, sessions)
+    ]
     if len(set(timed)) == len(timed):
         return timed
     return [f"{stem} #{i + 1}" for i, stem in enumerate(stems)]
@@ -40,7 +46,9 @@ def save_figure(fig: Figure, path: Path) -> Path:
 def legend_outside(ax: Axes, below: bool = False, **kwargs: object) -> None:
     """A legend beside (or below) the axes, never over the data; constrained layout makes room for it."""
     if below:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small", **kwargs)
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small", **kwargs
+        )
     else:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", **kwargs)
 

@@ -32,7 +32,9 @@ def project_key(sessions: Sequence[Session], layer: int, position: str | None) -
     return key
 
 
-def project(sessions: Sequence[Session], layer: int, position: str | None, out: Path) -> pd.DataFrame:
+def project(
+    sessions: Sequence[Session], layer: int, position: str | None, out: Path
+) -> pd.DataFrame:
     """PCA of all sessions' per-sample vectors at one layer and position, fitted on them together.
 
     Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind, pc1, pc2.
@@ -43,24 +45,49 @@ def project(sessions: Sequence[Session], layer: int, position: str | None, out: 
     vectors = [s.vectors(key) for s in sessions]
     if len({v.shape[1] for v in vectors}) > 1:
         widths = {s.name: v.shape[1] for s, v in zip(sessions, vectors)}
-        raise TaskvecError(f"the sessions have different hidden sizes ({widths}); project sessions of one model together")
+        raise TaskvecError(
+            f"the sessions have different hidden sizes ({widths}); project sessions of one model together"
+        )
     stacked = torch.cat(vectors).double().numpy()
     if len(stacked) < 2:
-        raise TaskvecError(f"PCA needs at least two samples; the sessions have {len(stacked)} at {key}")
+        raise TaskvecError(
+            f"PCA needs at least two samples; the sessions have {len(stacked)} at {key}"
+        )
     pca = PCA(n_components=2).fit(stacked)
     frames = []
     for s, label, vecs in zip(sessions, labels, vectors):
         coords = pca.transform(vecs.double().numpy())
         mean = pca.transform(s.mean(key).double().numpy()[None])
-        frames.append(pd.DataFrame({"session": label, "sample_id": s.sample_ids, "kind": "sample",
-                                    "pc1": coords[:, 0], "pc2": coords[:, 1]}))
-        frames.append(pd.DataFrame({"session": label, "sample_id": None, "kind": "mean", "pc1": mean[:, 0], "pc2": mean[:, 1]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "session": label,
+                    "sample_id": s.sample_ids,
+                    "kind": "sample",
+                    "pc1": coords[:, 0],
+                    "pc2": coords[:, 1],
+                }
+            )
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "session": label,
+                    "sample_id": None,
+                    "kind": "mean",
+                    "pc1": mean[:, 0],
+                    "pc2": mean[:, 1],
+                }
+            )
+        )
     table = pd.concat(frames, ignore_index=True)
     stem = f"project_{key}"
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{stem}.csv", index=False)
     table.attrs["csv"] = out / f"{stem}.csv"
-    table.attrs["plots"] = [_plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")]
+    table.attrs["plots"] = [
+        _plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")
+    ]
     table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
     return table
 
@@ -71,9 +98,25 @@ def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, p
     for i, label in enumerate(labels):
         rows = table[table.session == label]
         samples, mean = rows[rows.kind == "sample"], rows[rows.kind == "mean"]
-        ax.scatter(samples.pc1, samples.pc2, s=14, alpha=0.6, color=f"C{i}", label=f"{label} (n={len(samples)})")
-        ax.scatter(mean.pc1, mean.pc2, s=220, marker="*", color=f"C{i}", edgecolors="black", linewidths=1.0,
-                   label=f"{label} task vector (mean)", zorder=3)
+        ax.scatter(
+            samples.pc1,
+            samples.pc2,
+            s=14,
+            alpha=0.6,
+            color=f"C{i}",
+            label=f"{label} (n={len(samples)})",
+        )
+        ax.scatter(
+            mean.pc1,
+            mean.pc2,
+            s=220,
+            marker="*",
+            color=f"C{i}",
+            edgecolors="black",
+            linewidths=1.0,
+            label=f"{label} task vector (mean)",
+            zorder=3,
+        )
     ax.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
     ax.set_ylabel(f"PC2 ({ratio[1]:.1%} of variance)")
     parsed = VectorKey.parse(key)

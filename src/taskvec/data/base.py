@@ -31,7 +31,10 @@ class FieldMap(BaseModel):
     """Which column of a local file holds each sample field."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str | None = Field(None, description="id column; unset: a column named `id` if the file has one, else {split}_{row}")
+    id: str | None = Field(
+        None,
+        description="id column; unset: a column named `id` if the file has one, else {split}_{row}",
+    )
     question: str = "question"
     answer: str = "answer"
     rationale: str | None = None
@@ -45,20 +48,30 @@ class DatasetConfig(BaseModel):
     source: Literal["builtin", "file", "finqa", "hf"] = "builtin"
     name: str | None = Field(None, description="builtin task set or Hugging Face dataset name")
     path: Path | None = None
-    splits: dict[str, Path] = Field(default_factory=dict, description="split name -> file (file/finqa)")
+    splits: dict[str, Path] = Field(
+        default_factory=dict, description="split name -> file (file/finqa)"
+    )
     format: Literal["auto", "jsonl", "json", "csv", "parquet"] = "auto"
     fields: FieldMap = Field(default_factory=FieldMap)
-    seed: int = Field(0, description="builtin generation; with `path` alone also the train/test split")
+    seed: int = Field(
+        0, description="builtin generation; with `path` alone also the train/test split"
+    )
     n_train: int = Field(512, ge=1)
     n_test: int = Field(256, ge=1)
-    test_fraction: float = Field(0.5, gt=0, lt=1, description="`path` alone: share of rows (seeded draw) in the test split")
-    answer_type: Literal["number", "text"] = Field("number", description="file/hf answers: parsed numbers or text kept as written")
+    test_fraction: float = Field(
+        0.5, gt=0, lt=1, description="`path` alone: share of rows (seeded draw) in the test split"
+    )
+    answer_type: Literal["number", "text"] = Field(
+        "number", description="file/hf answers: parsed numbers or text kept as written"
+    )
     case_sensitive: bool = Field(True, description="text answers: whether scoring compares case")
 
     @model_validator(mode="after")
     def _distinct_split_files(self) -> DatasetConfig:
         files = [str(p) for p in self.splits.values()]
         if len(set(files)) < len(files):
-            raise ValueError("`dataset.splits` names one file for two splits, so they would share rows; "
-                             "give each split its own file, or use `path` alone (split deterministically)")
+            raise ValueError(
+                "`dataset.splits` names one file for two splits, so they would share rows; "
+                "give each split its own file, or use `path` alone (split deterministically)"
+            )
         return self

@@ -106,7 +106,9 @@ def _usd_m(value: float) -> str:
 def percent_change(rng: random.Random) -> Problem:
     """Year-over-year percentage change of one line item."""
     company, year = _company(rng), _year(rng)
-    item = rng.choice(("revenue", "net income", "operating expenses", "total assets", "free cash flow"))
+    item = rng.choice(
+        ("revenue", "net income", "operating expenses", "total assets", "free cash flow")
+    )
     old = _millions(rng, 150, 60000)
     new = round(old * rng.uniform(0.7, 1.45), 1)
     change = round(new - old, 1)
@@ -424,7 +426,9 @@ def average(rng: random.Random) -> Problem:
 def difference(rng: random.Random) -> Problem:
     """Change in a line item between two years, signed."""
     company, year = _company(rng), _year(rng)
-    item = rng.choice(("cash and equivalents", "long-term debt", "inventory", "accounts receivable"))
+    item = rng.choice(
+        ("cash and equivalents", "long-term debt", "inventory", "accounts receivable")
+    )
     old = _millions(rng, 20, 30000)
     new = round(old * rng.uniform(0.75, 1.3), 1)
     change = round(new - old, 1)
@@ -441,7 +445,9 @@ def difference(rng: random.Random) -> Problem:
 # --- short-answer (one word) kinds -------------------------------------------------------
 
 SHORT_KINDS: dict[str, Generator] = {}
-LABELS: dict[str, tuple[str, str]] = {}  # kind -> its two answer words (one token each for common BPEs)
+LABELS: dict[
+    str, tuple[str, str]
+] = {}  # kind -> its two answer words (one token each for common BPEs)
 
 
 def register_short(name: str, labels: tuple[str, str]) -> Callable[[Generator], Generator]:
@@ -474,11 +480,15 @@ def _short_m(value: float) -> str:
 @register_short("direction", ("up", "down"))
 def direction(rng: random.Random) -> Problem:
     """Did a line item go up or down between two years?"""
-    item = rng.choice(("Revenue", "Net income", "Operating expenses", "Free cash flow", "Inventory", "Total debt"))
+    item = rng.choice(
+        ("Revenue", "Net income", "Operating expenses", "Free cash flow", "Inventory", "Total debt")
+    )
     old, new = _pair(rng, 1, 900)
     label = 0 if new > old else 1
     return _word(
-        "direction", label, f"{item} went from {_short_m(old)} to {_short_m(new)}. Direction:",
+        "direction",
+        label,
+        f"{item} went from {_short_m(old)} to {_short_m(new)}. Direction:",
         f"{_short_m(new)} is {'more' if label == 0 else 'less'} than {_short_m(old)}.",
     )
 
@@ -491,7 +501,9 @@ def profit_or_loss(rng: random.Random) -> Problem:
         costs += 1
     label = 0 if revenue > costs else 1
     return _word(
-        "profit_or_loss", label, f"Revenue {revenue}, costs {costs}. Result:",
+        "profit_or_loss",
+        label,
+        f"Revenue {revenue}, costs {costs}. Result:",
         f"Revenue minus costs is {revenue} - {costs} = {revenue - costs}.",
     )
 
@@ -506,7 +518,9 @@ def which_larger(rng: random.Random) -> Problem:
     a, b = _pair(rng, 1, 900)
     label = 0 if a > b else 1
     return _word(
-        "which_larger", label, f"{first} {item} {_short_m(a)}; {second} {item} {_short_m(b)}. Larger:",
+        "which_larger",
+        label,
+        f"{first} {item} {_short_m(a)}; {second} {item} {_short_m(b)}. Larger:",
         f"{_short_m(max(a, b))} is more than {_short_m(min(a, b))}.",
     )
 
@@ -517,7 +531,9 @@ def above_one(rng: random.Random) -> Problem:
     assets, liabilities = _pair(rng, 5, 900)
     label = 0 if assets > liabilities else 1
     return _word(
-        "above_one", label, f"Current assets {_short_m(assets)}, current liabilities {_short_m(liabilities)}. Current ratio above 1:",
+        "above_one",
+        label,
+        f"Current assets {_short_m(assets)}, current liabilities {_short_m(liabilities)}. Current ratio above 1:",
         f"The current ratio is {_n(assets, 1)} / {_n(liabilities, 1)} = {_n(assets / liabilities)}.",
     )
 
@@ -530,7 +546,9 @@ def task_set(name: str | None) -> dict[str, Generator]:
         return SHORT_KINDS
     if name in SHORT_KINDS:
         return {name: SHORT_KINDS[name]}
-    raise TaskvecError(f"builtin task set '{name}' is unknown; use one of: {', '.join(TASK_SET_NAMES)}")
+    raise TaskvecError(
+        f"builtin task set '{name}' is unknown; use one of: {', '.join(TASK_SET_NAMES)}"
+    )
 
 
 TASK_SET_NAMES = ("finance", "short", *SHORT_KINDS)
@@ -558,10 +576,14 @@ def _draw(generator: Generator, rng: random.Random, split: str, seen: set[str]) 
             return problem
 
 
-def generate_labeled(split: str, n: int, seed: int = 0, name: str = "finance") -> list[tuple[str, Sample]]:
+def generate_labeled(
+    split: str, n: int, seed: int = 0, name: str = "finance"
+) -> list[tuple[str, Sample]]:
     """`n` samples of `split` of task set `name` with their kind names; kinds are dealt in shuffled rounds so all appear."""
     if split not in SPLITS:
-        raise TaskvecError(f"builtin dataset has no split '{split}'; use one of: {', '.join(SPLITS)}")
+        raise TaskvecError(
+            f"builtin dataset has no split '{split}'; use one of: {', '.join(SPLITS)}"
+        )
     kinds = task_set(name)
     rng = random.Random(_split_seed(seed, split, name))
     seen: set[str] = set()
@@ -576,7 +598,9 @@ def generate_labeled(split: str, n: int, seed: int = 0, name: str = "finance") -
                 id=f"{split}_{len(out)}",
                 question=problem.question,
                 answer=problem.answer,
-                answer_text=format_number(problem.answer) if problem.answer is not None else str(problem.answer_text),
+                answer_text=format_number(problem.answer)
+                if problem.answer is not None
+                else str(problem.answer_text),
                 rationale=problem.rationale,
             )
             out.append((kind, sample))

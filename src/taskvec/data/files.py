@@ -39,7 +39,9 @@ Record = Mapping[str, Any]
 
 
 def _no_file(cfg: DatasetConfig) -> TaskvecError:
-    return TaskvecError(f"source: {cfg.source} needs `dataset.path` or `dataset.splits` (split -> file); set one")
+    return TaskvecError(
+        f"source: {cfg.source} needs `dataset.path` or `dataset.splits` (split -> file); set one"
+    )
 
 
 def file_splits(cfg: DatasetConfig) -> list[str]:
@@ -80,13 +82,17 @@ def absolute_paths(cfg: DatasetConfig, base_dir: Path | None) -> DatasetConfig:
 
     def absolute(path: Path) -> Path:
         path = path.expanduser()
-        for candidate in [path] if path.is_absolute() or base_dir is None else [path, base_dir / path]:
+        for candidate in (
+            [path] if path.is_absolute() or base_dir is None else [path, base_dir / path]
+        ):
             if candidate.is_file():
                 return candidate.resolve()
         return path
 
     splits = {name: absolute(path) for name, path in cfg.splits.items()}
-    return cfg.model_copy(update={"path": absolute(cfg.path) if cfg.path else None, "splits": splits})
+    return cfg.model_copy(
+        update={"path": absolute(cfg.path) if cfg.path else None, "splits": splits}
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -121,10 +127,16 @@ def read_records(path: Path, fmt: str) -> list[Record]:
             return _read_jsonl(path)
         if fmt == "json":
             return _json_records(json.loads(path.read_text(encoding="utf-8")), path)
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False) if fmt == "csv" else pd.read_parquet(path)
+        frame = (
+            pd.read_csv(path, dtype=str, keep_default_na=False)
+            if fmt == "csv"
+            else pd.read_parquet(path)
+        )
     except (ValueError, OSError) as exc:  # JSONDecodeError, pandas/pyarrow parse errors
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TaskvecError(f"cannot read '{path}' as {fmt} ({first_line}); fix the file or `dataset.format`") from exc
+        raise TaskvecError(
+            f"cannot read '{path}' as {fmt} ({first_line}); fix the file or `dataset.format`"
+        ) from exc
     frame = frame.astype(object).where(frame.notna(), None)
     return frame.to_dict("records")
 
@@ -137,10 +149,14 @@ def _read_jsonl(path: Path) -> list[Record]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise TaskvecError(f"'{path}' line {number}: not valid JSON ({exc.msg}); fix the line") from exc
+            raise TaskvecError(
+                f"'{path}' line {number}: not valid JSON ({exc.msg}); fix the line"
+            ) from exc
         if not isinstance(record, dict):
             kind = type(record).__name__
-            raise TaskvecError(f"'{path}' line {number}: expected a JSON object per line, got {kind}; fix the line")
+            raise TaskvecError(
+                f"'{path}' line {number}: expected a JSON object per line, got {kind}; fix the line"
+            )
         records.append(record)
     return records
 
@@ -157,15 +173,23 @@ def _json_records(data: Any, path: Path) -> list[Record]:
             )
         data = lists[key]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise TaskvecError(f"'{path}': expected a JSON list of objects (records); fix the file or `dataset.format`")
+        raise TaskvecError(
+            f"'{path}': expected a JSON list of objects (records); fix the file or `dataset.format`"
+        )
     return data
 
 
 # --- records to samples -------------------------------------------------------------------
 
 
-def records_to_samples(records: Iterable[Record], fields: FieldMap, split: str, where: str, text_answers: bool = False,
-                       id_prefix: str | None = None) -> list[Sample]:
+def records_to_samples(
+    records: Iterable[Record],
+    fields: FieldMap,
+    split: str,
+    where: str,
+    text_answers: bool = False,
+    id_prefix: str | None = None,
+) -> list[Sample]:
     """Map rows to samples with `fields`; `where` names the source in error messages.
 
     Rows without an id column get `{id_prefix or split}_{row index}`; `text_answers`
@@ -173,10 +197,15 @@ def records_to_samples(records: Iterable[Record], fields: FieldMap, split: str, 
     """
     rows = list(records)
     _check_columns(rows, fields, where)
-    samples = [_to_sample(row, i, fields, id_prefix or split, where, text_answers) for i, row in enumerate(rows)]
+    samples = [
+        _to_sample(row, i, fields, id_prefix or split, where, text_answers)
+        for i, row in enumerate(rows)
+    ]
     _check_unique_ids(samples, where)
     if not samples:
-        raise TaskvecError(f"split '{split}' in {where} has no samples; point it at a non-empty file")
+        raise TaskvecError(
+            f"split '{split}' in {where} has no samples; point it at a non-empty file"
+        )
     return samples
 
 
@@ -198,21 +227,29 @@ def _sample_id(row: Record, index: int, fields: FieldMap, prefix: str, where: st
     if column is None:
         return f"{prefix}_{index}"
     if row.get(column) in (None, ""):
-        raise TaskvecError(f"row {index} in {where} has no value in column '{column}'; fill it or set `dataset.fields.id` to another column")
+        raise TaskvecError(
+            f"row {index} in {where} has no value in column '{column}'; fill it or set `dataset.fields.id` to another column"
+        )
     return str(row[column])
 
 
-def _to_sample(row: Record, index: int, fields: FieldMap, prefix: str, where: str, text_answers: bool) -> Sample:
+def _to_sample(
+    row: Record, index: int, fields: FieldMap, prefix: str, where: str, text_answers: bool
+) -> Sample:
     sample_id = _sample_id(row, index, fields, prefix, where)
     question = _text(row.get(fields.question))
     if not question:
-        raise TaskvecError(f"row '{sample_id}' in {where} has an empty question; fill it or drop the row")
+        raise TaskvecError(
+            f"row '{sample_id}' in {where} has an empty question; fill it or drop the row"
+        )
     raw = row.get(fields.answer)
     answer: float | None
     if text_answers:
         answer, answer_text = None, _text(raw)
         if not answer_text:
-            raise TaskvecError(f"row '{sample_id}' in {where} has an empty answer; fill it or drop the row")
+            raise TaskvecError(
+                f"row '{sample_id}' in {where} has an empty answer; fill it or drop the row"
+            )
     else:
         try:
             answer, answer_text = _answer(raw)
@@ -269,13 +306,20 @@ def load_file_split(cfg: DatasetConfig, split: str, base_dir: Path | None = None
     if cfg.splits:
         return records_to_samples(records, cfg.fields, split, f"'{path}'", text)
     _check_path_split(split)
-    return path_split(records_to_samples(records, cfg.fields, split, f"'{path}'", text, id_prefix="row"), cfg, split, path)
+    return path_split(
+        records_to_samples(records, cfg.fields, split, f"'{path}'", text, id_prefix="row"),
+        cfg,
+        split,
+        path,
+    )
 
 
 def _check_path_split(split: str) -> None:
     if split not in _PATH_ONLY_SPLITS:
-        raise TaskvecError(f"dataset has no split '{split}'; `path` alone offers {', '.join(_PATH_ONLY_SPLITS)} "
-                           "(or map split names to files under `dataset.splits`)")
+        raise TaskvecError(
+            f"dataset has no split '{split}'; `path` alone offers {', '.join(_PATH_ONLY_SPLITS)} "
+            "(or map split names to files under `dataset.splits`)"
+        )
 
 
 def path_split(samples: list[Sample], cfg: DatasetConfig, split: str, path: Path) -> list[Sample]:
@@ -285,8 +329,10 @@ def path_split(samples: list[Sample], cfg: DatasetConfig, split: str, path: Path
     test = path_test_rows(len(samples), cfg.test_fraction, cfg.seed)
     chosen = [s for i, s in enumerate(samples) if (i in test) == (split == "test")]
     if not chosen:
-        raise TaskvecError(f"split '{split}' of '{path}' is empty ({len(samples)} rows, test_fraction {cfg.test_fraction}); "
-                           "add rows or change `dataset.test_fraction`")
+        raise TaskvecError(
+            f"split '{split}' of '{path}' is empty ({len(samples)} rows, test_fraction {cfg.test_fraction}); "
+            "add rows or change `dataset.test_fraction`"
+        )
     return chosen
 
 
@@ -309,13 +355,19 @@ def load_finqa_split(cfg: DatasetConfig, split: str, base_dir: Path | None = Non
         _check_path_split(split)
     path = split_file(cfg, split, base_dir)
     records = read_records(path, "json")
-    samples = [s for i, record in enumerate(records) if (s := _finqa_sample(record, i, path)) is not None]
+    samples = [
+        s for i, record in enumerate(records) if (s := _finqa_sample(record, i, path)) is not None
+    ]
     skipped = len(records) - len(samples)
     if skipped:
-        log.warning("skipped %d FinQA records with non-numeric answers (yes/no) in '%s'", skipped, path)
+        log.warning(
+            "skipped %d FinQA records with non-numeric answers (yes/no) in '%s'", skipped, path
+        )
     _check_unique_ids(samples, f"'{path}'")
     if not samples:
-        raise TaskvecError(f"split '{split}' in '{path}' has no numeric FinQA questions; check the file")
+        raise TaskvecError(
+            f"split '{split}' in '{path}' has no numeric FinQA questions; check the file"
+        )
     return samples if cfg.splits else path_split(samples, cfg, split, path)
 
 
@@ -332,8 +384,14 @@ def _finqa_sample(record: Record, index: int, path: Path) -> Sample | None:
         answer = parse_number(qa["exe_ans"])
     except ValueError:
         return None
-    table = "\n".join(" | ".join(str(cell).strip() for cell in row) for row in record.get("table", []))
-    parts = [_finqa_text(record.get("pre_text", [])), table, _finqa_text(record.get("post_text", []))]
+    table = "\n".join(
+        " | ".join(str(cell).strip() for cell in row) for row in record.get("table", [])
+    )
+    parts = [
+        _finqa_text(record.get("pre_text", [])),
+        table,
+        _finqa_text(record.get("post_text", [])),
+    ]
     program = str(qa.get("program", "")).strip()
     return Sample(
         id=sample_id,

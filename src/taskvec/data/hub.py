@@ -26,7 +26,9 @@ def _datasets() -> ModuleType:
 
 def _name(cfg: DatasetConfig) -> str:
     if not cfg.name:
-        raise TaskvecError("source: hf needs `dataset.name` (a Hugging Face dataset id such as 'owner/name'); set it")
+        raise TaskvecError(
+            "source: hf needs `dataset.name` (a Hugging Face dataset id such as 'owner/name'); set it"
+        )
     return cfg.name
 
 
@@ -49,7 +51,9 @@ def hub_splits(cfg: DatasetConfig) -> list[str]:
     name, datasets = _name(cfg), _datasets()
     try:
         return list(datasets.get_dataset_split_names(name))
-    except Exception as exc:  # datasets raises many types (network, auth, missing); all mean "can't reach it"
+    except (
+        Exception
+    ) as exc:  # datasets raises many types (network, auth, missing); all mean "can't reach it"
         raise _unreachable(name, exc) from exc
 
 
@@ -66,4 +70,6 @@ def load_hub_split(cfg: DatasetConfig, split: str) -> list[Sample]:
         ) from exc
     except Exception as exc:  # network, auth and not-found errors all mean "can't reach it"
         raise _unreachable(name, exc) from exc
-    return records_to_samples(rows, cfg.fields, split, f"Hugging Face dataset '{name}'", cfg.answer_type == "text")
+    return records_to_samples(
+        rows, cfg.fields, split, f"Hugging Face dataset '{name}'", cfg.answer_type == "text"
+    )

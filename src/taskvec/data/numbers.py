@@ -49,7 +49,11 @@ def parse_number(value: str | int | float) -> float:
     """
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
-    number = float(value) if isinstance(value, numbers.Real) else float(normalize_number_text(cast(str, value)))
+    number = (
+        float(value)
+        if isinstance(value, numbers.Real)
+        else float(normalize_number_text(cast(str, value)))
+    )
     if not math.isfinite(number):
         raise ValueError(f"not a finite number: {value!r}")
     return number

@@ -29,12 +29,20 @@ MIN_TEST = 50
 def table(name: str) -> tuple[tuple[str, ...], ...]:
     """The rows of `words/{name}.tsv`, tab-separated, without comment lines."""
     text = (resources.files("taskvec.data") / "words" / f"{name}.tsv").read_text(encoding="utf-8")
-    return tuple(tuple(line.split("\t")) for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    return tuple(
+        tuple(line.split("\t"))
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
 
 
 def column(name: str, source: int, target: int) -> list[Pair]:
     """(input, answer) pairs from two columns of a table, skipping rows whose answer is `-`."""
-    return [(row[source], row[target]) for row in table(name) if row[target] != "-" and row[source] != "-"]
+    return [
+        (row[source], row[target])
+        for row in table(name)
+        if row[target] != "-" and row[source] != "-"
+    ]
 
 
 def both_ways(name: str) -> list[Pair]:
@@ -72,24 +80,102 @@ class WordTask:
     rationale: Callable[[str, str], str] | None = None
 
 
-WORD_TASKS: dict[str, WordTask] = {t.name: t for t in (
-    WordTask("first_letter", "letters", "word -> its first letter in upper case (apple -> A)", lambda: [(w, w[0].upper()) for w in _nouns()]),
-    WordTask("last_letter", "letters", "word -> its last letter (apple -> e)", lambda: [(w, w[-1]) for w in _nouns()]),
-    WordTask("list_first", "lists", "list of words -> the first one", lambda: _lists(lambda items: items[0])),
-    WordTask("list_last", "lists", "list of words -> the last one", lambda: _lists(lambda items: items[-1])),
-    WordTask("capital", "knowledge", "country -> its capital (France -> Paris)", lambda: column("countries", 0, 1)),
-    WordTask("currency", "knowledge", "country -> its currency (Japan -> yen)", lambda: column("countries", 0, 2)),
-    WordTask("en_fr", "translation", "English noun -> French (dog -> chien)", lambda: column("nouns", 0, 1)),
-    WordTask("en_es", "translation", "English noun -> Spanish (dog -> perro)", lambda: column("nouns", 0, 2)),
-    WordTask("antonym", "linguistic", "word -> its opposite (hot -> cold)", lambda: both_ways("antonyms")),
-    WordTask("plural", "linguistic", "noun -> its plural (child -> children)", lambda: column("nouns", 0, 3)),
-    WordTask("past_tense", "linguistic", "verb -> its past tense (go -> went)", lambda: column("verbs", 0, 1),
-             past_tense_rationale),
-    WordTask("uppercase", "linguistic", "word -> the word in upper case (apple -> APPLE)", lambda: [(w, w.upper()) for w in _nouns()]),
-    WordTask("fin_antonym", "finance", "financial term -> its opposite (profit -> loss, bull -> bear)", lambda: both_ways("finance_antonyms")),
-    WordTask("ticker", "finance", "stock ticker -> company (AAPL -> Apple)", lambda: column("tickers", 0, 1)),
-    WordTask("currency_code", "finance", "ISO currency code -> currency (JPY -> yen)", lambda: column("currency_codes", 0, 1)),
-)}
+WORD_TASKS: dict[str, WordTask] = {
+    t.name: t
+    for t in (
+        WordTask(
+            "first_letter",
+            "letters",
+            "word -> its first letter in upper case (apple -> A)",
+            lambda: [(w, w[0].upper()) for w in _nouns()],
+        ),
+        WordTask(
+            "last_letter",
+            "letters",
+            "word -> its last letter (apple -> e)",
+            lambda: [(w, w[-1]) for w in _nouns()],
+        ),
+        WordTask(
+            "list_first",
+            "lists",
+            "list of words -> the first one",
+            lambda: _lists(lambda items: items[0]),
+        ),
+        WordTask(
+            "list_last",
+            "lists",
+            "list of words -> the last one",
+            lambda: _lists(lambda items: items[-1]),
+        ),
+        WordTask(
+            "capital",
+            "knowledge",
+            "country -> its capital (France -> Paris)",
+            lambda: column("countries", 0, 1),
+        ),
+        WordTask(
+            "currency",
+            "knowledge",
+            "country -> its currency (Japan -> yen)",
+            lambda: column("countries", 0, 2),
+        ),
+        WordTask(
+            "en_fr",
+            "translation",
+            "English noun -> French (dog -> chien)",
+            lambda: column("nouns", 0, 1),
+        ),
+        WordTask(
+            "en_es",
+            "translation",
+            "English noun -> Spanish (dog -> perro)",
+            lambda: column("nouns", 0, 2),
+        ),
+        WordTask(
+            "antonym",
+            "linguistic",
+            "word -> its opposite (hot -> cold)",
+            lambda: both_ways("antonyms"),
+        ),
+        WordTask(
+            "plural",
+            "linguistic",
+            "noun -> its plural (child -> children)",
+            lambda: column("nouns", 0, 3),
+        ),
+        WordTask(
+            "past_tense",
+            "linguistic",
+            "verb -> its past tense (go -> went)",
+            lambda: column("verbs", 0, 1),
+            past_tense_rationale,
+        ),
+        WordTask(
+            "uppercase",
+            "linguistic",
+            "word -> the word in upper case (apple -> APPLE)",
+            lambda: [(w, w.upper()) for w in _nouns()],
+        ),
+        WordTask(
+            "fin_antonym",
+            "finance",
+            "financial term -> its opposite (profit -> loss, bull -> bear)",
+            lambda: both_ways("finance_antonyms"),
+        ),
+        WordTask(
+            "ticker",
+            "finance",
+            "stock ticker -> company (AAPL -> Apple)",
+            lambda: column("tickers", 0, 1),
+        ),
+        WordTask(
+            "currency_code",
+            "finance",
+            "ISO currency code -> currency (JPY -> yen)",
+            lambda: column("currency_codes", 0, 1),
+        ),
+    )
+}
 
 
 def task_rows(name: str, split: str, seed: int = 0) -> list[Pair]:
@@ -109,5 +195,13 @@ def word_split(name: str, split: str, n: int, seed: int = 0) -> list[Sample]:
         raise TaskvecError(f"builtin dataset has no split '{split}'; use one of: train, test")
     rows = task_rows(name, split, seed)[:n]
     rationale = WORD_TASKS[name].rationale
-    return [Sample(id=f"{split}_{i}", question=x, answer=None, answer_text=y, rationale=rationale(x, y) if rationale else "")
-            for i, (x, y) in enumerate(rows)]
+    return [
+        Sample(
+            id=f"{split}_{i}",
+            question=x,
+            answer=None,
+            answer_text=y,
+            rationale=rationale(x, y) if rationale else "",
+        )
+        for i, (x, y) in enumerate(rows)
+    ]

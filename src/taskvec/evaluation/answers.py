@@ -39,7 +39,9 @@ _NUMBER = re.compile(
     """,
     re.VERBOSE | re.IGNORECASE,
 )
-_ANSWER_IS = re.compile(r"\banswer(?:\s+to\s+(?:this|the)\s+(?:question|problem))?\s+is\b\s*:?", re.IGNORECASE)
+_ANSWER_IS = re.compile(
+    r"\banswer(?:\s+to\s+(?:this|the)\s+(?:question|problem))?\s+is\b\s*:?", re.IGNORECASE
+)
 _ANSWER_COLON = re.compile(r"\banswer\s*:", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
 
@@ -78,7 +80,9 @@ def _read(match: re.Match[str]) -> tuple[float, float, bool] | None:
     return value, SCALES.get(scale_word, 1.0), bool(match["percent"])
 
 
-def _numbers(text: str, how: Literal["answer_phrase", "last_number"]) -> list[tuple[int, int, ParsedAnswer]]:
+def _numbers(
+    text: str, how: Literal["answer_phrase", "last_number"]
+) -> list[tuple[int, int, ParsedAnswer]]:
     """Every number in `text`, in order, with its span."""
     found = []
     for match in _NUMBER.finditer(text):
@@ -89,7 +93,9 @@ def _numbers(text: str, how: Literal["answer_phrase", "last_number"]) -> list[tu
                 span = span[1:].strip()
             if match["close"] and not match["open"]:
                 span = span[:-1].strip()
-            found.append((match.start(), match.end(), ParsedAnswer(read[0], span, how, read[1], read[2])))
+            found.append(
+                (match.start(), match.end(), ParsedAnswer(read[0], span, how, read[1], read[2]))
+            )
     return found
 
 
@@ -105,8 +111,12 @@ def _answer_in(region: str) -> ParsedAnswer | None:
     first_end = found[0][1]
     stop = _SENTENCE_END.search(region, first_end)
     clause_end = stop.start() if stop else len(region)
-    equals = max(region.rfind("=", first_end, clause_end), region.rfind("\u2248", first_end, clause_end))
-    after = [parsed for start, _, parsed in found if equals < start < clause_end] if equals >= 0 else []
+    equals = max(
+        region.rfind("=", first_end, clause_end), region.rfind("\u2248", first_end, clause_end)
+    )
+    after = (
+        [parsed for start, _, parsed in found if equals < start < clause_end] if equals >= 0 else []
+    )
     return after[0] if after else found[0][2]
 
 
@@ -137,7 +147,11 @@ def extract_answer(generation: str) -> ParsedAnswer | None:
     """
     numbers = _numbers(generation, "last_number")
     fallback = numbers[-1][2] if numbers else None
-    return _after_phrase(generation, _ANSWER_IS) or _after_phrase(generation, _ANSWER_COLON) or fallback
+    return (
+        _after_phrase(generation, _ANSWER_IS)
+        or _after_phrase(generation, _ANSWER_COLON)
+        or fallback
+    )
 
 
 def gold_decimals(gold: float, gold_text: str | None) -> int:
@@ -146,7 +160,9 @@ def gold_decimals(gold: float, gold_text: str | None) -> int:
     Without a usable `gold_text`, the plain form of `gold` (at most 12 decimals) is used.
     """
     try:
-        plain = normalize_number_text(gold_text) if gold_text is not None else format_number(gold, 12)
+        plain = (
+            normalize_number_text(gold_text) if gold_text is not None else format_number(gold, 12)
+        )
     except ValueError:
         plain = format_number(gold, 12)
     mantissa, _, exponent = plain.lower().partition("e")
@@ -192,7 +208,9 @@ def candidates(parsed: ParsedAnswer, gold_text: str | None = None) -> list[float
 
 def score(parsed: ParsedAnswer | None, gold: float, gold_text: str | None = None) -> bool:
     """Whether any of the parsed answer's `candidates` `is_correct`; no answer is wrong."""
-    return parsed is not None and any(is_correct(v, gold, gold_text) for v in candidates(parsed, gold_text))
+    return parsed is not None and any(
+        is_correct(v, gold, gold_text) for v in candidates(parsed, gold_text)
+    )
 
 
 # --- text answers -----------------------------------------------------------------------
@@ -213,14 +231,18 @@ def extract_text_answer(generation: str, n_words: int) -> str | None:
     text has one, else at the start; only its first non-empty line is read. Each word
     loses the edge punctuation `normalise_text` strips ("Paris." -> "Paris").
     """
-    starts = [m.end() for m in _ANSWER_IS.finditer(generation)] or [m.end() for m in _ANSWER_COLON.finditer(generation)]
-    region = generation[starts[-1]:] if starts else generation
+    starts = [m.end() for m in _ANSWER_IS.finditer(generation)] or [
+        m.end() for m in _ANSWER_COLON.finditer(generation)
+    ]
+    region = generation[starts[-1] :] if starts else generation
     line = next((ln for ln in region.splitlines() if normalise_text(ln)), "")
     words = [w for w in (normalise_text(w) for w in line.split()) if w][: max(1, n_words)]
     return " ".join(words) if words else None
 
 
-def score_text(generation: str, gold_text: str, case_sensitive: bool = True) -> tuple[str | None, bool]:
+def score_text(
+    generation: str, gold_text: str, case_sensitive: bool = True
+) -> tuple[str | None, bool]:
     """(the answer read from `generation`, whether it equals `gold_text` after `normalise_text`)."""
     gold = normalise_text(gold_text, case_sensitive)
     parsed = extract_text_answer(generation, len(gold.split()))

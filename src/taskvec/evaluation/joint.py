@@ -19,17 +19,25 @@ from taskvec.session.layout import CONSOLIDATED
 from taskvec.session.store import SampleTable, SessionWriter, check_finite, save_json
 
 
-def prepare_extraction(config_path: Path, samples: list[str], prompts: list[RenderedPrompt], model: str) -> Prepared:
+def prepare_extraction(
+    config_path: Path, samples: list[str], prompts: list[RenderedPrompt], model: str
+) -> Prepared:
     """Validate an extraction config for one pass with an evaluation: same model, samples and prompt texts."""
     if not config_path.is_file():
-        raise TaskvecError(f"--extract: file '{config_path}' not found; pass an extraction config YAML (see task_vector_config.yaml)")
+        raise TaskvecError(
+            f"--extract: file '{config_path}' not found; pass an extraction config YAML (see task_vector_config.yaml)"
+        )
     prep = prepare(config_path)
     if prep.model_ref.spec != model:
-        raise TaskvecError(f"--extract: the extraction config's model is '{prep.model_ref.spec}', the evaluation's '{model}'; use one model")
+        raise TaskvecError(
+            f"--extract: the extraction config's model is '{prep.model_ref.spec}', the evaluation's '{model}'; use one model"
+        )
     ours = [(s.id, p.text) for s, p in zip(prep.samples, prep.prompts)]
     theirs = list(zip(samples, (p.text for p in prompts)))
     if ours != theirs:
-        diff = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+        diff = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
+        )
         raise TaskvecError(
             f"--extract: the extraction config gives {len(ours)} prompts, the evaluation {len(theirs)}, differing from prompt {diff} on; "
             "give both the same prompt config, split and max_samples (evaluation defaults to split test, extraction to train)"
@@ -46,14 +54,22 @@ class SessionSink:
         self.items = {it.idx: it for it in prep.items}
         hidden = prep.text_config.hidden_size
         self.writer = SessionWriter(self.paths, prep.keys)
-        self.table = SampleTable(self.paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
+        self.table = SampleTable(
+            self.paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden
+        )
         self.started = time.perf_counter()
         self.started_at = datetime.now().isoformat(timespec="seconds")
 
     @property
     def reading(self) -> Reading:
         """What generation reads: the session's layers, at each sample's token indices (none for skipped samples)."""
-        return Reading(self.prep.layers, [list(self.items[i].token_indices) if i in self.items else [] for i in range(len(self.prep.samples))])
+        return Reading(
+            self.prep.layers,
+            [
+                list(self.items[i].token_indices) if i in self.items else []
+                for i in range(len(self.prep.samples))
+            ],
+        )
 
     def add(self, idx: int, vectors: torch.Tensor) -> None:
         """Queue one sample's (layers, positions, hidden) vectors for its file and the statistics."""
@@ -68,10 +84,15 @@ class SessionSink:
         consolidated = self.table.summarise() if status == "complete" else False
         lengths = [len(it.ids) for it in self.prep.items]
         extra: dict[str, Any] = {
-            "status": status, "created_at": self.started_at, "n_saved": self.writer.n_saved,
+            "status": status,
+            "created_at": self.started_at,
+            "n_saved": self.writer.n_saved,
             "evaluation_results": str(results_dir),
             "engine": {"one_pass_with_evaluation": True, "tokens_total": sum(lengths)},
             "timings": {**self.prep.timings, "run_s": time.perf_counter() - self.started},
             "consolidated": CONSOLIDATED if consolidated else None,
         }
-        save_json(self.paths.task_vector_dir / "metadata.json", session_metadata(self.prep, self.paths, self.device, self.dtype, extra))
+        save_json(
+            self.paths.task_vector_dir / "metadata.json",
+            session_metadata(self.prep, self.paths, self.device, self.dtype, extra),
+        )

@@ -56,4 +56,7 @@ class PredictionLog:
     def finalise(self, rows: list[dict[str, Any]]) -> None:
         """Replace the log (finish order) by every row in sample order, atomically: the file a single run writes."""
         self.close()
-        save_text(self.path, b"".join(_line(r) for r in sorted(rows, key=lambda r: r["sample_idx"])).decode())
+        save_text(
+            self.path,
+            b"".join(_line(r) for r in sorted(rows, key=lambda r: r["sample_idx"])).decode(),
+        )

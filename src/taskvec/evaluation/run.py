@@ -22,7 +22,13 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 from transformers.utils import logging as hf_logging
 
 from taskvec.config import Device, DType
@@ -33,7 +39,15 @@ from taskvec.evaluation.joint import SessionSink, prepare_extraction
 from taskvec.evaluation.predictions import PredictionLog
 from taskvec.extraction.prepare import Prepared
 from taskvec.model.generation import Finished, GenerationStats, Generator
-from taskvec.model.loading import ModelRef, dtype_name, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from taskvec.model.loading import (
+    ModelRef,
+    dtype_name,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+)
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
@@ -56,8 +70,14 @@ class EvalOptions(BaseModel):
     device: Device = "auto"
     dtype: DType = "auto"
     seed: int = Field(0, description="sampling seed (matters only with generation.do_sample)")
-    prefix_cache: bool = Field(True, description="prefill shared prompt prefixes once (off: every prompt in full)")
-    draft_tokens: int = Field(8, ge=0, description="greedy: prompt-lookup drafts a row checks per step while the batch has room (0: none)")
+    prefix_cache: bool = Field(
+        True, description="prefill shared prompt prefixes once (off: every prompt in full)"
+    )
+    draft_tokens: int = Field(
+        8,
+        ge=0,
+        description="greedy: prompt-lookup drafts a row checks per step while the batch has room (0: none)",
+    )
 
 
 @dataclass
@@ -73,7 +93,9 @@ class EvalPrepared:
     prompts: list[RenderedPrompt]
     ids: list[list[int]]
     timings: dict[str, float] = field(default_factory=dict)
-    extraction: Prepared | None = None  # one pass: also write this extraction session from the prefill
+    extraction: Prepared | None = (
+        None  # one pass: also write this extraction session from the prefill
+    )
 
 
 @dataclass(frozen=True)
@@ -103,23 +125,31 @@ def prepare_evaluation(config_path: Path, **overrides: Any) -> EvalPrepared:
     if options.model:
         prompt_cfg = prompt_cfg.model_copy(update={"model": options.model})
     if prompt_cfg.model is None:
-        raise TaskvecError("model: the prompt config names no model; add `model:` to it or pass --model")
+        raise TaskvecError(
+            "model: the prompt config names no model; add `model:` to it or pass --model"
+        )
     check_writable(options.output_dir)
     resolve_device(options.device)
-    samples, pool = select_samples(prompt_cfg, options.split, options.max_samples, config_path.parent)
+    samples, pool = select_samples(
+        prompt_cfg, options.split, options.max_samples, config_path.parent
+    )
     warn_if_short(options.max_samples, samples, options.split)
     ref = resolve_model(prompt_cfg.model)
     tokenizer = load_tokenizer(ref)
     prompts, ids = map(list, zip(*build_prompts(prompt_cfg, samples, pool, tokenizer)))
     timings = {"prepare_s": time.perf_counter() - start}
-    return EvalPrepared(config_path, options, prompt_cfg, ref, tokenizer, samples, prompts, ids, timings)
+    return EvalPrepared(
+        config_path, options, prompt_cfg, ref, tokenizer, samples, prompts, ids, timings
+    )
 
 
 _WORD = r"[^\W_](?:[\w'-]|\.(?=\w))*"  # "walked", "don't", "U.S", "12.5"
 _TEXT_ANSWER = rf"[\"'*]*{_WORD}(?:\s+{_WORD}){{0,3}}[\"'*]*"  # one to four words, maybe quoted
 
 
-def answer_stop_pattern(answer_format: str, answer_type: Literal["number", "text"] = "number") -> re.Pattern[str] | None:
+def answer_stop_pattern(
+    answer_format: str, answer_type: Literal["number", "text"] = "number"
+) -> re.Pattern[str] | None:
     """A regex for a finished answer sentence, built from the text around `{answer}` in `answer_format`.
 
     number: a number that may carry a sign, currency, '%' and up to two words ("million
@@ -134,7 +164,9 @@ def answer_stop_pattern(answer_format: str, answer_type: Literal["number", "text
         return None
     phrase = r"\s+".join(re.escape(word) for word in lead.split()) + r"\s*:?\s*"
     if answer_type == "text":
-        close = (re.escape(tail.strip()) or r"\n") + r"(?:(?<!\d\.)|\s)"  # "12." may go on to "12.5"
+        close = (
+            re.escape(tail.strip()) or r"\n"
+        ) + r"(?:(?<!\d\.)|\s)"  # "12." may go on to "12.5"
         return re.compile(phrase + _TEXT_ANSWER + r"\s*" + close, re.IGNORECASE)
     number = r"[-+\u2212(]?[$€£]?\s?\d[\d,]*(?:\.\d+)?\)?\s?%?"
     return re.compile(phrase + number + r"(?:\s+[^\W\d_]+){0,2}\s*(?:\.\s|\n)", re.IGNORECASE)
@@ -142,13 +174,21 @@ def answer_stop_pattern(answer_format: str, answer_type: Literal["number", "text
 
 def stop_pattern(answer_format: str, samples: list[Sample]) -> re.Pattern[str] | None:
     """The answer-sentence stop for these samples: the text pattern when every gold answer is text."""
-    return answer_stop_pattern(answer_format, "text" if all(s.answer is None for s in samples) else "number")
+    return answer_stop_pattern(
+        answer_format, "text" if all(s.answer is None for s in samples) else "number"
+    )
 
 
 class _AnswerStop(StoppingCriteria):
     """Finishes each row once its new text holds a complete answer sentence, and records where."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, pattern: re.Pattern[str], prompt_len: int, rows: int) -> None:
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        pattern: re.Pattern[str],
+        prompt_len: int,
+        rows: int,
+    ) -> None:
         self.tokenizer = tokenizer
         self.pattern = pattern
         self.prompt_len = prompt_len
@@ -157,7 +197,9 @@ class _AnswerStop(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         new = input_ids[:, self.prompt_len :].tolist()
         for row, ids in enumerate(new):
-            if self.stopped_at[row] is None and self.pattern.search(str(self.tokenizer.decode(ids, skip_special_tokens=True))):
+            if self.stopped_at[row] is None and self.pattern.search(
+                str(self.tokenizer.decode(ids, skip_special_tokens=True))
+            ):
                 self.stopped_at[row] = len(ids)
         return torch.tensor([s is not None for s in self.stopped_at], device=input_ids.device)  # type: ignore[return-value]
 
@@ -171,10 +213,18 @@ def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[
 
 def generation_config(settings: Generation, pad_id: int, eos_ids: list[int]) -> GenerationConfig:
     """Exactly the prompt config's decoding settings; no top-k or repetition penalty from model defaults."""
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0} if settings.do_sample else {}
+    sampling = (
+        {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
+        if settings.do_sample
+        else {}
+    )
     return GenerationConfig(
-        max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample, repetition_penalty=1.0,
-        pad_token_id=pad_id, eos_token_id=eos_ids, **sampling,
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
+        repetition_penalty=1.0,
+        pad_token_id=pad_id,
+        eos_token_id=eos_ids,
+        **sampling,
     )
 
 
@@ -194,7 +244,9 @@ def generate(
     Shared prompt prefixes are prefilled once and rows finish independently (see
     `taskvec.model.generation.Generator`); greedy output equals `model.generate` at batch size 1.
     """
-    generator = Generator(model, settings, eos_ids(model, tokenizer), batch_size, tokenizer, stop, prefix_cache, seed)
+    generator = Generator(
+        model, settings, eos_ids(model, tokenizer), batch_size, tokenizer, stop, prefix_cache, seed
+    )
     outputs: list[list[int]] = [[] for _ in prompt_ids]
     with tqdm(total=len(prompt_ids), unit="sample", disable=not progress, desc="generate") as bar:
         for done in generator.run(prompt_ids):
@@ -218,7 +270,9 @@ def generate_padded(
     floating-point noise) a prompt's greedy output does not depend on the batch it lands
     in. It runs with `generation_config(settings)`; the model's own generation config is left as it is.
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     eos = eos_ids(model, tokenizer)
     config = generation_config(settings, pad_id, eos)
     device = next(model.parameters()).device
@@ -228,13 +282,23 @@ def generate_padded(
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             width = max(len(prompt_ids[i]) for i in batch)
-            input_ids = torch.tensor([[pad_id] * (width - len(prompt_ids[i])) + prompt_ids[i] for i in batch], device=device)
-            mask = torch.tensor([[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in batch], device=device)
+            input_ids = torch.tensor(
+                [[pad_id] * (width - len(prompt_ids[i])) + prompt_ids[i] for i in batch],
+                device=device,
+            )
+            mask = torch.tensor(
+                [[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in batch],
+                device=device,
+            )
             stopper = _AnswerStop(tokenizer, stop, width, len(batch)) if stop is not None else None
             criteria = StoppingCriteriaList([stopper] if stopper is not None else [])
             with torch.inference_mode():
-                out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,  # type: ignore[operator]
-                                     stopping_criteria=criteria)
+                out = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    generation_config=config,  # type: ignore[operator]
+                    stopping_criteria=criteria,
+                )
             for row, idx in enumerate(batch):
                 new = out[row, width:].tolist()
                 ends = [new.index(e) + 1 for e in eos if e in new]
@@ -248,12 +312,19 @@ def generate_padded(
 def _rerun_header(prep: EvalPrepared) -> str:
     """A comment for config.yaml giving the command that re-runs this evaluation."""
     o = prep.options
-    args = f"--split {o.split} --batch-size {o.batch_size}" + (f" --max-samples {o.max_samples}" if o.max_samples else "")
+    args = f"--split {o.split} --batch-size {o.batch_size}" + (
+        f" --max-samples {o.max_samples}" if o.max_samples else ""
+    )
     return f"# Resolved prompt config of an evaluation; re-run with: python run.py --config config.yaml {args}\n"
 
 
 def _prediction(
-    idx: int, sample: Sample, prompt: RenderedPrompt, n_prompt: int, tokenizer: PreTrainedTokenizerBase, new: list[int],
+    idx: int,
+    sample: Sample,
+    prompt: RenderedPrompt,
+    n_prompt: int,
+    tokenizer: PreTrainedTokenizerBase,
+    new: list[int],
     case_sensitive: bool = True,
 ) -> dict[str, Any]:
     """One line of predictions.jsonl: the generation, its parsed answer and whether it is correct.
@@ -268,7 +339,9 @@ def _prediction(
         parsed_value, parsed_text, how = text, text, "text" if text is not None else None
     else:
         parsed = extract_answer(generation)
-        parsed_value, parsed_text, how = (parsed.value, parsed.text, parsed.how) if parsed else (None, None, None)
+        parsed_value, parsed_text, how = (
+            (parsed.value, parsed.text, parsed.how) if parsed else (None, None, None)
+        )
         correct = score(parsed, sample.answer, sample.answer_text)
     return {
         "sample_idx": idx,
@@ -286,13 +359,24 @@ def _prediction(
     }
 
 
-def _scored(idx: int, prep: EvalPrepared, done: Finished, stop: re.Pattern[str] | None) -> dict[str, Any]:
+def _scored(
+    idx: int, prep: EvalPrepared, done: Finished, stop: re.Pattern[str] | None
+) -> dict[str, Any]:
     """The prediction line of a finished sample; output cut off by max_new_tokens before its answer
     sentence is `truncated` and counts as wrong (the fallback's reading is kept for inspection)."""
-    row = _prediction(idx, prep.samples[idx], prep.prompts[idx], len(prep.ids[idx]), prep.tokenizer, done.tokens,
-                      prep.prompt_config.dataset.case_sensitive)
+    row = _prediction(
+        idx,
+        prep.samples[idx],
+        prep.prompts[idx],
+        len(prep.ids[idx]),
+        prep.tokenizer,
+        done.tokens,
+        prep.prompt_config.dataset.case_sensitive,
+    )
     truncated = stop is not None and done.reason == "length"
-    row.update(finish_reason=done.reason, truncated=truncated, correct_if_not_truncated=row["correct"])
+    row.update(
+        finish_reason=done.reason, truncated=truncated, correct_if_not_truncated=row["correct"]
+    )
     if truncated:
         row["correct"] = False
     return row
@@ -312,8 +396,16 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _metrics(prep: EvalPrepared, directory: Path, status: str, rows: list[dict[str, Any]], runs: list[dict[str, Any]],
-             device: torch.device, dtype: torch.dtype, stop: bool) -> dict[str, Any]:
+def _metrics(
+    prep: EvalPrepared,
+    directory: Path,
+    status: str,
+    rows: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    device: torch.device,
+    dtype: torch.dtype,
+    stop: bool,
+) -> dict[str, Any]:
     o, cfg = prep.options, prep.prompt_config
     return {
         "session_name": directory.name,
@@ -325,16 +417,27 @@ def _metrics(prep: EvalPrepared, directory: Path, status: str, rows: list[dict[s
         "model_short": prep.model_ref.short_name,
         "prompt_type": cfg.prompt_type,
         "n_shot": cfg.n_shot,
-        "generation": {**cfg.generation.model_dump(mode="json"), "batch_size": o.batch_size, "stop_after_answer": stop,
-                       "prefix_cache": o.prefix_cache, "draft_tokens": o.draft_tokens},
+        "generation": {
+            **cfg.generation.model_dump(mode="json"),
+            "batch_size": o.batch_size,
+            "stop_after_answer": stop,
+            "prefix_cache": o.prefix_cache,
+            "draft_tokens": o.draft_tokens,
+        },
         "truncated_policy": "a generation that reaches max_new_tokens without an answer sentence is `truncated` and counts as wrong",
         "dtype": dtype_name(dtype),
         "device": str(device),
         "timings": runs[-1].get("timings", {}) if runs else {},
         "runs": runs,
         "versions": package_versions(),
-        "created_at": runs[0]["started_at"] if runs else datetime.now().isoformat(timespec="seconds"),
-        "config": {**o.model_dump(mode="json"), "config_path": str(prep.config_path), "prompt_config": cfg.model_dump(mode="json")},
+        "created_at": runs[0]["started_at"]
+        if runs
+        else datetime.now().isoformat(timespec="seconds"),
+        "config": {
+            **o.model_dump(mode="json"),
+            "config_path": str(prep.config_path),
+            "prompt_config": cfg.model_dump(mode="json"),
+        },
     }
 
 
@@ -359,7 +462,9 @@ class _Progress:
     """Finished samples with generated tokens, tokens/s and an ETA from the samples' finishing rate."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = tqdm(total=total, unit="sample", disable=not enabled, desc="evaluate", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, unit="sample", disable=not enabled, desc="evaluate", dynamic_ncols=True
+        )
         self.start = self.shown = time.perf_counter()
 
     def step(self, stats: GenerationStats) -> None:
@@ -367,20 +472,38 @@ class _Progress:
         if now - self.shown >= 1.0:
             self.shown = now
             rate = stats.generated_tokens / max(now - self.start, 1e-9)
-            self.bar.set_postfix_str(f"{stats.generated_tokens} tokens, {rate:.1f} tok/s", refresh=True)
+            self.bar.set_postfix_str(
+                f"{stats.generated_tokens} tokens, {rate:.1f} tok/s", refresh=True
+            )
 
     def close(self) -> None:
         self.bar.close()
 
 
-def _generate_rows(prep: EvalPrepared, model: PreTrainedModel, log: PredictionLog, rows: dict[int, dict[str, Any]],
-                   stop: re.Pattern[str] | None, progress: bool, sink: SessionSink | None) -> GenerationStats:
+def _generate_rows(
+    prep: EvalPrepared,
+    model: PreTrainedModel,
+    log: PredictionLog,
+    rows: dict[int, dict[str, Any]],
+    stop: re.Pattern[str] | None,
+    progress: bool,
+    sink: SessionSink | None,
+) -> GenerationStats:
     """Generate every sample not in `rows`, appending each prediction to the log as it finishes
     (and, with a `sink`, its prefill's hidden states to the extraction session)."""
     o = prep.options
-    generator = Generator(model, prep.prompt_config.generation, eos_ids(model, prep.tokenizer), o.batch_size,
-                          prep.tokenizer, stop, o.prefix_cache, o.seed, reading=sink.reading if sink else None,
-                          draft_tokens=o.draft_tokens)
+    generator = Generator(
+        model,
+        prep.prompt_config.generation,
+        eos_ids(model, prep.tokenizer),
+        o.batch_size,
+        prep.tokenizer,
+        stop,
+        o.prefix_cache,
+        o.seed,
+        reading=sink.reading if sink else None,
+        draft_tokens=o.draft_tokens,
+    )
     bar = _Progress(len(prep.ids) - len(rows), progress)
     try:
         for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
@@ -399,27 +522,45 @@ def _generate_rows(prep: EvalPrepared, model: PreTrainedModel, log: PredictionLo
     return generator.stats
 
 
-def _timings(prep: EvalPrepared, stats: GenerationStats, load_s: float, generate_s: float, n_samples: int) -> dict[str, float]:
+def _timings(
+    prep: EvalPrepared, stats: GenerationStats, load_s: float, generate_s: float, n_samples: int
+) -> dict[str, float]:
     return {
-        **prep.timings, "load_model_s": load_s, "generate_s": generate_s,
-        "prefill_s": stats.prefill_s, "decode_s": stats.decode_s,
+        **prep.timings,
+        "load_model_s": load_s,
+        "generate_s": generate_s,
+        "prefill_s": stats.prefill_s,
+        "decode_s": stats.decode_s,
         "prefill_share": stats.prefill_s / max(stats.prefill_s + stats.decode_s, 1e-9),
-        "samples_per_s": n_samples / max(generate_s, 1e-9), "tokens_per_s": stats.generated_tokens / max(generate_s, 1e-9),
-        "prefill_tokens": stats.prefill_tokens, "decode_steps": stats.decode_steps,
-        "draft_tokens": stats.draft_tokens, "accepted_draft_tokens": stats.accepted_tokens,
+        "samples_per_s": n_samples / max(generate_s, 1e-9),
+        "tokens_per_s": stats.generated_tokens / max(generate_s, 1e-9),
+        "prefill_tokens": stats.prefill_tokens,
+        "decode_steps": stats.decode_steps,
+        "draft_tokens": stats.draft_tokens,
+        "accepted_draft_tokens": stats.accepted_tokens,
     }
 
 
 def _new_results(prep: EvalPrepared) -> Path:
     cfg, o = prep.prompt_config, prep.options
-    name = session_name(None, cfg.prompt_type, cfg.n_shot, o.split, prep.model_ref.short_name, datetime.now(), kind="results")
+    name = session_name(
+        None,
+        cfg.prompt_type,
+        cfg.n_shot,
+        o.split,
+        prep.model_ref.short_name,
+        datetime.now(),
+        kind="results",
+    )
     directory = create_unique_dir(o.output_dir, name)
     resolved = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     save_text(directory / "config.yaml", _rerun_header(prep) + resolved)
     return directory
 
 
-def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | None = None) -> EvalResult:
+def run_evaluation(
+    prep: EvalPrepared, progress: bool = True, resume: Path | None = None
+) -> EvalResult:
     """Load the weights, generate for every prompt, parse, score and write the results directory.
 
     Each prediction is appended to predictions.jsonl as its sample finishes. A run that
@@ -430,22 +571,45 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
     o = prep.options
     device = resolve_device(o.device)
     dtype = resolve_dtype(o.dtype, device)
-    rows, runs = _resume_state(prep, resume) if resume is not None else ({}, [])  # checked before the weights load
+    rows, runs = (
+        _resume_state(prep, resume) if resume is not None else ({}, [])
+    )  # checked before the weights load
     torch.manual_seed(o.seed)
     t0 = time.perf_counter()
     with _quiet(not progress):
-        model = load_model(prep.model_ref, dtype, device)  # before the directory exists: a load error writes nothing
+        model = load_model(
+            prep.model_ref, dtype, device
+        )  # before the directory exists: a load error writes nothing
     t1 = time.perf_counter()
     directory = resume if resume is not None else _new_results(prep)
     sink = SessionSink(prep.extraction, device, dtype) if prep.extraction is not None else None
-    log, stop = PredictionLog(directory / "predictions.jsonl"), stop_pattern(prep.prompt_config.answer_format, prep.samples)
-    run: dict[str, Any] = {"started_at": datetime.now().isoformat(timespec="seconds"), "n_kept": len(rows)}
+    log, stop = (
+        PredictionLog(directory / "predictions.jsonl"),
+        stop_pattern(prep.prompt_config.answer_format, prep.samples),
+    )
+    run: dict[str, Any] = {
+        "started_at": datetime.now().isoformat(timespec="seconds"),
+        "n_kept": len(rows),
+    }
     runs = [*runs, run]
 
     def record(status: str) -> dict[str, Any]:
-        run.update(status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds"))
-        metrics = _metrics(prep, directory, status, sorted(rows.values(), key=lambda r: r["sample_idx"]), runs, device, dtype, stop is not None)
-        metrics["extraction_session"] = str(sink.paths.task_vector_dir) if sink is not None else None
+        run.update(
+            status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds")
+        )
+        metrics = _metrics(
+            prep,
+            directory,
+            status,
+            sorted(rows.values(), key=lambda r: r["sample_idx"]),
+            runs,
+            device,
+            dtype,
+            stop is not None,
+        )
+        metrics["extraction_session"] = (
+            str(sink.paths.task_vector_dir) if sink is not None else None
+        )
         save_json(directory / "metrics.json", metrics)
         return metrics
 
@@ -457,11 +621,15 @@ def run_evaluation(prep: EvalPrepared, progress: bool = True, resume: Path | Non
     except BaseException as exc:
         log.close()
         if sink is not None:
-            _close_quietly(sink, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", directory)
+            _close_quietly(
+                sink, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", directory
+            )
         raise _stopped(exc, record, directory, len(rows), len(prep.ids)) from exc
     if sink is not None:
         sink.close("complete", directory)
-    run["timings"] = _timings(prep, stats, t1 - t0, time.perf_counter() - t1, len(prep.ids) - run["n_kept"])
+    run["timings"] = _timings(
+        prep, stats, t1 - t0, time.perf_counter() - t1, len(prep.ids) - run["n_kept"]
+    )
     log.finalise(list(rows.values()))
     return EvalResult(directory, record("complete"))
 
@@ -474,7 +642,9 @@ def _close_quietly(sink: SessionSink, status: str, directory: Path) -> None:
         pass
 
 
-def _stopped(exc: BaseException, record: Callable[[str], Any], directory: Path, done: int, total: int) -> TaskvecError:
+def _stopped(
+    exc: BaseException, record: Callable[[str], Any], directory: Path, done: int, total: int
+) -> TaskvecError:
     """Record how the run ended and the one-line error saying how to resume it."""
     kept = f"{done} of {total} predictions are saved in {directory / 'predictions.jsonl'}"
     hint = f"taskvec evaluate --resume {directory}"
@@ -487,28 +657,44 @@ def _stopped(exc: BaseException, record: Callable[[str], Any], directory: Path, 
         return Interrupted(f"interrupted; {kept}; resume with: {hint}")
     if isinstance(exc, TaskvecError):
         return TaskvecError(f"{exc}; {kept}")
-    return TaskvecError(f"the run failed ({exc.__class__.__name__}: {exc}); {kept}; resume with: {hint}")
+    return TaskvecError(
+        f"the run failed ({exc.__class__.__name__}: {exc}); {kept}; resume with: {hint}"
+    )
 
 
-def _resume_state(prep: EvalPrepared, directory: Path) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+def _resume_state(
+    prep: EvalPrepared, directory: Path
+) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
     """The sound predictions of `directory` and its earlier runs, after checking it was made by this config."""
     metrics_path = directory / "metrics.json"
     if not metrics_path.is_file() or not (directory / "config.yaml").is_file():
-        raise TaskvecError(f"--resume: '{directory}' is not an evaluation results directory (no metrics.json or config.yaml)")
+        raise TaskvecError(
+            f"--resume: '{directory}' is not an evaluation results directory (no metrics.json or config.yaml)"
+        )
     saved = json.loads(metrics_path.read_text())
     if saved.get("status") == "complete":
         raise TaskvecError(f"--resume: '{directory}' is already complete; nothing to resume")
-    now = {**prep.options.model_dump(mode="json"), "prompt_config": prep.prompt_config.model_dump(mode="json")}
+    now = {
+        **prep.options.model_dump(mode="json"),
+        "prompt_config": prep.prompt_config.model_dump(mode="json"),
+    }
     then = {k: v for k, v in saved.get("config", {}).items() if k != "config_path"}
     diffs = config_differences(then, now)
     if diffs:
-        raise TaskvecError(f"--resume: the config differs from '{directory.name}' in {len(diffs)} field(s): "
-                           f"{'; '.join(diffs[:5])}; resume with its own config (taskvec evaluate --resume {directory})")
+        raise TaskvecError(
+            f"--resume: the config differs from '{directory.name}' in {len(diffs)} field(s): "
+            f"{'; '.join(diffs[:5])}; resume with its own config (taskvec evaluate --resume {directory})"
+        )
     rows = PredictionLog(directory / "predictions.jsonl").read()
     for idx, row in rows.items():
-        if idx >= len(prep.samples) or (row.get("sample_id"), row.get("prompt")) != (prep.samples[idx].id, prep.prompts[idx].text):
-            raise TaskvecError(f"--resume: prediction for sample {idx} ('{row.get('sample_id')}') does not match this "
-                               "config's prompt; the dataset or tokenizer changed since, so start a new evaluation")
+        if idx >= len(prep.samples) or (row.get("sample_id"), row.get("prompt")) != (
+            prep.samples[idx].id,
+            prep.prompts[idx].text,
+        ):
+            raise TaskvecError(
+                f"--resume: prediction for sample {idx} ('{row.get('sample_id')}') does not match this "
+                "config's prompt; the dataset or tokenizer changed since, so start a new evaluation"
+            )
     return rows, list(saved.get("runs", []))
 
 
@@ -516,13 +702,20 @@ def saved_options(directory: Path) -> dict[str, Any]:
     """The options (`EvalOptions` fields) a results directory was made with, from its metrics.json."""
     path = directory / "metrics.json"
     if not path.is_file():
-        raise TaskvecError(f"--resume: '{directory}' is not an evaluation results directory (no metrics.json); pass the directory `taskvec evaluate` printed")
+        raise TaskvecError(
+            f"--resume: '{directory}' is not an evaluation results directory (no metrics.json); pass the directory `taskvec evaluate` printed"
+        )
     config = json.loads(path.read_text()).get("config", {})
     return {k: v for k, v in config.items() if k in EvalOptions.model_fields}
 
 
-def evaluate(config_path: Path | None = None, progress: bool = True, resume: Path | None = None,
-             extract: Path | None = None, **overrides: Any) -> EvalResult:
+def evaluate(
+    config_path: Path | None = None,
+    progress: bool = True,
+    resume: Path | None = None,
+    extract: Path | None = None,
+    **overrides: Any,
+) -> EvalResult:
     """Validate and prepare (writing nothing on error), then generate, score and write the results.
 
     With `resume` (a results directory), continue it: its own config.yaml and options are
@@ -531,13 +724,23 @@ def evaluate(config_path: Path | None = None, progress: bool = True, resume: Pat
     that extraction session; it and the results directory record each other.
     """
     if resume is not None and extract is not None:
-        raise TaskvecError("--extract: cannot be combined with --resume; run `taskvec extract --config ... --resume SESSION` for the session")
+        raise TaskvecError(
+            "--extract: cannot be combined with --resume; run `taskvec extract --config ... --resume SESSION` for the session"
+        )
     if resume is not None:
-        overrides = {**saved_options(resume), "output_dir": resume.parent, **{k: v for k, v in overrides.items() if v is not None}}
+        overrides = {
+            **saved_options(resume),
+            "output_dir": resume.parent,
+            **{k: v for k, v in overrides.items() if v is not None},
+        }
         config_path = config_path or resume / "config.yaml"
     if config_path is None:
-        raise TaskvecError("--config: pass a prompt config YAML, or --resume RESULTS_DIR to continue an evaluation")
+        raise TaskvecError(
+            "--config: pass a prompt config YAML, or --resume RESULTS_DIR to continue an evaluation"
+        )
     prep = prepare_evaluation(config_path, **overrides)
     if extract is not None:
-        prep.extraction = prepare_extraction(extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref.spec)
+        prep.extraction = prepare_extraction(
+            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref.spec
+        )
     return run_evaluation(prep, progress, resume)

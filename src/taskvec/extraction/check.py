@@ -27,14 +27,30 @@ def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
         ("depth", f"{text.num_hidden_layers} blocks, hidden size {text.hidden_size}"),
         ("layers", ", ".join(map(str, prep.layers))),
         ("token positions", ", ".join(map(str, cfg.token_positions))),
-        ("prompts", f"{prep.prompt_config.prompt_type}, {prep.prompt_config.n_shot}-shot, chat template "
-                    f"{'on' if prep.prompt_config.use_chat_template else 'off'}"),
-        ("samples", f"{len(items)} of split '{cfg.split}'"
-                    + (f" ({len(prep.skipped)} skipped: positions out of range)" if prep.skipped else "")),
-        ("prompt tokens", f"min {min(lengths)}, median {statistics.median(lengths):g}, max {max(lengths)}, total {sum(lengths):,}"),
-        ("prefix reuse", f"{tree.tokens_computed(lengths):,} of {sum(lengths):,} tokens to compute"
-                         if cfg.prefix_cache == "auto" else "off"),
-        ("output size", f"{_mib(len(items) * n_keys * text.hidden_size * 4)} of per-sample vectors ({n_keys} keys)"),
+        (
+            "prompts",
+            f"{prep.prompt_config.prompt_type}, {prep.prompt_config.n_shot}-shot, chat template "
+            f"{'on' if prep.prompt_config.use_chat_template else 'off'}",
+        ),
+        (
+            "samples",
+            f"{len(items)} of split '{cfg.split}'"
+            + (f" ({len(prep.skipped)} skipped: positions out of range)" if prep.skipped else ""),
+        ),
+        (
+            "prompt tokens",
+            f"min {min(lengths)}, median {statistics.median(lengths):g}, max {max(lengths)}, total {sum(lengths):,}",
+        ),
+        (
+            "prefix reuse",
+            f"{tree.tokens_computed(lengths):,} of {sum(lengths):,} tokens to compute"
+            if cfg.prefix_cache == "auto"
+            else "off",
+        ),
+        (
+            "output size",
+            f"{_mib(len(items) * n_keys * text.hidden_size * 4)} of per-sample vectors ({n_keys} keys)",
+        ),
         ("output_dir", str(cfg.output_dir)),
         (f"first prompt ({first.sample_id}, {lengths[0]} tokens)", "\n" + first.text),
     ]

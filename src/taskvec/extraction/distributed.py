@@ -52,7 +52,9 @@ class World:
         would alone (the vectors are bit for bit the same) and every rank gets a
         similar mix of long and short ones.
         """
-        return {idx for k, batch in enumerate(batches) if k % self.size != self.rank for idx in batch}
+        return {
+            idx for k, batch in enumerate(batches) if k % self.size != self.rank for idx in batch
+        }
 
 
 def join_world(device: torch.device) -> tuple[World, torch.device]:
@@ -68,7 +70,10 @@ def join_world(device: torch.device) -> tuple[World, torch.device]:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            device_id=device if device.type == "cuda" else None,
+        )
     return World(dist.get_rank(), dist.get_world_size(), local_rank), device
 
 

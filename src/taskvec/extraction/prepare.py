@@ -14,7 +14,13 @@ from taskvec.config import ExtractionConfig, load_config
 from taskvec.data.base import Sample
 from taskvec.data.files import absolute_paths, file_sha256, split_file
 from taskvec.errors import TaskvecError
-from taskvec.model.loading import ModelRef, load_model_config, load_tokenizer, resolve_device, resolve_model
+from taskvec.model.loading import (
+    ModelRef,
+    load_model_config,
+    load_tokenizer,
+    resolve_device,
+    resolve_model,
+)
 from taskvec.positions import VectorKey, normalise_layer, resolve_position
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import PromptConfig, load_prompt_config
@@ -53,7 +59,9 @@ class Prepared:
 
     @property
     def keys(self) -> list[list[str]]:
-        return [[str(VectorKey(layer, p)) for p in self.config.token_positions] for layer in self.layers]
+        return [
+            [str(VectorKey(layer, p)) for p in self.config.token_positions] for layer in self.layers
+        ]
 
 
 def prepare(config_path: Path) -> Prepared:
@@ -64,12 +72,19 @@ def prepare(config_path: Path) -> Prepared:
     prompt_cfg = given if isinstance(given, PromptConfig) else load_prompt_config(given)
     spec = cfg.model or prompt_cfg.model
     if spec is None:
-        raise TaskvecError("model: neither the extraction config nor the prompt config names a model; add `model:` to one")
+        raise TaskvecError(
+            "model: neither the extraction config nor the prompt config names a model; add `model:` to one"
+        )
     check_writable(cfg.output_dir)
     resolve_device(cfg.device)
     base_dir = given.parent if isinstance(given, Path) else config_path.parent
-    if prompt_cfg.dataset.source in ("file", "finqa"):  # absolute paths: the session's config.yaml re-runs from anywhere
-        prompt_cfg = prompt_cfg.model_copy(update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)})
+    if prompt_cfg.dataset.source in (
+        "file",
+        "finqa",
+    ):  # absolute paths: the session's config.yaml re-runs from anywhere
+        prompt_cfg = prompt_cfg.model_copy(
+            update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)}
+        )
     samples, pool = select_samples(prompt_cfg, cfg.split, cfg.max_samples, base_dir)
     warn_if_short(cfg.max_samples, samples, cfg.split)
     ref = resolve_model(spec)
@@ -77,25 +92,53 @@ def prepare(config_path: Path) -> Prepared:
     n_layers = model_config.get_text_config().num_hidden_layers
     layers = [normalise_layer(layer, n_layers) for layer in cfg.layers]
     if len(set(layers)) != len(layers):
-        raise TaskvecError(f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once")
+        raise TaskvecError(
+            f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once"
+        )
     tokenizer = load_tokenizer(ref)
     prompts, items, skipped = [], [], []
-    for idx, (sample, (prompt, token_ids)) in enumerate(zip(samples, build_prompts(prompt_cfg, samples, pool, tokenizer))):
+    for idx, (sample, (prompt, token_ids)) in enumerate(
+        zip(samples, build_prompts(prompt_cfg, samples, pool, tokenizer))
+    ):
         ids = np.asarray(token_ids, dtype=np.int32)
         prompts.append(prompt)
         try:
             indices = [resolve_position(p, len(ids), sample.id) for p in cfg.token_positions]
         except TaskvecError as exc:
             if cfg.on_out_of_range == "error":
-                raise TaskvecError(f"{exc} (or set `on_out_of_range: skip` to skip such samples)") from None
-            skipped.append({"sample_idx": idx, "sample_id": sample.id, "n_tokens": len(ids), "reason": str(exc)})
+                raise TaskvecError(
+                    f"{exc} (or set `on_out_of_range: skip` to skip such samples)"
+                ) from None
+            skipped.append(
+                {
+                    "sample_idx": idx,
+                    "sample_id": sample.id,
+                    "n_tokens": len(ids),
+                    "reason": str(exc),
+                }
+            )
             continue
         items.append(Item(idx, ids, indices))
     if not items:
-        raise TaskvecError(f"token_positions: every sample was out of range (first: {skipped[0]['reason']})")
+        raise TaskvecError(
+            f"token_positions: every sample was out of range (first: {skipped[0]['reason']})"
+        )
     timings = {"prepare_s": time.perf_counter() - start}
-    return Prepared(config_path, cfg, prompt_cfg, ref, model_config, tokenizer, layers, samples, prompts, items, skipped, timings,
-                    _data_hashes(prompt_cfg, cfg.split))
+    return Prepared(
+        config_path,
+        cfg,
+        prompt_cfg,
+        ref,
+        model_config,
+        tokenizer,
+        layers,
+        samples,
+        prompts,
+        items,
+        skipped,
+        timings,
+        _data_hashes(prompt_cfg, cfg.split),
+    )
 
 
 def _data_hashes(prompt_cfg: PromptConfig, split: str) -> dict[str, str]:

@@ -26,17 +26,29 @@ from taskvec.session.store import SampleTable, SessionWriter, check_finite, sess
 T = TypeVar("T")
 
 
-def _resume_target(prep: Prepared, resume: str, dtype: torch.dtype) -> tuple[SessionPaths, list[dict[str, Any]]]:
+def _resume_target(
+    prep: Prepared, resume: str, dtype: torch.dtype
+) -> tuple[SessionPaths, list[dict[str, Any]]]:
     """The session to continue, after checking it was made by this config; with its earlier runs."""
     paths = locate_session(resume, prep.config.output_dir)
-    previous = check_matches(paths, resolved_config(prep), [(p.sample_id, p.text) for p in prep.prompts])
-    changed = [path for path, digest in prep.data_sha256.items() if previous.get("data_sha256", {}).get(path, digest) != digest]
+    previous = check_matches(
+        paths, resolved_config(prep), [(p.sample_id, p.text) for p in prep.prompts]
+    )
+    changed = [
+        path
+        for path, digest in prep.data_sha256.items()
+        if previous.get("data_sha256", {}).get(path, digest) != digest
+    ]
     if changed:
-        raise TaskvecError(f"--resume: data file '{changed[0]}' changed since the session was written (its SHA-256 differs); "
-                           "restore it or start a new session")
+        raise TaskvecError(
+            f"--resume: data file '{changed[0]}' changed since the session was written (its SHA-256 differs); "
+            "restore it or start a new session"
+        )
     then, now = previous.get("dtype"), dtype_name(dtype)
     if then is not None and then != now:
-        raise TaskvecError(f"--resume: the session ran in {then}, this run would use {now}; set `dtype: {then}`")
+        raise TaskvecError(
+            f"--resume: the session ran in {then}, this run would use {now}; set `dtype: {then}`"
+        )
     return paths, list(previous.get("runs", []))
 
 
@@ -67,7 +79,9 @@ def _sound_done(prep: Prepared, paths: SessionPaths, table: SampleTable) -> tupl
     return done, redone
 
 
-def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = None) -> SessionPaths:
+def run_extraction(
+    prep: Prepared, progress: bool = True, resume: str | None = None
+) -> SessionPaths:
     """Load the weights, run every prompt, write the session; returns its paths.
 
     With `resume` (a session directory or name), continue that session: sound
@@ -82,28 +96,61 @@ def run_extraction(prep: Prepared, progress: bool = True, resume: str | None = N
         leave_world(world)
 
 
-def _run(prep: Prepared, progress: bool, resume: str | None, world: World, device: torch.device) -> SessionPaths:
+def _run(
+    prep: Prepared, progress: bool, resume: str | None, world: World, device: torch.device
+) -> SessionPaths:
     """Check a resume target, load the weights, open (or reopen) the session, run the batches, record the ending."""
     cfg = prep.config
     dtype = resolve_dtype(cfg.dtype, device)
-    target = _resume_target(prep, resume, dtype) if resume is not None else None  # checked before the weights load
+    target = (
+        _resume_target(prep, resume, dtype) if resume is not None else None
+    )  # checked before the weights load
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    model = load_model(prep.model_ref, dtype, device, cfg.device_map)  # before the session exists: a load error writes nothing
+    model = load_model(
+        prep.model_ref, dtype, device, cfg.device_map
+    )  # before the session exists: a load error writes nothing
     load_s = time.perf_counter() - t0
     batching = choose_batching(cfg.batching, device, prep.model_config)
-    engine = Extractor(model, prep.layers, cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching], cfg.batch_size,
-                       cfg.prefix_cache == "auto", batching == "packed")
+    engine = Extractor(
+        model,
+        prep.layers,
+        cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching],
+        cfg.batch_size,
+        cfg.prefix_cache == "auto",
+        batching == "packed",
+    )
     paths, runs = _on_main(world, lambda: target or (new_session(prep), []))
     hidden = prep.text_config.hidden_size
     with session_lock(paths) if world.main else nullcontext():
-        table = SampleTable(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden) if world.main else None
-        done, redone = _on_main(world, lambda: _sound_done(prep, paths, table) if target and table else (set(), 0))
-        tree = engine.plan(prep.items)  # the full run's plan, so finished batches are skipped and the rest run as before
-        recorder = SessionRecorder(paths, lambda **extra: session_metadata(prep, paths, device, dtype, extra), runs, world.main)
-        recorder.start(len(done), {"device": str(device), "world_size": world.size, "n_kept": len(done), "n_redone": redone,
-                                   "n_to_compute": len(prep.items) - len(done)},
-                       engine=_engine_summary(prep, engine, tree, batching, world.size))
+        table = (
+            SampleTable(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
+            if world.main
+            else None
+        )
+        done, redone = _on_main(
+            world, lambda: _sound_done(prep, paths, table) if target and table else (set(), 0)
+        )
+        tree = engine.plan(
+            prep.items
+        )  # the full run's plan, so finished batches are skipped and the rest run as before
+        recorder = SessionRecorder(
+            paths,
+            lambda **extra: session_metadata(prep, paths, device, dtype, extra),
+            runs,
+            world.main,
+        )
+        recorder.start(
+            len(done),
+            {
+                "device": str(device),
+                "world_size": world.size,
+                "n_kept": len(done),
+                "n_redone": redone,
+                "n_to_compute": len(prep.items) - len(done),
+            },
+            engine=_engine_summary(prep, engine, tree, batching, world.size),
+        )
         writer = SessionWriter(paths, prep.keys, n_saved=len(done) if world.main else 0)
         try:
             t1 = time.perf_counter()
@@ -114,21 +161,37 @@ def _run(prep: Prepared, progress: bool, resume: str | None, world: World, devic
             consolidated = table.summarise() if table is not None else False
         except BaseException as exc:
             _close_quietly(writer)
-            recorder.fail(exc, writer.n_saved, len(prep.items), f"taskvec extract --config {prep.config_path} --resume {paths.name}")
+            recorder.fail(
+                exc,
+                writer.n_saved,
+                len(prep.items),
+                f"taskvec extract --config {prep.config_path} --resume {paths.name}",
+            )
         recorder.run["extract_s"] = extract_s
-        timings = {**prep.timings, "load_model_s": load_s, "extract_s": extract_s, "summarise_s": time.perf_counter() - t2,
-                   "samples_per_s": (len(prep.items) - len(done)) / max(extract_s, 1e-9)}
-        recorder.finish(n_saved, timings=timings, consolidated=CONSOLIDATED if consolidated else None)
+        timings = {
+            **prep.timings,
+            "load_model_s": load_s,
+            "extract_s": extract_s,
+            "summarise_s": time.perf_counter() - t2,
+            "samples_per_s": (len(prep.items) - len(done)) / max(extract_s, 1e-9),
+        }
+        recorder.finish(
+            n_saved, timings=timings, consolidated=CONSOLIDATED if consolidated else None
+        )
     world.barrier()  # every rank returns once the session is complete
     return paths
 
 
-def _engine_summary(prep: Prepared, engine: Extractor, tree: PrefixNode, batching: str, world_size: int) -> dict[str, Any]:
+def _engine_summary(
+    prep: Prepared, engine: Extractor, tree: PrefixNode, batching: str, world_size: int
+) -> dict[str, Any]:
     """How the work was scheduled (metadata `engine`)."""
     cfg, lengths = prep.config, [len(it.ids) for it in prep.items]
     return {
         "prefix_cache": cfg.prefix_cache,
-        "prefix_nodes": [{"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()],
+        "prefix_nodes": [
+            {"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()
+        ],
         "batching": batching,
         "max_batch_tokens": engine.max_batch_tokens,
         "batch_size": cfg.batch_size,
@@ -138,16 +201,36 @@ def _engine_summary(prep: Prepared, engine: Extractor, tree: PrefixNode, batchin
     }
 
 
-def _extract_batches(prep: Prepared, engine: Extractor, tree: PrefixNode, done: set[int], world: World, writer: SessionWriter,
-                     table: SampleTable | None, dtype: torch.dtype, progress: bool) -> None:
+def _extract_batches(
+    prep: Prepared,
+    engine: Extractor,
+    tree: PrefixNode,
+    done: set[int],
+    world: World,
+    writer: SessionWriter,
+    table: SampleTable | None,
+    dtype: torch.dtype,
+    progress: bool,
+) -> None:
     """The loop: this rank's batches through the model, checked, written, kept for the statistics; a bar counting tokens."""
     elsewhere = world.shard(engine.schedule(prep.items, tree)) if world.size > 1 else set()
     mine = sum(1 for it in prep.items if it.idx not in done and it.idx not in elsewhere)
     by_idx = {it.idx: it for it in prep.items}
-    work = engine.work(prep.items, tree, done | elsewhere)  # the bar counts tokens: prefixes make early samples slow
+    work = engine.work(
+        prep.items, tree, done | elsewhere
+    )  # the bar counts tokens: prefixes make early samples slow
     n_run = 0
-    with sigterm_as_interrupt(), tqdm(total=work, unit="tok", unit_scale=True, disable=not (progress and world.main),
-                                       desc="extract", postfix=f"0/{mine} samples") as bar:
+    with (
+        sigterm_as_interrupt(),
+        tqdm(
+            total=work,
+            unit="tok",
+            unit_scale=True,
+            disable=not (progress and world.main),
+            desc="extract",
+            postfix=f"0/{mine} samples",
+        ) as bar,
+    ):
         for batch in engine.run(prep.items, tree, done | elsewhere):
             rows = [r for r, idx in enumerate(batch.idxs) if idx not in done]
             items = [by_idx[batch.idxs[r]] for r in rows]

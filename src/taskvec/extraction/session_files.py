@@ -20,13 +20,17 @@ def resolved_config(prep: Prepared) -> dict[str, Any]:
     """config.yaml: the extraction config as run, model resolved and the prompt config inlined."""
     cfg = prep.config.model_dump(mode="json")
     cfg["model"] = prep.model_ref.spec
-    cfg["prompt_config"] = prep.prompt_config.model_dump(mode="json")  # inlined: this file re-runs as it is
+    cfg["prompt_config"] = prep.prompt_config.model_dump(
+        mode="json"
+    )  # inlined: this file re-runs as it is
     return cfg
 
 
 def write_prompts(paths: SessionPaths, prep: Prepared) -> None:
     """prompts.jsonl: one line per sample (skipped ones too) with its prompt text and token count."""
-    tokens = {it.idx: len(it.ids) for it in prep.items} | {s["sample_idx"]: s["n_tokens"] for s in prep.skipped}
+    tokens = {it.idx: len(it.ids) for it in prep.items} | {
+        s["sample_idx"]: s["n_tokens"] for s in prep.skipped
+    }
     lines = [
         json.dumps(
             {
@@ -44,7 +48,13 @@ def write_prompts(paths: SessionPaths, prep: Prepared) -> None:
     save_text(paths.prompts, "\n".join(lines) + "\n")
 
 
-def session_metadata(prep: Prepared, paths: SessionPaths, device: torch.device, dtype: torch.dtype, extra: dict[str, Any]) -> dict[str, Any]:
+def session_metadata(
+    prep: Prepared,
+    paths: SessionPaths,
+    device: torch.device,
+    dtype: torch.dtype,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """metadata.json: the run's fixed fields (model, layers, positions, prompts, samples, versions) plus `extra`."""
     cfg = prep.config
     return {
@@ -63,12 +73,16 @@ def session_metadata(prep: Prepared, paths: SessionPaths, device: torch.device, 
         "keys": [k for row in prep.keys for k in row],
         "prompt_type": prep.prompt_config.prompt_type,
         "n_shot": prep.prompt_config.n_shot,
-        "prompt_config": "inline" if isinstance(cfg.prompt_config, PromptConfig) else str(cfg.prompt_config),
+        "prompt_config": "inline"
+        if isinstance(cfg.prompt_config, PromptConfig)
+        else str(cfg.prompt_config),
         "dataset": prep.prompt_config.dataset.model_dump(mode="json"),
         "data_sha256": prep.data_sha256,
         "split": cfg.split,
         "max_samples": cfg.max_samples,
-        "n_split_samples_used": len(prep.samples),  # fewer than max_samples when the split is shorter (warned)
+        "n_split_samples_used": len(
+            prep.samples
+        ),  # fewer than max_samples when the split is shorter (warned)
         "n_samples": len(prep.items),
         "sample_ids": [prep.samples[it.idx].id for it in prep.items],
         "sample_idxs": [it.idx for it in prep.items],
@@ -87,7 +101,14 @@ def new_session(prep: Prepared) -> SessionPaths:
     """Create the session directories and write its config and prompts."""
     cfg = prep.config
     prompt_cfg = prep.prompt_config
-    name = session_name(cfg.tag, prompt_cfg.prompt_type, prompt_cfg.n_shot, cfg.split, prep.model_ref.short_name, datetime.now())
+    name = session_name(
+        cfg.tag,
+        prompt_cfg.prompt_type,
+        prompt_cfg.n_shot,
+        cfg.split,
+        prep.model_ref.short_name,
+        datetime.now(),
+    )
     paths = create_session(cfg.output_dir, name)
     save_yaml(paths.config, resolved_config(prep))
     write_prompts(paths, prep)

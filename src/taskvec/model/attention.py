@@ -21,13 +21,23 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "taskvec"
-SharedPrefix = Sequence[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values of one row, (1, kv_heads, P, head_dim)
+SharedPrefix = Sequence[
+    tuple[torch.Tensor, torch.Tensor]
+]  # per block: keys, values of one row, (1, kv_heads, P, head_dim)
 
 
-def shared_prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                            attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                            shared_prefix: SharedPrefix | None = None, segments: Sequence[int] | None = None,
-                            **kwargs: Any) -> tuple[torch.Tensor, None]:
+def shared_prefix_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    shared_prefix: SharedPrefix | None = None,
+    segments: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """Attention output `(rows, q, heads, head_dim)`: sdpa, or prefix + own keys merged when `shared_prefix` is given.
 
     `query` is `(rows, heads, q, head_dim)`, `key`/`value` `(rows, kv_heads, s, head_dim)` (the row's own tokens,
@@ -36,20 +46,39 @@ def shared_prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.T
     no cache) attends causally within each segment only, so the masked-out blocks are never computed.
     """
     if shared_prefix is None and segments is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     prefix = shared_prefix[int(module.layer_idx)] if shared_prefix is not None else None  # type: ignore[arg-type]
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if segments is not None:
         return _packed(query, key, value, segments, prefix, scale), None
     q, s = query.shape[2], key.shape[2]
     if query.device.type == "cpu":
-        causal = attention_mask is None and q == s  # no cache, no padding: the kernel's own causal mask
-        return _fused_cpu(query, key, value, None if causal else _own_mask(attention_mask, q, s, query.device), prefix, scale), None
-    return _attend(query, key, value, _own_mask(attention_mask, q, s, query.device), prefix, scale), None
+        causal = (
+            attention_mask is None and q == s
+        )  # no cache, no padding: the kernel's own causal mask
+        return _fused_cpu(
+            query,
+            key,
+            value,
+            None if causal else _own_mask(attention_mask, q, s, query.device),
+            prefix,
+            scale,
+        ), None
+    return _attend(
+        query, key, value, _own_mask(attention_mask, q, s, query.device), prefix, scale
+    ), None
 
 
-def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mask: torch.Tensor,
-            prefix: tuple[torch.Tensor, torch.Tensor] | None, scale: float) -> torch.Tensor:
+def _attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    own_mask: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    scale: float,
+) -> torch.Tensor:
     """Softmax attention of each row's queries over the prefix (one copy, if any) and its own masked columns."""
     rows, heads, q, dim = query.shape
     kv_heads = key.shape[1]
@@ -58,7 +87,11 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mas
     # queries grouped by their kv head: (rows, kv_heads, group * q, dim); head h uses kv head h // group
     grouped = query.reshape(rows, kv_heads, group * q, dim).to(compute)
     on_own = torch.matmul(grouped, key.to(compute).transpose(2, 3)).mul_(scale)
-    own_mask = own_mask[:, :, None].expand(own_mask.shape[0], 1, group, q, key.shape[2]).reshape(own_mask.shape[0], 1, group * q, -1)
+    own_mask = (
+        own_mask[:, :, None]
+        .expand(own_mask.shape[0], 1, group, q, key.shape[2])
+        .reshape(own_mask.shape[0], 1, group * q, -1)
+    )
     on_own.masked_fill_(~own_mask, float("-inf"))
     top = on_own.amax(-1, keepdim=True)
     if prefix is not None:  # the prefix, read once: a kv head's queries of every row are one matrix
@@ -73,13 +106,21 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mas
         weights_prefix = (on_prefix - top).exp_()
         total = total + weights_prefix.sum(-1, keepdim=True)
         folded_weights = weights_prefix.transpose(0, 1).reshape(kv_heads, rows * group * q, -1)
-        out = out + torch.matmul(folded_weights, prefix[1][0].to(compute)).view(kv_heads, rows, group * q, dim).transpose(0, 1)
+        out = out + torch.matmul(folded_weights, prefix[1][0].to(compute)).view(
+            kv_heads, rows, group * q, dim
+        ).transpose(0, 1)
     out = (out / total).to(query.dtype).reshape(rows, heads, q, dim)
     return out.transpose(1, 2).contiguous()
 
 
-def _fused_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_mask: torch.Tensor | None,
-               prefix: tuple[torch.Tensor, torch.Tensor] | None, scale: float) -> torch.Tensor:
+def _fused_cpu(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    own_mask: torch.Tensor | None,
+    prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    scale: float,
+) -> torch.Tensor:
     """`_attend` on the CPU from torch's fused flash kernel; `own_mask` None means causal rows with no cache.
 
     The kernel returns each query's log-sum-exp, so the prefix part (a kv head's queries of every row as one
@@ -92,15 +133,28 @@ def _fused_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     grouped = query.reshape(rows, kv_heads, group * q, dim)
     if own_mask is None:  # one query per head keeps the kernel's causal order
-        own, own_lse = flash(query, key.repeat_interleave(group, 1), value.repeat_interleave(group, 1), is_causal=True, scale=scale)
+        own, own_lse = flash(
+            query,
+            key.repeat_interleave(group, 1),
+            value.repeat_interleave(group, 1),
+            is_causal=True,
+            scale=scale,
+        )
     else:
         tiled = own_mask.repeat(1, 1, group, 1)  # (rows or 1, 1, group * q, own)
-        additive = torch.zeros(tiled.shape, dtype=query.dtype, device=query.device).masked_fill_(~tiled, float("-inf"))
+        additive = torch.zeros(tiled.shape, dtype=query.dtype, device=query.device).masked_fill_(
+            ~tiled, float("-inf")
+        )
         own, own_lse = flash(grouped, key, value, attn_mask=additive, scale=scale)
-        own_lse = own_lse.masked_fill(~tiled.any(-1), float("-inf"))  # the kernel gives 0 where a query sees no own key
+        own_lse = own_lse.masked_fill(
+            ~tiled.any(-1), float("-inf")
+        )  # the kernel gives 0 where a query sees no own key
     if prefix is None:
         return own.reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
-    own, own_lse = own.reshape(rows, kv_heads, group * q, dim), own_lse.reshape(rows, kv_heads, group * q)
+    own, own_lse = (
+        own.reshape(rows, kv_heads, group * q, dim),
+        own_lse.reshape(rows, kv_heads, group * q),
+    )
     folded = grouped.transpose(0, 1).reshape(1, kv_heads, rows * group * q, dim)
     on_prefix, prefix_lse = flash(folded, prefix[0], prefix[1], scale=scale)
     on_prefix = on_prefix.reshape(kv_heads, rows, group * q, dim).transpose(0, 1)
@@ -111,8 +165,14 @@ def _fused_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, own_
     return out.to(query.dtype).reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
 
 
-def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segments: Sequence[int],
-            prefix: tuple[torch.Tensor, torch.Tensor] | None, scale: float) -> torch.Tensor:
+def _packed(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    segments: Sequence[int],
+    prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    scale: float,
+) -> torch.Tensor:
     """One packed row `(1, heads, S, dim)` of back-to-back segments: each segment as its own row, causal."""
     device, longest = query.device, max(segments)
     starts = torch.tensor([0, *segments[:-1]], device=device).cumsum(0)
@@ -120,7 +180,9 @@ def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segment
     offsets = torch.arange(longest, device=device)
     valid = offsets[None] < lens[:, None]  # (segments, longest)
     index = (starts[:, None] + offsets[None]).clamp_(max=query.shape[2] - 1)
-    q, k, v = (t[0][:, index].transpose(0, 1) for t in (query, key, value))  # (segments, heads, longest, dim)
+    q, k, v = (
+        t[0][:, index].transpose(0, 1) for t in (query, key, value)
+    )  # (segments, heads, longest, dim)
     if device.type == "cpu":  # segments right-padded: causal is enough
         return _fused_cpu(q, k, v, None, prefix, scale)[valid][None]
     own_mask = _own_mask(None, longest, longest, device) & valid[:, None, None, :]
@@ -131,8 +193,12 @@ def _packed(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segment
 def _own_mask(mask: torch.Tensor | None, q: int, s: int, device: torch.device) -> torch.Tensor:
     """Which own columns each query sees, boolean `(rows or 1, 1, q, s)`: the given mask, or causal."""
     if mask is None:
-        return (torch.arange(s, device=device)[None] <= torch.arange(s - q, s, device=device)[:, None])[None, None]
-    return (mask if mask.dtype == torch.bool else mask == 0)[:, :1]  # an additive float mask is 0 where attended
+        return (
+            torch.arange(s, device=device)[None] <= torch.arange(s - q, s, device=device)[:, None]
+        )[None, None]
+    return (mask if mask.dtype == torch.bool else mask == 0)[
+        :, :1
+    ]  # an additive float mask is 0 where attended
 
 
 def register() -> str:

@@ -63,16 +63,25 @@ def _repeat_rows(value: Any, n: int, rows: int) -> Any:
 
 
 @contextmanager
-def _growing(blocks: nn.ModuleList, n: int, vectors: dict[int, torch.Tensor], mode: str, scale: float) -> Iterator[None]:
+def _growing(
+    blocks: nn.ModuleList, n: int, vectors: dict[int, torch.Tensor], mode: str, scale: float
+) -> Iterator[None]:
     """While active, block L's output gains n rows: the first n (unpatched) with the last token replaced by (or plus
     scale times) vectors[L]; each block's per-row inputs (mask, rotary embeddings, positions) follow the row count."""
 
     def pre_hook(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         rows = (args[0] if args else kwargs["hidden_states"]).shape[0]
-        return args, {k: _repeat_rows(v, n, rows) if k != "cache" and k != "past_key_values" else v for k, v in kwargs.items()}
+        return args, {
+            k: _repeat_rows(v, n, rows) if k != "cache" and k != "past_key_values" else v
+            for k, v in kwargs.items()
+        }
 
-    def grow(vector: torch.Tensor) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], torch.Tensor | tuple]:
-        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
+    def grow(
+        vector: torch.Tensor,
+    ) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], torch.Tensor | tuple]:
+        def hook(
+            _module: nn.Module, _args: tuple, output: torch.Tensor | tuple
+        ) -> torch.Tensor | tuple:
             hidden = block_output(output)
             new = hidden[:n].clone()
             vec = vector.to(new.device, new.dtype)
@@ -97,13 +106,20 @@ def _growing(blocks: nn.ModuleList, n: int, vectors: dict[int, torch.Tensor], mo
 class GreedyRunner:
     """Runs prompts as described in the module docstring; one instance per model."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8,
-                 max_batch_tokens: int = 4096) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 8,
+        max_batch_tokens: int = 4096,
+    ) -> None:
         self.model = model
         self.base = model.get_decoder()
         self.tokenizer = tokenizer
         self.blocks = decoder_blocks(model)
-        self.extractor = Extractor(model, [len(self.blocks) - 1], max_batch_tokens=max_batch_tokens, batch_size=batch_size)
+        self.extractor = Extractor(
+            model, [len(self.blocks) - 1], max_batch_tokens=max_batch_tokens, batch_size=batch_size
+        )
         self.special = set(tokenizer.all_special_ids)
 
     @property
@@ -111,16 +127,29 @@ class GreedyRunner:
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def run(self, prompts: Sequence[Sequence[int]], spec: RunSpec, keep: Keep) -> list[list[RowOutput]]:
+    def run(
+        self, prompts: Sequence[Sequence[int]], spec: RunSpec, keep: Keep
+    ) -> list[list[RowOutput]]:
         """Per prompt, its `spec.rows` row outputs (row 0 unpatched, row 1+i patched at `spec.layers[i]`)."""
         items = [Item(i, list(p), [len(p) - 1]) for i, p in enumerate(prompts)]
         out: list[list[RowOutput]] = [[] for _ in prompts]
         for batch, prefix in self.extractor.prefixed_batches(items):
-            for m, rows in zip(batch, self._batch([list(items[m].ids) for m in batch], prefix, spec, keep, batch), strict=True):
+            for m, rows in zip(
+                batch,
+                self._batch([list(items[m].ids) for m in batch], prefix, spec, keep, batch),
+                strict=True,
+            ):
                 out[m] = rows
         return out
 
-    def _batch(self, prompts: list[Sequence[int]], prefix: Prefix, spec: RunSpec, keep: Keep, owners: list[int]) -> list[list[RowOutput]]:
+    def _batch(
+        self,
+        prompts: list[Sequence[int]],
+        prefix: Prefix,
+        spec: RunSpec,
+        keep: Keep,
+        owners: list[int],
+    ) -> list[list[RowOutput]]:
         """One batch: the heads on the prefix, then the last token for every row, then greedy steps.
 
         Rows are group-major: row g * B + b is prompt b, unpatched (g = 0) or patched at layers[g - 1].
@@ -136,14 +165,33 @@ class GreedyRunner:
         else:
             logits = self._step(last, mask, positions, cache)
         rep = torch.arange(n, device=self.device).repeat(r)
-        order = [1 + sorted(spec.layers).index(layer) for layer in spec.layers]  # spec order -> sorted groups
+        order = [
+            1 + sorted(spec.layers).index(layer) for layer in spec.layers
+        ]  # spec order -> sorted groups
         watched = logits[:, list(spec.watch)].float().cpu()
-        tokens = self._decode_loop(logits, cache, mask[rep], positions[rep], spec.max_new_tokens, [owners[b] for b in rep.tolist()], keep)
+        tokens = self._decode_loop(
+            logits,
+            cache,
+            mask[rep],
+            positions[rep],
+            spec.max_new_tokens,
+            [owners[b] for b in rep.tolist()],
+            keep,
+        )
         texts = [str(self.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
-        return [[RowOutput(texts[g * n + b], watched[g * n + b]) for g in (0, *order)] for b in range(n)]
+        return [
+            [RowOutput(texts[g * n + b], watched[g * n + b]) for g in (0, *order)] for b in range(n)
+        ]
 
-    def _branching_step(self, last: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
-                        layers: list[int], spec: RunSpec) -> tuple[torch.Tensor, DynamicCache]:
+    def _branching_step(
+        self,
+        last: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+        layers: list[int],
+        spec: RunSpec,
+    ) -> tuple[torch.Tensor, DynamicCache]:
         """The last token of every prompt, unpatched and patched at each of `layers` (sorted).
 
         A row patched at L equals the unpatched one up to block L, so it is created only there:
@@ -151,18 +199,40 @@ class GreedyRunner:
         blocks run on the grown batch. Returns group-major logits and a cache holding all rows.
         """
         n, kv = last.shape[0], from_cache(cache)
-        groups = [1 + sum(layer < k for layer in layers) for k in range(len(self.blocks))]  # row groups entering block k
-        grown = to_cache([(k.repeat(g, 1, 1, 1), v.repeat(g, 1, 1, 1)) for (k, v), g in zip(kv, groups)] if kv else None)
-        with _growing(self.blocks, n, {layer: spec.vectors[layer] for layer in layers} if spec.vectors else {}, spec.mode, spec.scale):
+        groups = [
+            1 + sum(layer < k for layer in layers) for k in range(len(self.blocks))
+        ]  # row groups entering block k
+        grown = to_cache(
+            [(k.repeat(g, 1, 1, 1), v.repeat(g, 1, 1, 1)) for (k, v), g in zip(kv, groups)]
+            if kv
+            else None
+        )
+        with _growing(
+            self.blocks,
+            n,
+            {layer: spec.vectors[layer] for layer in layers} if spec.vectors else {},
+            spec.mode,
+            spec.scale,
+        ):
             logits = self._step(last, mask, positions, grown)
         full = []
-        for k, block_kv in enumerate(from_cache(grown)):  # every row at every block: not-yet-patched rows share the unpatched entries
-            index = torch.tensor([(g if g == 0 or layers[g - 1] < k else 0) * n + b for g in range(1 + len(layers)) for b in range(n)],
-                                 device=self.device)
+        for k, block_kv in enumerate(
+            from_cache(grown)
+        ):  # every row at every block: not-yet-patched rows share the unpatched entries
+            index = torch.tensor(
+                [
+                    (g if g == 0 or layers[g - 1] < k else 0) * n + b
+                    for g in range(1 + len(layers))
+                    for b in range(n)
+                ],
+                device=self.device,
+            )
             full.extend(select_rows([block_kv], index))
         return logits, to_cache(full)
 
-    def _heads(self, prompts: list[Sequence[int]], prefix: Prefix) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+    def _heads(
+        self, prompts: list[Sequence[int]], prefix: Prefix
+    ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """Run every prompt but its last token on the prefix, left-padded; the cache, its mask, the last token's position."""
         device, start = self.device, prefix.length
         heads = [list(p[start:-1]) for p in prompts]
@@ -176,20 +246,41 @@ class GreedyRunner:
             pos = torch.full((n, width), start, dtype=torch.long)
             for b, h in enumerate(heads):
                 if h:
-                    ids[b, width - len(h):] = torch.tensor(h)
-                    pos[b, width - len(h):] = torch.arange(start, start + len(h))
-                    mask[b, start + width - len(h):] = 1
-            self.base(input_ids=ids.to(device), attention_mask=mask, position_ids=pos.to(device), use_cache=True,
-                      **{self.extractor.cache_kw: cache})
+                    ids[b, width - len(h) :] = torch.tensor(h)
+                    pos[b, width - len(h) :] = torch.arange(start, start + len(h))
+                    mask[b, start + width - len(h) :] = 1
+            self.base(
+                input_ids=ids.to(device),
+                attention_mask=mask,
+                position_ids=pos.to(device),
+                use_cache=True,
+                **{self.extractor.cache_kw: cache},
+            )
         return cache, mask, nxt
 
-    def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self.extractor.cache_kw: cache})
+    def _step(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.extractor.cache_kw: cache},
+        )
         return out.logits[:, -1]
 
-    def _decode_loop(self, logits: torch.Tensor, cache: DynamicCache, mask: torch.Tensor, positions: torch.Tensor,
-                     max_new: int, owners: list[int], keep: Keep) -> list[list[int]]:
+    def _decode_loop(
+        self,
+        logits: torch.Tensor,
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        max_new: int,
+        owners: list[int],
+        keep: Keep,
+    ) -> list[list[int]]:
         """Greedy tokens per row; a row stops at a special token, when `keep` rejects its text, or at `max_new`."""
         tokens: list[list[int]] = [[] for _ in owners]
         alive = list(range(len(owners)))
@@ -198,7 +289,9 @@ class GreedyRunner:
             still = []
             for j, row in enumerate(alive):
                 tokens[row].append(nxt[j])
-                if nxt[j] not in self.special and keep(owners[row], str(self.tokenizer.decode(tokens[row], skip_special_tokens=True))):
+                if nxt[j] not in self.special and keep(
+                    owners[row], str(self.tokenizer.decode(tokens[row], skip_special_tokens=True))
+                ):
                     still.append(j)
             if step + 1 == max_new or not still:
                 break

@@ -43,7 +43,9 @@ class BatchResult:
     vectors: torch.Tensor
 
 
-def make_batches(lengths: dict[int, int], max_tokens: int, max_samples: int, packed: bool) -> list[list[int]]:
+def make_batches(
+    lengths: dict[int, int], max_tokens: int, max_samples: int, packed: bool
+) -> list[list[int]]:
     """Length-sorted batches within `max_tokens`: summed lengths if packed, else samples x longest."""
     batches: list[list[int]] = []
     used = 0
@@ -62,9 +64,13 @@ def make_batches(lengths: dict[int, int], max_tokens: int, max_samples: int, pac
     return batches
 
 
-def packed_mask(seg_lens: list[int], prefix_len: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def packed_mask(
+    seg_lens: list[int], prefix_len: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """Additive (1, 1, S, prefix+S) mask: every token sees the prefix and, causally, its own segment."""
-    seg = torch.repeat_interleave(torch.arange(len(seg_lens), device=device), torch.tensor(seg_lens, device=device))
+    seg = torch.repeat_interleave(
+        torch.arange(len(seg_lens), device=device), torch.tensor(seg_lens, device=device)
+    )
     pos = torch.arange(seg.numel(), device=device)
     allowed = (seg[:, None] == seg[None, :]) & (pos[None, :] <= pos[:, None])
     allowed = torch.cat([allowed.new_ones(seg.numel(), prefix_len), allowed], dim=1)
@@ -88,7 +94,9 @@ def choose_batching(batching: str, device: torch.device, model_config: Pretraine
     """
     chosen = batching if batching != "auto" else "padded" if device.type == "cuda" else "packed"
     text = model_config.get_text_config()
-    sliding = bool(getattr(text, "use_sliding_window", False)) or "sliding_attention" in (getattr(text, "layer_types", None) or [])
+    sliding = bool(getattr(text, "use_sliding_window", False)) or "sliding_attention" in (
+        getattr(text, "layer_types", None) or []
+    )
     return "padded" if chosen == "packed" and sliding else chosen
 
 
@@ -125,7 +133,9 @@ class Extractor:
         self.packed = packed
         self.cache_kw = cache_kw(self.base)
         self.hidden = int(model.config.get_text_config().hidden_size)
-        self.shared = supports_shared_prefix(model)  # padded batches read the prefix once instead of a copy per row
+        self.shared = supports_shared_prefix(
+            model
+        )  # padded batches read the prefix once instead of a copy per row
         self.tokens_done = 0  # tokens run through the model so far (prefixes and suffixes): the progress bar's unit
 
     @property
@@ -136,7 +146,9 @@ class Extractor:
         """The prefix tree over `items` (positions into it); a bare root when prefix reuse is off."""
         return plan(items) if self.prefix_cache else PrefixNode(0, list(range(len(items))))
 
-    def run(self, items: Sequence[Item], tree: PrefixNode | None = None, done: Set[int] = frozenset()) -> Iterator[BatchResult]:
+    def run(
+        self, items: Sequence[Item], tree: PrefixNode | None = None, done: Set[int] = frozenset()
+    ) -> Iterator[BatchResult]:
         """Yield results batch by batch (order follows the plan, `tree` or `plan(items)`, not the input).
 
         Batches whose items are all in `done` (item idx) are skipped; the others run
@@ -145,22 +157,27 @@ class Extractor:
         for batch, prefix in self.prefixed_batches(items, tree, done):
             yield self._forward_batch([items[m] for m in batch], prefix)
 
-    def prefixed_batches(self, items: Sequence[Item], tree: PrefixNode | None = None,
-                         done: Set[int] = frozenset()) -> Iterator[tuple[list[int], Prefix]]:
+    def prefixed_batches(
+        self, items: Sequence[Item], tree: PrefixNode | None = None, done: Set[int] = frozenset()
+    ) -> Iterator[tuple[list[int], Prefix]]:
         """The suffix batches (positions into `items`) with the computed prefix they run on, in plan order.
 
         Lets other forwards (patched, generating) reuse the prefix tree and its KV caches.
         """
         yield from self._walk(items, tree or self.plan(items), Prefix(), done)
 
-    def _walk(self, items: Sequence[Item], node: PrefixNode, parent: Prefix, done: Set[int]) -> Iterator[tuple[list[int], Prefix]]:
+    def _walk(
+        self, items: Sequence[Item], node: PrefixNode, parent: Prefix, done: Set[int]
+    ) -> Iterator[tuple[list[int], Prefix]]:
         if all(items[m].idx in done for n in node.walk() for m in n.members):
             return
         prefix = parent
         if node.prefix_len > parent.length:
             ids = items[_first_member(node)].ids[: node.prefix_len]
             wanted = {t for n in node.walk() for m in n.members for t in items[m].token_indices}
-            prefix = self._extend(parent, ids, sorted(t for t in wanted if parent.length <= t < node.prefix_len))
+            prefix = self._extend(
+                parent, ids, sorted(t for t in wanted if parent.length <= t < node.prefix_len)
+            )
         for batch in self._node_batches(items, node):
             if not all(items[m].idx in done for m in batch):
                 yield batch, prefix
@@ -172,23 +189,47 @@ class Extractor:
         lengths = {m: len(items[m].ids) - node.prefix_len for m in node.members}
         return make_batches(lengths, self.max_batch_tokens, self.batch_size, self.packed)
 
-    def work(self, items: Sequence[Item], tree: PrefixNode, done: Set[int] = frozenset(), parent_len: int = 0) -> int:
+    def work(
+        self,
+        items: Sequence[Item],
+        tree: PrefixNode,
+        done: Set[int] = frozenset(),
+        parent_len: int = 0,
+    ) -> int:
         """Tokens `run(items, tree, done)` will compute: the honest measure of how long it takes."""
         if all(items[m].idx in done for n in tree.walk() for m in n.members):
             return 0
         start = max(tree.prefix_len, parent_len)
         suffixes = sum(
-            len(items[m].ids) - start for batch in self._node_batches(items, tree) if not all(items[m].idx in done for m in batch)
+            len(items[m].ids) - start
+            for batch in self._node_batches(items, tree)
+            if not all(items[m].idx in done for m in batch)
             for m in batch
         )
-        return start - parent_len + suffixes + sum(self.work(items, child, done, start) for child in tree.children)
+        return (
+            start
+            - parent_len
+            + suffixes
+            + sum(self.work(items, child, done, start) for child in tree.children)
+        )
 
     def schedule(self, items: Sequence[Item], tree: PrefixNode) -> list[list[int]]:
         """The batches `run(items, tree)` forms, as item idxs, in the order it runs them."""
-        return [[items[m].idx for m in batch] for node in tree.walk() for batch in self._node_batches(items, node)]
+        return [
+            [items[m].idx for m in batch]
+            for node in tree.walk()
+            for batch in self._node_batches(items, node)
+        ]
 
-    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prefix: Prefix, index: torch.Tensor | None,
-                 segments: list[int] | None = None, keep_cache: bool = False) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        prefix: Prefix,
+        index: torch.Tensor | None,
+        segments: list[int] | None = None,
+        keep_cache: bool = False,
+    ) -> tuple[dict[int, torch.Tensor], DynamicCache | None]:
         """One causal forward of the base model on top of `prefix`, stopped after the deepest block.
 
         Batches attend to the prefix's one copy (`shared_prefix`, no cache), packed ones (`segments`) within
@@ -206,7 +247,13 @@ class Extractor:
                 kwargs[self.cache_kw] = cache
         with capture(self.blocks, self.layers, index, self.deepest) as captured:
             try:
-                self.base(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=cache is not None, **kwargs)
+                self.base(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=cache is not None,
+                    **kwargs,
+                )
             except StopForward:
                 pass
         return captured, cache
@@ -227,7 +274,9 @@ class Extractor:
         kv = from_cache(cache, self.deepest + 1)
         return Prefix(len(ids), kv, known)
 
-    def _inputs(self, batch: list[Item], start: int) -> tuple[torch.Tensor, torch.Tensor, list[int] | None, list[int]]:
+    def _inputs(
+        self, batch: list[Item], start: int
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int] | None, list[int]]:
         """Token ids, positions, segment lengths (packed) and each sample's offset in the flattened output."""
         device, lens = self.device, [len(it.ids) - start for it in batch]
         if self.packed:
@@ -247,14 +296,28 @@ class Extractor:
         """Run the suffixes of `batch`; positions inside the prefix come from `prefix.known`."""
         device, start = self.device, prefix.length
         ids, positions, segments, offsets = self._inputs(batch, start)
-        in_suffix = [(r, p, offsets[r] + t - start) for r, it in enumerate(batch) for p, t in enumerate(it.token_indices) if t >= start]
+        in_suffix = [
+            (r, p, offsets[r] + t - start)
+            for r, it in enumerate(batch)
+            for p, t in enumerate(it.token_indices)
+            if t >= start
+        ]
         index = torch.tensor([x[2] for x in in_suffix], dtype=torch.long, device=device)
         captured, _ = self._forward(ids, positions, prefix, index, segments)
         self.tokens_done += sum(len(it.ids) - start for it in batch)
-        out = torch.empty(len(batch), len(self.layers), len(batch[0].token_indices), self.hidden, device=device, dtype=self.model.dtype)
+        out = torch.empty(
+            len(batch),
+            len(self.layers),
+            len(batch[0].token_indices),
+            self.hidden,
+            device=device,
+            dtype=self.model.dtype,
+        )
         if in_suffix:
             rows, cols = [x[0] for x in in_suffix], [x[1] for x in in_suffix]
-            out[rows, :, cols] = torch.stack([captured[layer].to(device) for layer in self.layers], dim=1)  # layers may sit on several GPUs
+            out[rows, :, cols] = torch.stack(
+                [captured[layer].to(device) for layer in self.layers], dim=1
+            )  # layers may sit on several GPUs
         for r, it in enumerate(batch):
             for p, t in enumerate(it.token_indices):
                 if t < start:

@@ -31,7 +31,17 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopP
 from taskvec.model.attention import SharedPrefix, supports_shared_prefix
 from taskvec.model.capture import capture, decoder_blocks
 from taskvec.model.drafts import lookup
-from taskvec.model.kvcache import KV, cache_kw, concat_rows, from_cache, growing_cache, keep_rows, left_pad, select_rows, to_cache
+from taskvec.model.kvcache import (
+    KV,
+    cache_kw,
+    concat_rows,
+    from_cache,
+    growing_cache,
+    keep_rows,
+    left_pad,
+    select_rows,
+    to_cache,
+)
 from taskvec.model.packed import packed_linears
 from taskvec.model.prefix import PrefixNode, plan_prefix_tree
 from taskvec.prompts.config import Generation
@@ -44,7 +54,9 @@ class Finished:
     idx: int
     tokens: list[int]
     reason: str  # "eos", "answer" (the stop pattern matched) or "length" (max_new_tokens reached)
-    vectors: torch.Tensor | None = None  # with a Reading: (n_layers, n_positions, hidden) float32 on CPU
+    vectors: torch.Tensor | None = (
+        None  # with a Reading: (n_layers, n_positions, hidden) float32 on CPU
+    )
 
 
 @dataclass(frozen=True)
@@ -112,33 +124,65 @@ class Generator:
     model's linear layers run on oneDNN-prepacked weights while `run` goes on (CPU float32 only, `packed.py`).
     """
 
-    def __init__(self, model: PreTrainedModel, settings: Generation, eos_ids: Sequence[int], batch_size: int,
-                 tokenizer: PreTrainedTokenizerBase | None = None, stop: re.Pattern[str] | None = None,
-                 prefix_cache: bool = True, seed: int = 0, ignore_eos: bool = False, reading: Reading | None = None,
-                 packed: bool = True, draft_tokens: int = 8) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        settings: Generation,
+        eos_ids: Sequence[int],
+        batch_size: int,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        stop: re.Pattern[str] | None = None,
+        prefix_cache: bool = True,
+        seed: int = 0,
+        ignore_eos: bool = False,
+        reading: Reading | None = None,
+        packed: bool = True,
+        draft_tokens: int = 8,
+    ) -> None:
         if stop is not None and tokenizer is None:
             raise ValueError("a stop pattern needs the tokenizer to decode rows")
         self.model, self.settings, self.batch_size = model, settings, batch_size
         self.eos = frozenset() if ignore_eos else frozenset(int(e) for e in eos_ids)
-        self.tokenizer, self.stop, self.prefix_cache, self.seed, self.packed = tokenizer, stop, prefix_cache, seed, packed
+        self.tokenizer, self.stop, self.prefix_cache, self.seed, self.packed = (
+            tokenizer,
+            stop,
+            prefix_cache,
+            seed,
+            packed,
+        )
         self.draft_tokens = draft_tokens
         self.base = model.get_decoder()
         self.reading = reading
         self.blocks = decoder_blocks(model) if reading is not None else None
         self.device = next(model.parameters()).device
         self.stats = GenerationStats()
-        self.shared: SharedPrefix | None = None  # the root prefix's KV (one row) while a run uses it
+        self.shared: SharedPrefix | None = (
+            None  # the root prefix's KV (one row) while a run uses it
+        )
         self.shared_len = 0
-        self._warpers = [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)] if settings.do_sample else []
+        self._warpers = (
+            [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)]
+            if settings.do_sample
+            else []
+        )
 
-    def run(self, prompt_ids: Sequence[Sequence[int]], skip: Set[int] = frozenset(),
-            on_step: Callable[[GenerationStats], None] | None = None) -> Iterator[Finished]:
+    def run(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        skip: Set[int] = frozenset(),
+        on_step: Callable[[GenerationStats], None] | None = None,
+    ) -> Iterator[Finished]:
         """Yield each prompt's result as it finishes (not in input order); prompts in `skip` are not run."""
         tree = plan_generation(prompt_ids, self.prefix_cache)
-        self.shared, self.shared_len = None, tree.prefix_len if tree.prefix_len and supports_shared_prefix(self.model) else 0
+        self.shared, self.shared_len = (
+            None,
+            tree.prefix_len if tree.prefix_len and supports_shared_prefix(self.model) else 0,
+        )
         parent = {id(c): n for n in tree.walk() for c in n.children}
         queue = [(m, node) for node in tree.walk() for m in node.members if m not in skip]
-        remaining = {id(n): sum(m not in skip for d in n.walk() for m in d.members) for n in tree.walk()}
+        remaining = {
+            id(n): sum(m not in skip for d in n.walk() for m in d.members) for n in tree.walk()
+        }
         prefixes: dict[int, _Prefix] = {}
         active = _Active()
         with packed_linears(self.model) if self.packed else nullcontext():
@@ -149,7 +193,9 @@ class Generator:
                     group = [m for m, n in queue[:free] if n is node]
                     del queue[: len(group)]
                     prefix = self._prefix(node, prompt_ids, parent, prefixes)
-                    yield from self._join(active, [list(prompt_ids[m]) for m in group], group, node.prefix_len, prefix)
+                    yield from self._join(
+                        active, [list(prompt_ids[m]) for m in group], group, node.prefix_len, prefix
+                    )
                     self._release(node, len(group), parent, remaining, prefixes)
                 if active.rows:
                     yield from self._step(active)
@@ -157,8 +203,13 @@ class Generator:
                     on_step(self.stats)
         self.shared = None
 
-    def _prefix(self, node: PrefixNode, prompt_ids: Sequence[Sequence[int]], parent: dict[int, PrefixNode],
-                prefixes: dict[int, _Prefix]) -> _Prefix:
+    def _prefix(
+        self,
+        node: PrefixNode,
+        prompt_ids: Sequence[Sequence[int]],
+        parent: dict[int, PrefixNode],
+        prefixes: dict[int, _Prefix],
+    ) -> _Prefix:
         """`node`'s prefix (KV cache of one row, vectors read inside it), computed once on top of its parent's."""
         if id(node) in prefixes:
             return prefixes[id(node)]
@@ -167,8 +218,19 @@ class Generator:
         prefix = self._prefix(up, prompt_ids, parent, prefixes) if up is not None else _Prefix()
         if node.prefix_len > start:
             member = next(n.members[0] for n in node.walk() if n.members)
-            ids = torch.as_tensor(np.asarray(prompt_ids[member][start : node.prefix_len], dtype=np.int64), device=self.device)[None]
-            wanted = sorted({t for n in node.walk() for m in n.members for t in self._indices(m) if start <= t < node.prefix_len})
+            ids = torch.as_tensor(
+                np.asarray(prompt_ids[member][start : node.prefix_len], dtype=np.int64),
+                device=self.device,
+            )[None]
+            wanted = sorted(
+                {
+                    t
+                    for n in node.walk()
+                    for m in n.members
+                    for t in self._indices(m)
+                    if start <= t < node.prefix_len
+                }
+            )
             prefix = self._extend(prefix, ids, start, wanted)
         if up is None and self.shared_len:  # the root: every row reads its one copy
             self.shared, prefix = prefix.kv, _Prefix(None, prefix.known)
@@ -181,14 +243,18 @@ class Generator:
     def _indices(self, idx: int) -> Sequence[int]:
         return self.reading.token_indices[idx] if self.reading is not None else ()
 
-    def _forward(self, module: torch.nn.Module, index: list[int], **inputs: Any) -> tuple[Any, torch.Tensor | None]:
+    def _forward(
+        self, module: torch.nn.Module, index: list[int], **inputs: Any
+    ) -> tuple[Any, torch.Tensor | None]:
         """`module(**inputs)`, and with a Reading the outputs of its blocks at flattened token rows `index`, (len, layers, hidden)."""
         if self.reading is None or not index or self.blocks is None:
             return module(**inputs), None
         rows = torch.tensor(index, dtype=torch.long, device=self.device)
         with capture(self.blocks, self.reading.layers, rows, None) as captured:
             out = module(**inputs)
-        return out, torch.stack([captured[layer].to(self.device) for layer in self.reading.layers], dim=1)
+        return out, torch.stack(
+            [captured[layer].to(self.device) for layer in self.reading.layers], dim=1
+        )
 
     @torch.inference_mode()
     def _extend(self, below: _Prefix, ids: torch.Tensor, start: int, wanted: list[int]) -> _Prefix:
@@ -196,15 +262,30 @@ class Generator:
         t0 = time.perf_counter()
         cache = to_cache(below.kv)
         positions = torch.arange(start, start + ids.shape[1], device=self.device)[None]
-        _, read = self._forward(self.base, [t - start for t in wanted], input_ids=ids, position_ids=positions, use_cache=True,
-                                **{cache_kw(self.base): cache}, **self._shared_kw())
-        known = dict(below.known) | ({t: read[j] for j, t in enumerate(wanted)} if read is not None else {})
+        _, read = self._forward(
+            self.base,
+            [t - start for t in wanted],
+            input_ids=ids,
+            position_ids=positions,
+            use_cache=True,
+            **{cache_kw(self.base): cache},
+            **self._shared_kw(),
+        )
+        known = dict(below.known) | (
+            {t: read[j] for j, t in enumerate(wanted)} if read is not None else {}
+        )
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += ids.shape[1]
         return _Prefix(from_cache(cache), known)
 
-    def _release(self, node: PrefixNode, n: int, parent: dict[int, PrefixNode], remaining: dict[int, int],
-                 prefixes: dict[int, _Prefix]) -> None:
+    def _release(
+        self,
+        node: PrefixNode,
+        n: int,
+        parent: dict[int, PrefixNode],
+        remaining: dict[int, int],
+        prefixes: dict[int, _Prefix],
+    ) -> None:
         """Count `n` prompts of `node` as started; drop the prefix caches no waiting prompt needs any more."""
         current: PrefixNode | None = node
         while current is not None:
@@ -213,7 +294,14 @@ class Generator:
                 prefixes.pop(id(current), None)
             current = parent.get(id(current))
 
-    def _join(self, active: _Active, prompts: list[list[int]], idxs: list[int], start: int, prefix: _Prefix) -> Iterator[Finished]:
+    def _join(
+        self,
+        active: _Active,
+        prompts: list[list[int]],
+        idxs: list[int],
+        start: int,
+        prefix: _Prefix,
+    ) -> Iterator[Finished]:
         """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first tokens, add them to `active`."""
         logits, new_kv, new_mask, vectors = self._prefill(prompts, idxs, start, prefix)
         rows = [_Row(i, p, rng=self._rng(i), vectors=v) for i, p, v in zip(idxs, prompts, vectors)]
@@ -225,19 +313,25 @@ class Generator:
             return
         new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
         rows = [rows[r] for r in keep]
-        room = self.settings.max_new_tokens  # a row's tokens fit; masked-out drafts may overflow it (the cache then grows)
+        room = (
+            self.settings.max_new_tokens
+        )  # a row's tokens fit; masked-out drafts may overflow it (the cache then grows)
         if active.cache is None or active.mask is None:
             active.cache, active.mask, active.rows = growing_cache(new_kv, room), new_mask, rows
             return
         width = max(active.mask.shape[1], new_mask.shape[1])
-        kv = concat_rows(left_pad(from_cache(active.cache), width - active.mask.shape[1]), left_pad(new_kv, width - new_mask.shape[1]))
+        kv = concat_rows(
+            left_pad(from_cache(active.cache), width - active.mask.shape[1]),
+            left_pad(new_kv, width - new_mask.shape[1]),
+        )
         active.cache = growing_cache(kv, room)
         active.mask = torch.cat([_pad_mask(active.mask, width), _pad_mask(new_mask, width)])
         active.rows += rows
 
     @torch.inference_mode()
-    def _prefill(self, prompts: list[list[int]], idxs: list[int], start: int,
-                 prefix: _Prefix) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
+    def _prefill(
+        self, prompts: list[list[int]], idxs: list[int], start: int, prefix: _Prefix
+    ) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
         """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on their node's prefix
         (expanded per row after the shared root prefix; the cache and mask start after the root prefix)."""
         t0 = time.perf_counter()
@@ -255,33 +349,64 @@ class Generator:
         cache = to_cache(prefix.kv, len(prompts))
         wanted = [(r, t) for r, i in enumerate(idxs) for t in self._indices(i) if t >= start]
         index = [r * width + width - lens[r] + t - start for r, t in wanted]
-        out, read = self._forward(self.model, index, input_ids=ids.to(self.device), attention_mask=mask.long(),
-                                  position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
-                                  **{cache_kw(self.model): cache}, **self._shared_kw())
+        out, read = self._forward(
+            self.model,
+            index,
+            input_ids=ids.to(self.device),
+            attention_mask=mask.long(),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kw(self.model): cache},
+            **self._shared_kw(),
+        )
         new_kv = from_cache(cache)
-        if width > min(lens):  # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
+        if width > min(
+            lens
+        ):  # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
             new_kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in new_kv]
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(lens)
         return out.logits[:, -1].float(), new_kv, mask, self._vectors(idxs, prefix, wanted, read)
 
-    def _vectors(self, idxs: list[int], prefix: _Prefix, wanted: list[tuple[int, int]],
-                 read: torch.Tensor | None) -> list[torch.Tensor | None]:
+    def _vectors(
+        self,
+        idxs: list[int],
+        prefix: _Prefix,
+        wanted: list[tuple[int, int]],
+        read: torch.Tensor | None,
+    ) -> list[torch.Tensor | None]:
         """Per row, (layers, positions, hidden) float32 on CPU: read in the suffix, or known from the prefix."""
         if self.reading is None:
             return [None] * len(idxs)
         found = {(r, t): read[j] for j, (r, t) in enumerate(wanted)} if read is not None else {}
-        return [torch.stack([found[(r, t)] if (r, t) in found else prefix.known[t] for t in self._indices(i)], dim=1).float().cpu()
-                if self._indices(i) else None for r, i in enumerate(idxs)]
+        return [
+            torch.stack(
+                [found[(r, t)] if (r, t) in found else prefix.known[t] for t in self._indices(i)],
+                dim=1,
+            )
+            .float()
+            .cpu()
+            if self._indices(i)
+            else None
+            for r, i in enumerate(idxs)
+        ]
 
     def _drafts(self, rows: list[_Row]) -> list[list[int]]:
         """Per row, prompt-lookup drafts to check in this step (greedy only): as many as keep the step within
         `batch_size` tokens, so drafts fill the room rows that finished left, never more than `draft_tokens` a row."""
-        per_row = min(self.draft_tokens, self.batch_size // len(rows) - 1) if not self._warpers else 0
+        per_row = (
+            min(self.draft_tokens, self.batch_size // len(rows) - 1) if not self._warpers else 0
+        )
         if per_row <= 0:
             return [[] for _ in rows]
-        return [lookup(np.asarray(row.prompt + row.tokens), min(per_row, self.settings.max_new_tokens - len(row.tokens) - 1))
-                for row in rows]
+        return [
+            lookup(
+                np.asarray(row.prompt + row.tokens),
+                min(per_row, self.settings.max_new_tokens - len(row.tokens) - 1),
+            )
+            for row in rows
+        ]
 
     @torch.inference_mode()
     def _step(self, active: _Active) -> Iterator[Finished]:
@@ -295,13 +420,23 @@ class Generator:
         positions = torch.zeros(len(drafts), width, dtype=torch.long)
         fed = torch.zeros(len(drafts), width, dtype=torch.bool)
         for r, (row, draft) in enumerate(zip(active.rows, drafts)):
-            last, n = len(row.prompt) + len(row.tokens) - 1, 1 + len(draft)  # the last token's position
+            last, n = (
+                len(row.prompt) + len(row.tokens) - 1,
+                1 + len(draft),
+            )  # the last token's position
             ids[r, width - n :] = torch.tensor([row.tokens[-1], *draft])
             positions[r] = torch.arange(last + n - width, last + n).clamp_(min=last)
             fed[r, width - n :] = True
         mask = torch.cat([active.mask, fed.to(self.device)], dim=1)
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.long(), position_ids=positions.to(self.device),
-                         use_cache=True, logits_to_keep=width, **{cache_kw(self.model): active.cache}, **self._shared_kw())
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.long(),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            logits_to_keep=width,
+            **{cache_kw(self.model): active.cache},
+            **self._shared_kw(),
+        )
         logits = out.logits.float()
         greedy = logits.argmax(-1).tolist() if not self._warpers else None
         done = []

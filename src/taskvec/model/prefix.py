@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MIN_EXTENSION = 16  # tokens; a node that adds fewer than this to its parent's prefix is merged into it
+MIN_EXTENSION = (
+    16  # tokens; a node that adds fewer than this to its parent's prefix is merged into it
+)
 
 
 @dataclass
@@ -74,5 +76,7 @@ def plan_prefix_tree(seqs: Sequence[Sequence[int] | np.ndarray], caps: Sequence[
     # big-endian int32 bytes compare like the token lists, at 4 bytes a token
     heads = [np.asarray(seqs[i][: caps[i]], dtype=">i4").tobytes() for i in range(len(seqs))]
     order = sorted(range(len(seqs)), key=lambda i: heads[i])
-    adjacent = np.array([_lcp(heads[order[k]], heads[order[k + 1]]) for k in range(len(order) - 1)], dtype=np.int64)
+    adjacent = np.array(
+        [_lcp(heads[order[k]], heads[order[k + 1]]) for k in range(len(order) - 1)], dtype=np.int64
+    )
     return _build(order, adjacent, 0)

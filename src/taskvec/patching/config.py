@@ -16,25 +16,46 @@ class PatchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(None, description="overrides the prompt configs' model")
-    task_vectors: str | None = Field(None, description="session (directory or name under session_dir) with layer_{L}_pos_last means")
+    task_vectors: str | None = Field(
+        None,
+        description="session (directory or name under session_dir) with layer_{L}_pos_last means",
+    )
     session_dir: Path = Field(Path("outputs"), description="where session names are looked up")
-    fewshot_prompt_config: Path | None = Field(None, description="few-shot prompt config: task vectors on the fly and the few-shot baseline")
+    fewshot_prompt_config: Path | None = Field(
+        None,
+        description="few-shot prompt config: task vectors on the fly and the few-shot baseline",
+    )
     zero_shot_prompt_config: Path
-    tasks: list[str] | None = Field(None, description="builtin task sets to run one by one (overrides dataset.name)")
-    layers: list[int] | None = Field(None, description="blocks to sweep (default: all; negative counts from the end)")
+    tasks: list[str] | None = Field(
+        None, description="builtin task sets to run one by one (overrides dataset.name)"
+    )
+    layers: list[int] | None = Field(
+        None, description="blocks to sweep (default: all; negative counts from the end)"
+    )
     mode: Literal["replace", "add"] = "replace"
     scale: float = Field(1.0, description="add mode only: hidden += scale * vector")
     dev_split: str = "train"
     test_split: str = "test"
-    layer_choice: Literal["per_task", "shared"] = Field("per_task", description="test each task at its own best dev layer, or all at the best mean one (both are reported)")
-    tv_max_samples: int = Field(50, ge=1, description="few-shot prompts averaged into the task vector (first N of dev_split)")
-    dev_max_samples: int = Field(50, ge=1, description="zero-shot dev queries for the sweep (the next N of dev_split)")
+    layer_choice: Literal["per_task", "shared"] = Field(
+        "per_task",
+        description="test each task at its own best dev layer, or all at the best mean one (both are reported)",
+    )
+    tv_max_samples: int = Field(
+        50,
+        ge=1,
+        description="few-shot prompts averaged into the task vector (first N of dev_split)",
+    )
+    dev_max_samples: int = Field(
+        50, ge=1, description="zero-shot dev queries for the sweep (the next N of dev_split)"
+    )
     test_max_samples: int = Field(100, ge=1, description="test queries (first N of test_split)")
     output_dir: Path = Path("results")
     tag: str | None = None
     device: Device = "auto"
     dtype: DType = "auto"
-    batch_size: int = Field(8, ge=1, description="prompts per forward (a zero-shot prompt runs as 1 + n_layers rows)")
+    batch_size: int = Field(
+        8, ge=1, description="prompts per forward (a zero-shot prompt runs as 1 + n_layers rows)"
+    )
     max_batch_tokens: int = Field(4096, ge=1)
 
     @field_validator("layers")
@@ -47,9 +68,13 @@ class PatchConfig(BaseModel):
     @model_validator(mode="after")
     def _sources(self) -> PatchConfig:
         if self.task_vectors is None and self.fewshot_prompt_config is None:
-            raise ValueError("set `fewshot_prompt_config` (vectors extracted on the fly) or `task_vectors` (a session)")
+            raise ValueError(
+                "set `fewshot_prompt_config` (vectors extracted on the fly) or `task_vectors` (a session)"
+            )
         if self.task_vectors is not None and self.tasks and len(self.tasks) > 1:
-            raise ValueError("a `task_vectors` session holds one task's vectors; with several `tasks` use `fewshot_prompt_config`")
+            raise ValueError(
+                "a `task_vectors` session holds one task's vectors; with several `tasks` use `fewshot_prompt_config`"
+            )
         if self.mode == "replace" and self.scale != 1.0:
             raise ValueError("`scale` applies to mode: add only; remove it or set `mode: add`")
         return self

@@ -37,12 +37,18 @@ def run_patching(prep: PatchPrepared, progress: bool = True) -> PatchResult:
     runner = GreedyRunner(model, prep.tokenizer, cfg.batch_size, cfg.max_batch_tokens)
     timings["load_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    runs = [run_dev(model, runner, prep, task) for task in tqdm(prep.tasks, desc="dev sweep", disable=not progress, leave=False)]
+    runs = [
+        run_dev(model, runner, prep, task)
+        for task in tqdm(prep.tasks, desc="dev sweep", disable=not progress, leave=False)
+    ]
     timings["dev_s"] = time.perf_counter() - start
     dev_curve = {layer: sum(r.curve[layer] for r in runs) / len(runs) for layer in layers}
     shared = best_layer(dev_curve, sum(r.dev.accuracy(0) for r in runs) / len(runs))
     start = time.perf_counter()
-    per_task = [task_summary(r, layers, run_test(runner, r, shared, cfg)) for r in tqdm(runs, desc="test", disable=not progress, leave=False)]
+    per_task = [
+        task_summary(r, layers, run_test(runner, r, shared, cfg))
+        for r in tqdm(runs, desc="test", disable=not progress, leave=False)
+    ]
     timings["test_s"] = time.perf_counter() - start
     summary = summarise(prep, per_task, dev_curve, shared)
     summary["timings"] = timings
@@ -55,7 +61,12 @@ def _write(prep: PatchPrepared, summary: dict[str, Any]) -> Path:
     cfg = prep.config
     name = f"{cfg.tag or 'patching'}_{prep.model_ref.short_name}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
     directory = create_unique_dir(cfg.output_dir, name)
-    summary = {**summary, "config": cfg.model_dump(mode="json"), "config_path": str(prep.config_path), "versions": package_versions()}
+    summary = {
+        **summary,
+        "config": cfg.model_dump(mode="json"),
+        "config_path": str(prep.config_path),
+        "versions": package_versions(),
+    }
     save_json(directory / "patching.json", summary)
     plot_patching(summary, directory / "patching.png")
     return directory

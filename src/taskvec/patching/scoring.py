@@ -44,27 +44,40 @@ def first_token_forms(tokenizer: PreTrainedTokenizerBase, word: str) -> list[int
 class AnswerScorer:
     """Scores greedy continuations against gold answer words (see the module docstring)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, golds: Sequence[str], case_sensitive: bool = True) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, golds: Sequence[str], case_sensitive: bool = True
+    ) -> None:
         self.case_sensitive = case_sensitive
         words = sorted(set(golds))
         lengths = [len(token_ids(tokenizer, form)) for w in words for form in (w, " " + w)]
         self.max_new_tokens = max(lengths, default=1)
-        self.single_token = all(min(len(token_ids(tokenizer, w)), len(token_ids(tokenizer, " " + w))) == 1 for w in words)
+        self.single_token = all(
+            min(len(token_ids(tokenizer, w)), len(token_ids(tokenizer, " " + w))) == 1
+            for w in words
+        )
         self.labels, self.watch, self._forms = self._restricted_labels(tokenizer, words)
 
     @property
     def rule(self) -> str:
         """How predictions are scored, in words (recorded in patching.json)."""
         case = "case-sensitive" if self.case_sensitive else "case-insensitive"
-        return (f"greedy continuation (up to {self.max_new_tokens} tokens) spells the whole answer at a token boundary "
-                f"({case}, leading whitespace ignored; first-token scoring for one-token answers)")
+        return (
+            f"greedy continuation (up to {self.max_new_tokens} tokens) spells the whole answer at a token boundary "
+            f"({case}, leading whitespace ignored; first-token scoring for one-token answers)"
+        )
 
-    def _restricted_labels(self, tokenizer: PreTrainedTokenizerBase, words: list[str]) -> tuple[list[str], list[int], list[list[int]]]:
+    def _restricted_labels(
+        self, tokenizer: PreTrainedTokenizerBase, words: list[str]
+    ) -> tuple[list[str], list[int], list[list[int]]]:
         """The labels for restricted scoring, the token ids to watch, and each label's forms (positions in watch)."""
         forms = {w: first_token_forms(tokenizer, w) for w in words}
         all_ids = [t for f in forms.values() for t in f]
         if not words or len(words) > MAX_RESTRICTED_LABELS or len(all_ids) != len(set(all_ids)):
-            return [], [], []  # not a classification task, or first tokens collide: no restricted score
+            return (
+                [],
+                [],
+                [],
+            )  # not a classification task, or first tokens collide: no restricted score
         watch = sorted(set(all_ids))
         return words, watch, [[watch.index(t) for t in forms[w]] for w in words]
 

@@ -8,7 +8,9 @@ from typing import Any
 from taskvec.patching.prompts import PatchPrepared
 from taskvec.patching.sweep import TaskRun
 
-ICL_THRESHOLD = 0.5  # tasks whose few-shot test accuracy reaches this are the ones the model learns in context
+ICL_THRESHOLD = (
+    0.5  # tasks whose few-shot test accuracy reaches this are the ones the model learns in context
+)
 
 
 def task_summary(run: TaskRun, layers: list[int], test: dict[str, Any]) -> dict[str, Any]:
@@ -20,11 +22,16 @@ def task_summary(run: TaskRun, layers: list[int], test: dict[str, Any]) -> dict[
         "single_token_answers": run.scorer.single_token,
         "restricted_labels": run.scorer.labels or None,
         "dev": {
-            "n": len(task.dev.gold), "n_task_vector_prompts": len(task.vector_prompts),
-            "zero_shot": run.dev.accuracy(0), "few_shot": run.dev_few.accuracy(0) if run.dev_few else None,
+            "n": len(task.dev.gold),
+            "n_task_vector_prompts": len(task.vector_prompts),
+            "zero_shot": run.dev.accuracy(0),
+            "few_shot": run.dev_few.accuracy(0) if run.dev_few else None,
             "task_vector": run.curve,
-            "task_vector_restricted": {layer: run.dev.restricted_accuracy(1 + i) for i, layer in enumerate(layers)},
-            "best_layer": run.best, "effect": run.best is not None,
+            "task_vector_restricted": {
+                layer: run.dev.restricted_accuracy(1 + i) for i, layer in enumerate(layers)
+            },
+            "best_layer": run.best,
+            "effect": run.best is not None,
         },
         "test": test,
         "sample_ids": task.ids,
@@ -39,15 +46,30 @@ def _mean(values: list[float | None]) -> float | None:
 
 def _means(per_task: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean test accuracies over `per_task`, and TV / few-shot."""
-    keys = ("zero_shot", "few_shot", "task_vector", "task_vector_per_task", "task_vector_shared",
-            "zero_shot_restricted", "few_shot_restricted", "task_vector_restricted")
+    keys = (
+        "zero_shot",
+        "few_shot",
+        "task_vector",
+        "task_vector_per_task",
+        "task_vector_shared",
+        "zero_shot_restricted",
+        "few_shot_restricted",
+        "task_vector_restricted",
+    )
     means: dict[str, Any] = {key: _mean([t["test"][key] for t in per_task]) for key in keys}
-    means["task_vector_over_few_shot"] = means["task_vector"] / means["few_shot"] if means["few_shot"] else None
+    means["task_vector_over_few_shot"] = (
+        means["task_vector"] / means["few_shot"] if means["few_shot"] else None
+    )
     means["n_tasks"] = len(per_task)
     return means
 
 
-def summarise(prep: PatchPrepared, per_task: list[dict[str, Any]], dev_curve: dict[int, float], shared: int | None) -> dict[str, Any]:
+def summarise(
+    prep: PatchPrepared,
+    per_task: list[dict[str, Any]],
+    dev_curve: dict[int, float],
+    shared: int | None,
+) -> dict[str, Any]:
     """patching.json without config, versions and timings: the mean dev curve, the shared best layer, test means, per task."""
     learned = [t for t in per_task if (t["test"]["few_shot"] or 0.0) >= ICL_THRESHOLD]
     return {
@@ -69,7 +91,11 @@ def summarise(prep: PatchPrepared, per_task: list[dict[str, Any]], dev_curve: di
         "effect": shared is not None,
         "best_layers_per_task": {t["task"]: t["dev"]["best_layer"] for t in per_task},
         "test": _means(per_task),
-        "test_learned_in_context": {**_means(learned), "threshold": ICL_THRESHOLD, "tasks": [t["task"] for t in learned]},
+        "test_learned_in_context": {
+            **_means(learned),
+            "threshold": ICL_THRESHOLD,
+            "tasks": [t["task"] for t in learned],
+        },
         "per_task": per_task,
     }
 
@@ -93,11 +119,20 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"{'task':<22} {'zero':>5} {'few':>5} {'TV':>5} {'layer':>9} {'TV shared':>9}")
     for t in summary["per_task"]:
         s = t["test"]
-        lines.append(f"{t['task']:<22} {fmt(s['zero_shot']):>5} {fmt(s['few_shot']):>5} {fmt(s['task_vector']):>5} "
-                     f"{layer_text(s['layer']):>9} {fmt(s['task_vector_shared']):>9}")
-    for label, m in (("mean, all tasks", summary["test"]), (f"mean, few-shot >= {ICL_THRESHOLD}", summary["test_learned_in_context"])):
+        lines.append(
+            f"{t['task']:<22} {fmt(s['zero_shot']):>5} {fmt(s['few_shot']):>5} {fmt(s['task_vector']):>5} "
+            f"{layer_text(s['layer']):>9} {fmt(s['task_vector_shared']):>9}"
+        )
+    for label, m in (
+        ("mean, all tasks", summary["test"]),
+        (f"mean, few-shot >= {ICL_THRESHOLD}", summary["test_learned_in_context"]),
+    ):
         name = f"{label} ({m['n_tasks']})"
-        lines.append(f"{name:<22} {fmt(m['zero_shot']):>5} {fmt(m['few_shot']):>5} {fmt(m['task_vector']):>5} "
-                     f"{'':>9} {fmt(m['task_vector_shared']):>9}  TV/few {fmt(m['task_vector_over_few_shot'])}")
-    lines.append(f"layer choice: {summary['layer_choice']}; shared best layer {layer_text(summary['best_layer'])} of {summary['n_layers']}")
+        lines.append(
+            f"{name:<22} {fmt(m['zero_shot']):>5} {fmt(m['few_shot']):>5} {fmt(m['task_vector']):>5} "
+            f"{'':>9} {fmt(m['task_vector_shared']):>9}  TV/few {fmt(m['task_vector_over_few_shot'])}"
+        )
+    lines.append(
+        f"layer choice: {summary['layer_choice']}; shared best layer {layer_text(summary['best_layer'])} of {summary['n_layers']}"
+    )
     return "\n".join(lines)

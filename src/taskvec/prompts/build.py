@@ -14,7 +14,9 @@ from taskvec.prompts.fewshot import select_demonstrations
 from taskvec.prompts.render import RenderedPrompt, render_prompt
 
 
-def select_samples(cfg: PromptConfig, split: str, max_samples: int | None, base_dir: Path) -> tuple[list[Sample], list[Sample]]:
+def select_samples(
+    cfg: PromptConfig, split: str, max_samples: int | None, base_dir: Path
+) -> tuple[list[Sample], list[Sample]]:
     """The first `max_samples` of `split` and the demonstration pool; splits are checked before anything loads."""
     demo_split = cfg.demonstrations.split
     if cfg.dataset.source != "hf":
@@ -22,20 +24,28 @@ def select_samples(cfg: PromptConfig, split: str, max_samples: int | None, base_
         checks = [("split", split)] + ([("demonstrations.split", demo_split)] if cfg.n_shot else [])
         for field_name, name in checks:
             if name not in splits:
-                raise TaskvecError(f"{field_name}: '{name}' is not a split of the dataset; use one of: {', '.join(splits)}")
+                raise TaskvecError(
+                    f"{field_name}: '{name}' is not a split of the dataset; use one of: {', '.join(splits)}"
+                )
     split_samples = load_split(cfg.dataset, split, base_dir)
     samples = split_samples[:max_samples]
     if not samples:
-        raise TaskvecError(f"split: '{split}' has no samples; use a split with data (or a dataset that has some)")
+        raise TaskvecError(
+            f"split: '{split}' has no samples; use a split with data (or a dataset that has some)"
+        )
     if not cfg.n_shot:
         return samples, []
-    return samples, split_samples if demo_split == split else load_split(cfg.dataset, demo_split, base_dir)
+    return samples, split_samples if demo_split == split else load_split(
+        cfg.dataset, demo_split, base_dir
+    )
 
 
 def warn_if_short(max_samples: int | None, samples: list[Sample], split: str) -> None:
     """Say so when `max_samples` asks for more than the split has (the run uses them all)."""
     if max_samples is not None and max_samples > len(samples):
-        warn(f"max_samples: {max_samples} asked for, but split '{split}' has {len(samples)} samples; using all {len(samples)}")
+        warn(
+            f"max_samples: {max_samples} asked for, but split '{split}' has {len(samples)} samples; using all {len(samples)}"
+        )
 
 
 def build_prompts(
@@ -47,7 +57,16 @@ def build_prompts(
         demos = select_demonstrations(pool, sample, cfg.n_shot, cfg.demonstrations)
         _check_rationales(cfg, demos)
         prompt = render_prompt(cfg, sample, demos, tokenizer)
-        out.append((prompt, list(tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])))
+        out.append(
+            (
+                prompt,
+                list(
+                    tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)[
+                        "input_ids"
+                    ]
+                ),
+            )
+        )
     return out
 
 

@@ -54,7 +54,11 @@ class PromptConfig(BaseModel):
     @model_validator(mode="after")
     def _templates(self) -> PromptConfig:
         """Each template must format with its own placeholder and no other."""
-        for name, placeholder in (("question_template", "question"), ("context_template", "context"), ("answer_format", "answer")):
+        for name, placeholder in (
+            ("question_template", "question"),
+            ("context_template", "context"),
+            ("answer_format", "answer"),
+        ):
             template = getattr(self, name)
             if "{" + placeholder + "}" not in template:
                 raise ValueError(f"{name} must contain {{{placeholder}}}")
@@ -69,6 +73,8 @@ class PromptConfig(BaseModel):
 
 def load_prompt_config(path: Path) -> PromptConfig:
     """Read and validate a prompt config YAML, with one-line errors."""
-    missing = (f"prompt_config: file '{path}' not found; point `prompt_config` at an existing YAML "
-               "(shipped ones live under configs/{model_family}/)")
+    missing = (
+        f"prompt_config: file '{path}' not found; point `prompt_config` at an existing YAML "
+        "(shipped ones live under configs/{model_family}/)"
+    )
     return load_yaml_model(path, PromptConfig, "prompt_config", missing)

@@ -18,8 +18,15 @@ CONSOLIDATED = "vectors.safetensors"
 SAMPLE_GLOB = "sample_*.pt"
 
 
-def session_name(tag: str | None, prompt_type: str, n_shot: int, split: str, model_short: str, when: datetime,
-                 kind: str = "task_vector") -> str:
+def session_name(
+    tag: str | None,
+    prompt_type: str,
+    n_shot: int,
+    split: str,
+    model_short: str,
+    when: datetime,
+    kind: str = "task_vector",
+) -> str:
     """`{tag}_{model_short}_{kind}_{YYYYmmdd_HHMMSS}`, tag defaulting to `{prompt_type}_{n_shot}shot_{split}`
     (kind: `task_vector` for extraction sessions, `results` for evaluations)."""
     stem = tag or f"{prompt_type}_{n_shot}shot_{split}"

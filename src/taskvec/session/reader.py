@@ -29,7 +29,9 @@ NAME_TIME = re.compile(r"_task_vector_(\d{8})_(\d{6})")
 
 def close_names(word: str, names: list[str]) -> str:
     starting = [n for n in names if n.startswith(word)]
-    close = list(dict.fromkeys(starting + difflib.get_close_matches(word, names, n=3, cutoff=0.5)))[:3]
+    close = list(dict.fromkeys(starting + difflib.get_close_matches(word, names, n=3, cutoff=0.5)))[
+        :3
+    ]
     return f"; did you mean: {', '.join(close)}?" if close else ""
 
 
@@ -45,7 +47,9 @@ class Session:
         try:
             self.metadata: dict[str, Any] = json.loads(self.paths.metadata.read_text())
         except (OSError, ValueError) as exc:
-            raise TaskvecError(f"session '{self.name}': cannot read {self.paths.metadata} ({exc})") from None
+            raise TaskvecError(
+                f"session '{self.name}': cannot read {self.paths.metadata} ({exc})"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Session({self.name!r}, status={self.status!r}, samples={len(self.sample_ids)}/{self.metadata.get('n_samples')})"
@@ -65,7 +69,11 @@ class Session:
         """Vector keys in extraction order (layer-major), without the `_std` keys."""
         if "keys" in self.metadata:
             return list(self.metadata["keys"])
-        return [str(VectorKey(layer, p)) for layer in self.metadata["layers"] for p in self.metadata["token_positions"]]
+        return [
+            str(VectorKey(layer, p))
+            for layer in self.metadata["layers"]
+            for p in self.metadata["token_positions"]
+        ]
 
     @property
     def vector_keys(self) -> list[VectorKey]:
@@ -105,7 +113,9 @@ class Session:
 
     def check_key(self, key: str) -> str:
         if key not in self.keys:
-            raise TaskvecError(f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: {', '.join(self.keys)})")
+            raise TaskvecError(
+                f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: {', '.join(self.keys)})"
+            )
         return key
 
     @cached_property
@@ -129,7 +139,9 @@ class Session:
     @property
     def sample_ids(self) -> list[str]:
         """Ids of the samples that have vectors, in sample_idx order (the rows of `vectors`)."""
-        ids = self.metadata["sample_ids"]  # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        ids = self.metadata[
+            "sample_ids"
+        ]  # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
         id_of = dict(zip(self.metadata.get("sample_idxs", range(len(ids))), ids))
         return [id_of[i] for i in self.sample_idx]
 
@@ -150,29 +162,52 @@ class Session:
         return [
             ("session", self.name),
             ("status", self.status),
-            ("model", f"{meta.get('model')} ({meta.get('model_short')}, {meta.get('n_model_layers')} blocks)"),
-            ("prompts", f"{meta.get('prompt_type')}, {meta.get('n_shot')}-shot ({meta.get('prompt_config')})"),
+            (
+                "model",
+                f"{meta.get('model')} ({meta.get('model_short')}, {meta.get('n_model_layers')} blocks)",
+            ),
+            (
+                "prompts",
+                f"{meta.get('prompt_type')}, {meta.get('n_shot')}-shot ({meta.get('prompt_config')})",
+            ),
             ("split", str(meta.get("split"))),
-            ("samples", f"{len(self.sample_idx)} of {meta.get('n_samples')} have vectors"
-                        + (f" ({len(meta['skipped'])} skipped: position out of range)" if meta.get("skipped") else "")),
+            (
+                "samples",
+                f"{len(self.sample_idx)} of {meta.get('n_samples')} have vectors"
+                + (
+                    f" ({len(meta['skipped'])} skipped: position out of range)"
+                    if meta.get("skipped")
+                    else ""
+                ),
+            ),
             ("layers", ", ".join(map(str, self.layers))),
             ("positions", ", ".join(self.positions)),
             ("keys", f"{len(self.keys)}: {', '.join(self.keys)}"),
             ("hidden size", str(meta.get("hidden_size"))),
             ("dtype, device", f"{meta.get('dtype')}, {meta.get('device')}"),
             ("created", str(meta.get("created_at"))),
-            ("timings", ", ".join(f"{k} {v:.3g}" for k, v in timings.items() if isinstance(v, (int, float))) or "-"),
+            (
+                "timings",
+                ", ".join(f"{k} {v:.3g}" for k, v in timings.items() if isinstance(v, (int, float)))
+                or "-",
+            ),
             *self._where(),
         ]
 
     def _where(self) -> list[tuple[str, str]]:
         """Where the vectors are; for an unfinished session, that the task vectors are missing and how to resume."""
-        raw = ("per-sample vectors", f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""))
+        raw = (
+            "per-sample vectors",
+            f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""),
+        )
         if self.status == "complete":
             return [("task vectors", str(self.task_vector_dir)), raw]
         config = self.paths.config
         return [
-            ("task vectors", f"not written: the session is {self.status} ({len(self.sample_idx)} per-sample files saved)"),
+            (
+                "task vectors",
+                f"not written: the session is {self.status} ({len(self.sample_idx)} per-sample files saved)",
+            ),
             raw,
             ("resume with", f"taskvec extract --config {config} --resume {self.task_vector_dir}"),
         ]
@@ -185,7 +220,9 @@ class Session:
 
     def _read_sample_files(self) -> None:
         """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without vectors.safetensors)."""
-        records = [torch.load(self.paths.sample_file(i), weights_only=True) for i in self.sample_idx]
+        records = [
+            torch.load(self.paths.sample_file(i), weights_only=True) for i in self.sample_idx
+        ]
         hidden = int(self.metadata.get("hidden_size", 0))
         for key in self.keys:
             rows = [r[key] for r in records]
@@ -219,11 +256,19 @@ def _summary(paths: SessionPaths) -> SessionSummary:
     try:
         meta = json.loads(paths.metadata.read_text())
         return SessionSummary(
-            name, meta.get("model_short"), meta.get("prompt_type"), meta.get("n_shot"), meta.get("split"),
-            meta.get("n_samples"), meta.get("created_at") or _created_from_name(name), str(meta.get("status", "complete")),
+            name,
+            meta.get("model_short"),
+            meta.get("prompt_type"),
+            meta.get("n_shot"),
+            meta.get("split"),
+            meta.get("n_samples"),
+            meta.get("created_at") or _created_from_name(name),
+            str(meta.get("status", "complete")),
         )
     except (OSError, ValueError, AttributeError):
-        return SessionSummary(name, None, None, None, None, None, _created_from_name(name), "unreadable")
+        return SessionSummary(
+            name, None, None, None, None, None, _created_from_name(name), "unreadable"
+        )
 
 
 def session_names(output_dir: Path) -> list[str]:
@@ -236,8 +281,12 @@ def list_sessions(output_dir: str | Path) -> list[SessionSummary]:
     """Every session under `output_dir`, oldest first; broken ones are listed with status `unreadable`."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
-        raise TaskvecError(f"'{output_dir}' is not a directory; pass the output_dir of your extraction config")
-    summaries = [_summary(SessionPaths.under(output_dir, name)) for name in session_names(output_dir)]
+        raise TaskvecError(
+            f"'{output_dir}' is not a directory; pass the output_dir of your extraction config"
+        )
+    summaries = [
+        _summary(SessionPaths.under(output_dir, name)) for name in session_names(output_dir)
+    ]
     return sorted(summaries, key=lambda s: (s.created_at is None, s.created_at or "", s.name))
 
 
@@ -247,21 +296,36 @@ def session_paths(path: str | Path, output_dir: str | Path | None = None) -> Ses
     given = Path(path)
     if given.is_dir() and given.parent.name == RAW_DIR:
         return SessionPaths.under(given.parent.parent, given.name)
-    if given.is_dir() and (given.parent.name == TASK_VECTOR_DIR or SessionPaths(given.name, given, given).metadata.exists()):
+    if given.is_dir() and (
+        given.parent.name == TASK_VECTOR_DIR
+        or SessionPaths(given.name, given, given).metadata.exists()
+    ):
         return SessionPaths(given.name, given, given.parent.parent / RAW_DIR / given.name)
-    return SessionPaths.under(Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR, str(path))
+    return SessionPaths.under(
+        Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR, str(path)
+    )
 
 
 def missing_session(path: str | Path, root: Path) -> str:
     """Why `path` names no session under `root`, with close names, for an error message."""
-    hint = close_names(Path(path).name, session_names(root)) if root.is_dir() else f"; '{root}' does not exist"
-    return (f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
-            f"(`taskvec ls {root}` lists them)")
+    hint = (
+        close_names(Path(path).name, session_names(root))
+        if root.is_dir()
+        else f"; '{root}' does not exist"
+    )
+    return (
+        f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
+        f"(`taskvec ls {root}` lists them)"
+    )
 
 
 def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
     """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
     paths = session_paths(path, output_dir)
     if not paths.task_vector_dir.is_dir():
-        raise TaskvecError(missing_session(path, Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR))
+        raise TaskvecError(
+            missing_session(
+                path, Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
+            )
+        )
     return Session(paths.task_vector_dir, paths.raw_dir)

@@ -25,15 +25,23 @@ def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple
             f"out of device memory; {kept}; lower `max_batch_tokens` or `batch_size` and resume with: {resume_hint}"
         )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        where = Path(exc.filename).parent if exc.filename and not Path(exc.filename).is_dir() else exc.filename
-        return "interrupted", TaskvecError(f"no space left on device in {where}; {kept}; free space and resume with: {resume_hint}")
+        where = (
+            Path(exc.filename).parent
+            if exc.filename and not Path(exc.filename).is_dir()
+            else exc.filename
+        )
+        return "interrupted", TaskvecError(
+            f"no space left on device in {where}; {kept}; free space and resume with: {resume_hint}"
+        )
     if isinstance(exc, OSError):
         return "interrupted", TaskvecError(
             f"writing the session failed ({exc.strerror or exc}); {kept}; free space or fix the disk and resume with: {resume_hint}"
         )
     if isinstance(exc, TaskvecError):
         return "failed", TaskvecError(f"{exc}; {kept}")
-    return "failed", TaskvecError(f"the run failed ({exc.__class__.__name__}: {exc}); {kept}; resume with: {resume_hint}")
+    return "failed", TaskvecError(
+        f"the run failed ({exc.__class__.__name__}: {exc}); {kept}; resume with: {resume_hint}"
+    )
 
 
 def _now() -> str:
@@ -47,8 +55,13 @@ class SessionRecorder:
     earlier runs of a resumed session. Only the main rank records (`enabled`).
     """
 
-    def __init__(self, paths: SessionPaths, describe: Callable[..., dict[str, Any]], runs: list[dict[str, Any]],
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        paths: SessionPaths,
+        describe: Callable[..., dict[str, Any]],
+        runs: list[dict[str, Any]],
+        enabled: bool = True,
+    ) -> None:
         self.paths = paths
         self.describe = describe
         self.runs = runs
@@ -61,7 +74,14 @@ class SessionRecorder:
             return
         self.run.update(status=status, n_saved=n_saved, ended_at=_now())
         runs = [*self.runs, self.run]
-        extra = {"status": status, "created_at": runs[0]["started_at"], "n_saved": n_saved, "runs": runs, **self.fixed, **more}
+        extra = {
+            "status": status,
+            "created_at": runs[0]["started_at"],
+            "n_saved": n_saved,
+            "runs": runs,
+            **self.fixed,
+            **more,
+        }
         save_json(self.paths.metadata, self.describe(**extra))
 
     def start(self, n_saved: int, run: dict[str, Any], **fixed: Any) -> None:

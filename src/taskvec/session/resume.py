@@ -16,7 +16,9 @@ from taskvec.session.layout import SessionPaths
 from taskvec.session.reader import missing_session, session_paths
 
 # Fields that change how the work is scheduled, never what it computes.
-EXECUTION_FIELDS = frozenset({"batch_size", "max_batch_tokens", "prefix_cache", "batching", "device", "output_dir"})
+EXECUTION_FIELDS = frozenset(
+    {"batch_size", "max_batch_tokens", "prefix_cache", "batching", "device", "output_dir"}
+)
 
 
 def locate_session(spec: str, output_dir: Path) -> SessionPaths:
@@ -39,10 +41,16 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     """`field: session X, now Y` for every result-affecting field that differs (dotted names)."""
     old = {k: v for k, v in _flatten(saved) if k.split(".")[0] not in EXECUTION_FIELDS}
     new = {k: v for k, v in _flatten(current) if k.split(".")[0] not in EXECUTION_FIELDS}
-    return [f"{k}: session {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    return [
+        f"{k}: session {old.get(k)!r}, now {new.get(k)!r}"
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    ]
 
 
-def check_matches(paths: SessionPaths, resolved: dict[str, Any], prompts: list[tuple[str, str]]) -> dict[str, Any]:
+def check_matches(
+    paths: SessionPaths, resolved: dict[str, Any], prompts: list[tuple[str, str]]
+) -> dict[str, Any]:
     """Refuse to resume unless config and prompts equal the session's; returns its metadata."""
     saved = yaml.safe_load(paths.config.read_text())
     diffs = config_differences(saved, resolved)
@@ -60,26 +68,42 @@ def check_matches(paths: SessionPaths, resolved: dict[str, Any], prompts: list[t
                 "changed since, so the session cannot be continued; start a new one"
             )
     if len(written) != len(prompts):
-        raise TaskvecError(f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; start a new one")
+        raise TaskvecError(
+            f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; start a new one"
+        )
     meta_path = paths.metadata
     metadata: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if metadata.get("status") == "complete":
-        raise TaskvecError(f"--resume: session '{paths.name}' is already complete; nothing to resume")
+        raise TaskvecError(
+            f"--resume: session '{paths.name}' is already complete; nothing to resume"
+        )
     return metadata
 
 
-def load_sound(path: Path, item: Item, sample_id: str, keys: list[str], hidden: int) -> dict[str, Any] | None:
+def load_sound(
+    path: Path, item: Item, sample_id: str, keys: list[str], hidden: int
+) -> dict[str, Any] | None:
     """The record in `path` if it loads and is exactly what this item would produce in shape and identity."""
     try:
         record = torch.load(path, weights_only=True)
     except Exception:  # noqa: BLE001 - any unreadable file is redone
         return None
-    identity = {"_sample_id": sample_id, "_sample_idx": item.idx, "_seq_len": len(item.ids), "_token_indices": list(item.token_indices)}
+    identity = {
+        "_sample_id": sample_id,
+        "_sample_idx": item.idx,
+        "_seq_len": len(item.ids),
+        "_token_indices": list(item.token_indices),
+    }
     if not isinstance(record, dict) or any(record.get(k) != v for k, v in identity.items()):
         return None
     for key in keys:
         vec = record.get(key)
-        if not isinstance(vec, torch.Tensor) or vec.shape != (hidden,) or vec.dtype != torch.float32 or not vec.isfinite().all():
+        if (
+            not isinstance(vec, torch.Tensor)
+            or vec.shape != (hidden,)
+            or vec.dtype != torch.float32
+            or not vec.isfinite().all()
+        ):
             return None
     return record
 

@@ -35,7 +35,9 @@ def session_lock(paths: SessionPaths) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TaskvecError(f"session '{paths.name}' is being written by another process; wait for it or stop it first") from None
+            raise TaskvecError(
+                f"session '{paths.name}' is being written by another process; wait for it or stop it first"
+            ) from None
         yield
     finally:
         os.close(fd)
@@ -47,7 +49,9 @@ def check_writable(output_dir: Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise TaskvecError(f"output_dir: '{output_dir}' is not writable (checked '{probe}'); choose another `output_dir`")
+        raise TaskvecError(
+            f"output_dir: '{output_dir}' is not writable (checked '{probe}'); choose another `output_dir`"
+        )
 
 
 def create_session(output_dir: Path, base: str) -> SessionPaths:
@@ -78,7 +82,9 @@ def create_unique_dir(parent: Path, base: str) -> Path:
         except FileExistsError:
             continue
         return path
-    raise TaskvecError(f"output_dir: could not find a free directory name for '{base}' in '{parent}'")
+    raise TaskvecError(
+        f"output_dir: could not find a free directory name for '{base}' in '{parent}'"
+    )
 
 
 NEARLY_FULL = 16 * 2**20  # bytes free below which a failed write is taken for a full disk
@@ -123,7 +129,11 @@ def save_yaml(path: Path, obj: Any) -> None:
 
 def check_finite(vectors: torch.Tensor, sample_ids: list[str], dtype: torch.dtype) -> None:
     """Stop on NaN or Inf (typically float16 overflow), naming the samples."""
-    bad = [sid for sid, ok in zip(sample_ids, vectors.isfinite().flatten(1).all(dim=1).tolist()) if not ok]
+    bad = [
+        sid
+        for sid, ok in zip(sample_ids, vectors.isfinite().flatten(1).all(dim=1).tolist())
+        if not ok
+    ]
     if bad:
         raise TaskvecError(
             f"hidden states contain NaN or Inf for {len(bad)} sample(s): {', '.join(bad[:10])}"
@@ -150,10 +160,21 @@ class SessionWriter:
     def add(self, items: Sequence[Item], sample_ids: Sequence[str], vectors: torch.Tensor) -> None:
         """Queue a batch: `vectors` is (n, n_layers, n_positions, hidden) float32 on CPU, one row per item."""
         for item, sample_id, vecs in zip(items, sample_ids, vectors):
-            record: dict[str, Any] = {key: vecs[li, pi].clone() for li, row in enumerate(self.keys) for pi, key in enumerate(row)}
-            record.update(_sample_id=sample_id, _sample_idx=item.idx, _seq_len=len(item.ids), _token_indices=list(item.token_indices))
+            record: dict[str, Any] = {
+                key: vecs[li, pi].clone()
+                for li, row in enumerate(self.keys)
+                for pi, key in enumerate(row)
+            }
+            record.update(
+                _sample_id=sample_id,
+                _sample_idx=item.idx,
+                _seq_len=len(item.ids),
+                _token_indices=list(item.token_indices),
+            )
             self._drain(MAX_PENDING_WRITES - 1)
-            self.pending.append(self.pool.submit(save_torch, self.paths.sample_file(item.idx), record))
+            self.pending.append(
+                self.pool.submit(save_torch, self.paths.sample_file(item.idx), record)
+            )
 
     def _drain(self, keep: int) -> None:
         while len(self.pending) > keep:
@@ -183,8 +204,21 @@ class SampleTable:
     in the same chunks, so they do not depend on how the run was batched, split or resumed.
     """
 
-    def __init__(self, paths: SessionPaths, layers: list[int], keys: list[list[str]], idxs: list[int], hidden: int) -> None:
-        self.paths, self.layers, self.keys, self.idxs, self.hidden = paths, layers, keys, idxs, hidden
+    def __init__(
+        self,
+        paths: SessionPaths,
+        layers: list[int],
+        keys: list[list[str]],
+        idxs: list[int],
+        hidden: int,
+    ) -> None:
+        self.paths, self.layers, self.keys, self.idxs, self.hidden = (
+            paths,
+            layers,
+            keys,
+            idxs,
+            hidden,
+        )
         self.flat = [key for row in keys for key in row]
         self.row = {idx: r for r, idx in enumerate(idxs)}
         fits = len(idxs) * len(self.flat) * hidden * 4 <= CONSOLIDATE_MAX_BYTES
@@ -200,7 +234,12 @@ class SampleTable:
 
     def put_record(self, record: dict[str, Any]) -> None:
         """Keep one sample read from its file (a resumed session's finished samples)."""
-        self.put([record["_sample_idx"]], torch.stack([record[key] for key in self.flat]).reshape(1, len(self.keys), -1, self.hidden))
+        self.put(
+            [record["_sample_idx"]],
+            torch.stack([record[key] for key in self.flat]).reshape(
+                1, len(self.keys), -1, self.hidden
+            ),
+        )
 
     def _read(self, idx: int) -> torch.Tensor:
         record = torch.load(self.paths.sample_file(idx), weights_only=True)
@@ -217,14 +256,26 @@ class SampleTable:
 
     def summarise(self, chunk: int = 256) -> bool:
         """Write task_vectors.pt, one layer_{L}.pt per layer and (if kept in memory) vectors.safetensors."""
-        stats = RunningStats(len(self.flat) * self.hidden)  # every key at once: one (n_keys * hidden) vector per sample
+        stats = RunningStats(
+            len(self.flat) * self.hidden
+        )  # every key at once: one (n_keys * hidden) vector per sample
         for start in range(0, len(self.idxs), chunk):
             stats.update(self._block(start, min(start + chunk, len(self.idxs))).flatten(1))
-        means, stds = stats.mean.float().view(len(self.flat), -1), stats.std().float().view(len(self.flat), -1)
-        vectors = {k: v for i, key in enumerate(self.flat) for k, v in ((key, means[i].clone()), (f"{key}_std", stds[i].clone()))}
+        means, stds = (
+            stats.mean.float().view(len(self.flat), -1),
+            stats.std().float().view(len(self.flat), -1),
+        )
+        vectors = {
+            k: v
+            for i, key in enumerate(self.flat)
+            for k, v in ((key, means[i].clone()), (f"{key}_std", stds[i].clone()))
+        }
         save_torch(self.paths.task_vectors, vectors)
         for layer, row in zip(self.layers, self.keys):
-            save_torch(self.paths.layer_file(layer), {k: vectors[k] for key in row for k in (key, f"{key}_std")})
+            save_torch(
+                self.paths.layer_file(layer),
+                {k: vectors[k] for key in row for k in (key, f"{key}_std")},
+            )
         if self.data is None:
             return False
         tensors = {key: self.data[:, k].contiguous() for k, key in enumerate(self.flat)}
