@@ -61,8 +61,9 @@ def concat_rows(a: KV, b: KV) -> KV:
 
 
 class _GrowingLayer(DynamicLayer):
-    """A DynamicLayer whose keys and values are the front of buffers with spare columns: `update` writes into that
-    room in place, where DynamicLayer concatenates (a copy of the whole cache at every decode step)."""
+    """A DynamicLayer whose keys and values are the front of buffers with spare columns: `update`
+    writes into that room in place, where DynamicLayer concatenates (a copy of the whole cache at
+    every decode step)."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
         super().__init__()
@@ -104,7 +105,8 @@ def _with_room(t: torch.Tensor, room: int) -> torch.Tensor:
 
 
 def growing_cache(kv: KV, room: int) -> DynamicCache:
-    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns before it reallocates."""
+    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns
+    before it reallocates."""
     cache = DynamicCache()
     cache.layers = [_GrowingLayer(k, v, room) for k, v in kv]
     return cache
