@@ -81,9 +81,7 @@ class _GrowingLayer(DynamicLayer):
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.length, self.length + key_states.shape[2]
-        if (
-            end > self.buffers[0].shape[2]
-        ):  # out of room: new buffers with `room` spare columns again
+        if end > self.buffers[0].shape[2]:  # out of room: new buffers with `room` spare columns
             self.buffers = [
                 _with_room(b[:, :, :start], max(self.room, end - start)) for b in self.buffers
             ]
