@@ -15,10 +15,11 @@ from taskvec.errors import TaskvecError
 
 __all__ = ["DatasetConfig", "FieldMap", "Sample", "available_splits", "load_split", "parse_number"]
 
+# "finance" (numeric), "short" and its tasks, the word-task suite
 BUILTIN_NAMES = (
     *TASK_SET_NAMES,
     *WORD_TASKS,
-)  # "finance" (numeric), "short" and its tasks, the word-task suite
+)
 
 
 def _check_builtin_name(cfg: DatasetConfig) -> None:

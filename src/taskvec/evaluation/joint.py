@@ -25,12 +25,14 @@ def prepare_extraction(
     """Validate an extraction config for one pass with an evaluation: same model, samples and prompt texts."""
     if not config_path.is_file():
         raise TaskvecError(
-            f"--extract: file '{config_path}' not found; pass an extraction config YAML (see task_vector_config.yaml)"
+            f"--extract: file '{config_path}' not found; pass an extraction config YAML (see "
+            "task_vector_config.yaml)"
         )
     prep = prepare(config_path)
     if prep.model_ref.spec != model:
         raise TaskvecError(
-            f"--extract: the extraction config's model is '{prep.model_ref.spec}', the evaluation's '{model}'; use one model"
+            f"--extract: the extraction config's model is '{prep.model_ref.spec}', the "
+            f"evaluation's '{model}'; use one model"
         )
     ours = [(s.id, p.text) for s, p in zip(prep.samples, prep.prompts)]
     theirs = list(zip(samples, (p.text for p in prompts)))
@@ -39,8 +41,10 @@ def prepare_extraction(
             (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
         )
         raise TaskvecError(
-            f"--extract: the extraction config gives {len(ours)} prompts, the evaluation {len(theirs)}, differing from prompt {diff} on; "
-            "give both the same prompt config, split and max_samples (evaluation defaults to split test, extraction to train)"
+            f"--extract: the extraction config gives {len(ours)} prompts, the evaluation "
+            f"{len(theirs)}, differing from prompt {diff} on; "
+            "give both the same prompt config, split and max_samples (evaluation defaults to "
+            "split test, extraction to train)"
         )
     return prep
 
@@ -62,7 +66,8 @@ class SessionSink:
 
     @property
     def reading(self) -> Reading:
-        """What generation reads: the session's layers, at each sample's token indices (none for skipped samples)."""
+        """What generation reads: the session's layers, at each sample's token indices (none for
+        skipped samples)."""
         return Reading(
             self.prep.layers,
             [
@@ -79,7 +84,8 @@ class SessionSink:
         self.table.put([idx], vectors[None])
 
     def close(self, status: str, results_dir: Path) -> None:
-        """Wait for the files; when complete write the task vectors; then metadata naming the results directory."""
+        """Wait for the files; when complete write the task vectors; then metadata naming the
+        results directory."""
         self.writer.close()
         consolidated = self.table.summarise() if status == "complete" else False
         lengths = [len(it.ids) for it in self.prep.items]

@@ -1,4 +1,5 @@
-"""Everything an extraction run needs except the weights, checked and tokenised; building it writes nothing."""
+"""Everything an extraction run needs except the weights, checked and tokenised; building it
+writes nothing."""
 
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def prepare(config_path: Path) -> Prepared:
     layers = [normalise_layer(layer, n_layers) for layer in cfg.layers]
     if len(set(layers)) != len(layers):
         raise TaskvecError(
-            f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once"
+            f"layers: {cfg.layers} name the same block twice (negative layers count from the end); "
+            "list each once"
         )
     tokenizer = load_tokenizer(ref)
     prompts, items, skipped = [], [], []

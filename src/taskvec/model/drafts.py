@@ -1,4 +1,5 @@
-"""Draft tokens for greedy decoding by prompt lookup: what followed the latest earlier occurrence of the row's last words.
+"""Draft tokens for greedy decoding by prompt lookup: what followed the latest earlier occurrence of
+the row's last words.
 
 A row's context (its prompt and what it has generated) often repeats itself: numbers copied
 from the question, the demonstrations' phrasing ("is calculated by dividing"), a degenerate
@@ -17,7 +18,8 @@ MAX_NGRAM = 3
 
 
 def lookup(context: np.ndarray, limit: int) -> list[int]:
-    """Up to `limit` tokens predicted to follow `context` (1-D token ids); none when its tail occurred nowhere before."""
+    """Up to `limit` tokens predicted to follow `context` (1-D token ids); none when its tail
+    occurred nowhere before."""
     if limit <= 0:
         return []
     for n in range(min(MAX_NGRAM, len(context) - 1), 0, -1):

@@ -32,8 +32,8 @@ from taskvec.session.store import check_writable
 
 @dataclass(frozen=True)
 class Queries:
-    """One split's queries: zero-shot token ids (patched), few-shot ones (the baseline; empty without a few-shot
-    config) and the gold answers, in the same order."""
+    """One split's queries: zero-shot token ids (patched), few-shot ones (the baseline; empty
+    without a few-shot config) and the gold answers, in the same order."""
 
     zero: list[list[int]]
     few: list[list[int]]
@@ -42,7 +42,8 @@ class Queries:
 
 @dataclass(frozen=True)
 class TaskPrompts:
-    """One task: the few-shot prompts averaged into its vector, dev and test queries, their sample ids, an example."""
+    """One task: the few-shot prompts averaged into its vector, dev and test queries, their
+    sample ids, an example."""
 
     name: str
     vector_prompts: list[list[int]]
@@ -78,13 +79,15 @@ def _prompt_config(
     full = _resolve(base, path)
     if not full.is_file():
         raise TaskvecError(
-            f"{field_name}: file '{path}' not found; point it at a prompt config YAML (e.g. configs/smollm2-135m/short_plain_0shot.yaml)"
+            f"{field_name}: file '{path}' not found; point it at a prompt config YAML (e.g. "
+            "configs/smollm2-135m/short_plain_0shot.yaml)"
         )
     cfg = load_prompt_config(full)
     if task is not None:
         if cfg.dataset.source != "builtin":
             raise TaskvecError(
-                f"tasks: names builtin task sets but {field_name} uses dataset.source '{cfg.dataset.source}'; remove `tasks`"
+                f"tasks: names builtin task sets but {field_name} uses dataset.source "
+                f"'{cfg.dataset.source}'; remove `tasks`"
             )
         cfg = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"name": task})})
     if model is not None:
@@ -106,7 +109,8 @@ def _normalise_layers(layers: list[int], n_layers: int) -> list[int]:
 def _task_prompts(
     cfg: PatchConfig, base: Path, task: str | None, tokenizer: PreTrainedTokenizerBase
 ) -> TaskPrompts:
-    """One task's prompts; the dev split's first tv_max_samples build the vector, the next dev_max_samples are swept."""
+    """One task's prompts; the dev split's first tv_max_samples build the vector, the next
+    dev_max_samples are swept."""
     zero = _prompt_config(
         base, cfg.zero_shot_prompt_config, "zero_shot_prompt_config", task, cfg.model
     )
@@ -127,7 +131,8 @@ def _task_prompts(
     dev_zero_s, _ = select_samples(zero, cfg.dev_split, n_dev, base)
     if len(dev_zero_s) < n_dev:
         raise TaskvecError(
-            f"dev_split: '{cfg.dev_split}' has {len(dev_zero_s)} samples, fewer than tv_max_samples + dev_max_samples = {n_dev}; lower them or enlarge the split"
+            f"dev_split: '{cfg.dev_split}' has {len(dev_zero_s)} samples, fewer than "
+            f"tv_max_samples + dev_max_samples = {n_dev}; lower them or enlarge the split"
         )
     test_s, _ = select_samples(zero, cfg.test_split, cfg.test_max_samples, base)
     tv_s, dev_s = dev_zero_s[: cfg.tv_max_samples], dev_zero_s[cfg.tv_max_samples :]
@@ -161,7 +166,8 @@ def _task_prompts(
 
 
 def _check_disjoint(ids: dict[str, list[str]], cfg: PatchConfig) -> None:
-    """Refuse vector, dev and test queries that share a sample id (the same row would be both learned from and scored)."""
+    """Refuse vector, dev and test queries that share a sample id (the same row would be both
+    learned from and scored)."""
     for a, b in (("vector", "test"), ("dev", "test"), ("vector", "dev")):
         shared = sorted(set(ids[a]) & set(ids[b]))
         if shared:
@@ -180,25 +186,29 @@ def _session_vectors(
     available = [layer for layer in session.layers if str(VectorKey(layer, "last")) in session.keys]
     if not available:
         raise TaskvecError(
-            f"task_vectors: session '{session.name}' has no `last` position vectors; extract with token_positions: [last]"
+            f"task_vectors: session '{session.name}' has no `last` position vectors; extract with "
+            "token_positions: [last]"
         )
     wanted = _normalise_layers(cfg.layers, n_layers) if cfg.layers is not None else available
     missing = [layer for layer in wanted if layer not in available]
     if missing:
         raise TaskvecError(
-            f"layers: session '{session.name}' has no vectors for layer(s) {missing}; use some of {available} or re-extract"
+            f"layers: session '{session.name}' has no vectors for layer(s) {missing}; use some of "
+            f"{available} or re-extract"
         )
     vectors = {layer: session.mean(str(VectorKey(layer, "last"))).float() for layer in wanted}
     if vectors[wanted[0]].numel() != hidden:
         raise TaskvecError(
-            f"task_vectors: session '{session.name}' holds {vectors[wanted[0]].numel()}-dim vectors but the model's "
+            f"task_vectors: session '{session.name}' holds {vectors[wanted[0]].numel()}-dim "
+            "vectors but the model's "
             f"hidden size is {hidden}; use a session extracted from the same model"
         )
     return vectors
 
 
 def prepare_patching(config_path: Path) -> PatchPrepared:
-    """Validate the patch config, both prompt configs, the splits and layers; render and tokenise every prompt (no weights)."""
+    """Validate the patch config, both prompt configs, the splits and layers; render and tokenise
+    every prompt (no weights)."""
     cfg = load_patch_config(config_path)
     base = config_path.parent
     check_writable(cfg.output_dir)

@@ -78,7 +78,8 @@ class PromptConfig(BaseModel):
                 template.format(**{placeholder: "x"})
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(
-                    f"{name} {template!r} cannot be formatted ({exc!r}); use only {{{placeholder}}} and write braces as {{{{ }}}}"
+                    f"{name} {template!r} cannot be formatted ({exc!r}); use only "
+                    f"{{{placeholder}}} and write braces as {{{{ }}}}"
                 ) from None
         return self
 

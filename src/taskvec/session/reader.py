@@ -53,11 +53,13 @@ class Session:
             ) from None
 
     def __repr__(self) -> str:
-        return f"Session({self.name!r}, status={self.status!r}, samples={len(self.sample_ids)}/{self.metadata.get('n_samples')})"
+        samples = f"{len(self.sample_ids)}/{self.metadata.get('n_samples')}"
+        return f"Session({self.name!r}, status={self.status!r}, samples={samples})"
 
     @property
     def status(self) -> str:
-        """`running`, `interrupted`, `failed` or `complete` (sessions from before status was recorded are complete)."""
+        """`running`, `interrupted`, `failed` or `complete` (sessions from before status was
+        recorded are complete)."""
         return str(self.metadata.get("status", "complete"))
 
     @cached_property
@@ -97,7 +99,8 @@ class Session:
         if self.status != "complete":
             when = "if its run is no longer alive, " if self.status == "running" else ""
             raise TaskvecError(
-                f"session '{self.name}' is {self.status}, not complete, so it has no task vectors yet; {when}finish it with "
+                f"session '{self.name}' is {self.status}, not complete, so it has no task vectors "
+                f"yet; {when}finish it with "
                 f"`taskvec extract --config {self.paths.config} --resume {self.name}`"
             )
         if not path.exists():
@@ -133,7 +136,8 @@ class Session:
     def check_key(self, key: str) -> str:
         if key not in self.keys:
             raise TaskvecError(
-                f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: {', '.join(self.keys)})"
+                f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: "
+                f"{', '.join(self.keys)})"
             )
         return key
 
@@ -158,9 +162,8 @@ class Session:
     @property
     def sample_ids(self) -> list[str]:
         """Ids of the samples that have vectors, in sample_idx order (the rows of `vectors`)."""
-        ids = self.metadata[
-            "sample_ids"
-        ]  # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        ids = self.metadata["sample_ids"]
         id_of = dict(zip(self.metadata.get("sample_idxs", range(len(ids))), ids))
         return [id_of[i] for i in self.sample_idx]
 
@@ -214,7 +217,8 @@ class Session:
         ]
 
     def _where(self) -> list[tuple[str, str]]:
-        """Where the vectors are; for an unfinished session, that the task vectors are missing and how to resume."""
+        """Where the vectors are; for an unfinished session, that the task vectors are missing
+        and how to resume."""
         raw = (
             "per-sample vectors",
             f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""),
@@ -238,7 +242,8 @@ class Session:
             self._vectors[key] = f.get_tensor(key)[order]
 
     def _read_sample_files(self) -> None:
-        """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without vectors.safetensors)."""
+        """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without
+        vectors.safetensors)."""
         records = [
             torch.load(self.paths.sample_file(i), weights_only=True) for i in self.sample_idx
         ]
@@ -333,13 +338,15 @@ def missing_session(path: str | Path, root: Path) -> str:
         else f"; '{root}' does not exist"
     )
     return (
-        f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
+        f"no session '{path}': it is neither a session directory nor a session name under "
+        f"'{root / 'task_vector'}'{hint} "
         f"(`taskvec ls {root}` lists them)"
     )
 
 
 def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
-    """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
+    """Open a session from its task_vector dir, its raw_representations dir, or its name under
+    `output_dir`."""
     paths = session_paths(path, output_dir)
     if not paths.task_vector_dir.is_dir():
         raise TaskvecError(
