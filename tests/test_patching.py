@@ -259,6 +259,11 @@ def test_patch_end_to_end_writes_json_and_plot_and_never_overwrites(
         if own is None:
             assert test["task_vector"] == test["zero_shot"]
     assert summary["config"]["mode"] == "replace"
+    assert summary["start_token"]["zero_shot"] == {
+        "setting": "auto",
+        "token": "<|endoftext|>",
+        "added_by": "prompt",
+    }
 
 
 @pytest.mark.parametrize(

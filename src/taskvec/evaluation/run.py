@@ -50,7 +50,7 @@ from taskvec.model.loading import (
 )
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
-from taskvec.prompts.render import RenderedPrompt
+from taskvec.prompts.render import RenderedPrompt, start_token
 from taskvec.session.layout import session_name
 from taskvec.session.resume import config_differences
 from taskvec.session.store import check_writable, create_unique_dir, save_json, save_text
@@ -424,6 +424,7 @@ def _metrics(
         "model_short": prep.model_ref.short_name,
         "prompt_type": cfg.prompt_type,
         "n_shot": cfg.n_shot,
+        "start_token": start_token(cfg, prep.tokenizer).record(),
         "generation": {
             **cfg.generation.model_dump(mode="json"),
             "batch_size": o.batch_size,

@@ -12,6 +12,7 @@ import torch
 from taskvec.extraction.prepare import Prepared
 from taskvec.model.loading import dtype_name
 from taskvec.prompts.config import PromptConfig
+from taskvec.prompts.render import start_token
 from taskvec.session.layout import SessionPaths, session_name
 from taskvec.session.store import create_session, save_text, save_yaml
 from taskvec.versions import package_versions
@@ -89,6 +90,7 @@ def session_metadata(
         "skipped": prep.skipped,
         "use_chat_template": prep.prompt_config.use_chat_template,
         "add_special_tokens": prep.prompts[0].add_special_tokens,
+        "start_token": start_token(prep.prompt_config, prep.tokenizer).record(),
         "dtype": dtype_name(dtype),
         "device": str(device),
         "seed": cfg.seed,

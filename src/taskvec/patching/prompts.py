@@ -25,6 +25,7 @@ from taskvec.patching.config import PatchConfig, load_patch_config
 from taskvec.positions import VectorKey, normalise_layer
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import PromptConfig, load_prompt_config
+from taskvec.prompts.render import start_token
 from taskvec.session.reader import load_session
 from taskvec.session.store import check_writable
 
@@ -65,6 +66,7 @@ class PatchPrepared:
     layers: list[int]
     tasks: list[TaskPrompts]
     session_vectors: dict[int, torch.Tensor] | None
+    start_tokens: dict[str, dict[str, str | None]]  # zero_shot / few_shot: how the prompts begin
 
 
 def _resolve(base: Path, path: Path) -> Path:
@@ -215,14 +217,12 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
     zero = _prompt_config(
         base, cfg.zero_shot_prompt_config, "zero_shot_prompt_config", None, cfg.model
     )
-    few_model = (
-        _prompt_config(
-            base, cfg.fewshot_prompt_config, "fewshot_prompt_config", None, cfg.model
-        ).model
+    few = (
+        _prompt_config(base, cfg.fewshot_prompt_config, "fewshot_prompt_config", None, cfg.model)
         if cfg.fewshot_prompt_config
         else None
     )
-    model = zero.model or few_model
+    model = zero.model or (few.model if few is not None else None)
     if model is None:
         raise TaskvecError(
             "model: neither the patch config nor the prompt configs name a model; add `model:`"
@@ -243,4 +243,9 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
     tokenizer = load_tokenizer(ref)
     names: list[str | None] = list(cfg.tasks) if cfg.tasks else [None]
     tasks = [_task_prompts(cfg, base, task, tokenizer) for task in names]
-    return PatchPrepared(config_path, cfg, ref, tokenizer, n_layers, layers, tasks, session_vectors)
+    starts = {"zero_shot": start_token(zero, tokenizer).record()}
+    if few is not None:
+        starts["few_shot"] = start_token(few, tokenizer).record()
+    return PatchPrepared(
+        config_path, cfg, ref, tokenizer, n_layers, layers, tasks, session_vectors, starts
+    )

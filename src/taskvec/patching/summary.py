@@ -81,6 +81,7 @@ def summarise(
         "mode": prep.config.mode,
         "scale": prep.config.scale,
         "layer_choice": prep.config.layer_choice,
+        "start_token": prep.start_tokens,
         "tasks": [t["task"] for t in per_task],
         "dev": {
             "layers": prep.layers,
