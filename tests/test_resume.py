@@ -22,6 +22,7 @@ import taskvec.session.store
 from taskvec.cli import main
 from taskvec.model.engine import BatchResult, Extractor
 from taskvec.session.layout import SessionPaths
+from taskvec.session.reader import list_sessions, load_session
 from taskvec.session.store import session_lock
 from tests.conftest import REPO, write_configs
 
@@ -175,11 +176,15 @@ def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_
     while time.monotonic() < deadline and len(list(raw_root.glob("*/sample_*.pt"))) < 6:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.05)
+    out = config.parent / "out"
+    assert [s.status for s in list_sessions(out)] == ["running"]  # its writer holds the lock
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     (session,) = _sessions(config)
     saved = sorted(_raw_dir(session).glob("sample_*.pt"))
     assert 6 <= len(saved) < N and _meta(session)["status"] == "running"
+    assert [s.status for s in list_sessions(out)] == ["stopped"]  # no live writer
+    assert load_session(session).describe()[1][1].startswith("stopped (recorded as running")
     saved[0].write_bytes(saved[0].read_bytes()[:100])  # a torn file is redone, not trusted
     assert (
         main(["extract", "--config", str(config), "--quiet", "--resume", str(_raw_dir(session))])

@@ -414,6 +414,7 @@ def _metrics(
         "n_total": len(prep.samples),
         "split": o.split,
         "model": prep.model_ref.spec,
+        "model_id": prep.model_ref.identity,
         "model_short": prep.model_ref.short_name,
         "prompt_type": cfg.prompt_type,
         "n_shot": cfg.n_shot,
@@ -741,6 +742,6 @@ def evaluate(
     prep = prepare_evaluation(config_path, **overrides)
     if extract is not None:
         prep.extraction = prepare_extraction(
-            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref.spec
+            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref
         )
     return run_evaluation(prep, progress, resume)

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
 from taskvec.session.layout import CONSOLIDATED, RAW_DIR, TASK_VECTOR_DIR, SessionPaths
+from taskvec.session.store import writer_alive
 
 DEFAULT_OUTPUT_DIR = Path("outputs")
 NAME_TIME = re.compile(r"_task_vector_(\d{8})_(\d{6})")
@@ -56,8 +57,8 @@ class Session:
 
     @property
     def status(self) -> str:
-        """`running`, `interrupted`, `failed` or `complete` (sessions from before status was recorded are complete)."""
-        return str(self.metadata.get("status", "complete"))
+        """`running`, `stopped`, `interrupted`, `failed` or `complete` (see `live_status`)."""
+        return live_status(self.task_vector_dir, self.metadata)
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class Session:
         """`{key: mean, key_std: std}` from task_vectors.pt; only complete sessions have it."""
         path = self.paths.task_vectors
         if self.status != "complete":
-            when = "if its run is no longer alive, " if self.status == "running" else ""
+            when = "once its run ends, " if self.status == "running" else ""
             raise TaskvecError(
                 f"session '{self.name}' is {self.status}, not complete, so it has no task vectors yet; {when}finish it with "
                 f"`taskvec extract --config {self.paths.config} --resume {self.name}`"
@@ -161,7 +162,7 @@ class Session:
         timings = meta.get("timings") or {}
         return [
             ("session", self.name),
-            ("status", self.status),
+            ("status", self._status_line()),
             (
                 "model",
                 f"{meta.get('model')} ({meta.get('model_short')}, {meta.get('n_model_layers')} blocks)",
@@ -193,6 +194,14 @@ class Session:
             ),
             *self._where(),
         ]
+
+    def _status_line(self) -> str:
+        if self.status != "stopped":
+            return self.status
+        return (
+            "stopped (recorded as running, but no live process writes it: it was killed, or "
+            "could not record its ending, e.g. on a full disk)"
+        )
 
     def _where(self) -> list[tuple[str, str]]:
         """Where the vectors are; for an unfinished session, that the task vectors are missing and how to resume."""
@@ -243,6 +252,20 @@ class SessionSummary:
     status: str
 
 
+def live_status(task_vector_dir: Path, metadata: dict[str, Any]) -> str:
+    """The recorded status, except that `running` with no live writer is `stopped`.
+
+    A run records `running` when it starts and its ending when it ends; killed (SIGKILL, OOM,
+    power loss) or unable to write its metadata (a full disk), it never records the ending.
+    Its process held the session lock, which the OS drops when the process dies.
+    Sessions from before status was recorded are `complete`.
+    """
+    status = str(metadata.get("status", "complete"))
+    if status == "running" and not writer_alive(task_vector_dir):
+        return "stopped"
+    return status
+
+
 def _created_from_name(name: str) -> str | None:
     match = NAME_TIME.search(name)
     if match is None:
@@ -263,7 +286,7 @@ def _summary(paths: SessionPaths) -> SessionSummary:
             meta.get("split"),
             meta.get("n_samples"),
             meta.get("created_at") or _created_from_name(name),
-            str(meta.get("status", "complete")),
+            live_status(paths.task_vector_dir, meta),
         )
     except (OSError, ValueError, AttributeError):
         return SessionSummary(
