@@ -313,9 +313,52 @@ def list_sessions(output_dir: str | Path) -> list[SessionSummary]:
     return sorted(summaries, key=lambda s: (s.created_at is None, s.created_at or "", s.name))
 
 
+LAST = "@last"
+
+
+def _stem(summary: SessionSummary) -> str:
+    """The label the analyses print: the name before `_{model_short}_task_vector_`."""
+    stem = summary.name.split("_task_vector_")[0]
+    return stem.removesuffix(f"_{summary.model_short}") if summary.model_short else stem
+
+
+def _run_time(name: str) -> str:
+    match = NAME_TIME.search(name)
+    return match.group(2) if match else ""
+
+
+def resolve_name(word: str, output_dir: Path) -> str:
+    """The full session name `word` means under `output_dir`: the name itself, `@last` (the
+    newest session), the label stem the analyses print (`vanilla_5shot_train`, or with its
+    run's time `vanilla_5shot_train@051956`) or a unique prefix of the name.
+
+    A word that means no session comes back unchanged (the caller says it is missing); one
+    that means several is an error listing them.
+    """
+    summaries = list_sessions(output_dir) if output_dir.is_dir() else []
+    names = [s.name for s in summaries]
+    if word in names or not summaries:
+        return word
+    if word == LAST:
+        return names[-1]
+    stem, _, time = word.partition("@")
+    matches = [
+        s.name for s in summaries if _stem(s) == stem and (not time or _run_time(s.name) == time)
+    ]
+    matches = matches or [name for name in names if name.startswith(word)]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
+        raise TaskvecError(
+            f"'{word}' matches {len(matches)} sessions under '{output_dir}' ({shown}); give more of "
+            f"the name, the stem with its run's time (`{_stem(summaries[0])}@HHMMSS`) or `@last`"
+        )
+    return matches[0] if matches else word
+
+
 def session_paths(path: str | Path, output_dir: str | Path | None = None) -> SessionPaths:
-    """The paths of a session given by either of its directories or by its name under `output_dir`
-    (default `outputs`); they need not exist."""
+    """The paths of a session given by either of its directories, or by its name (or a unique
+    prefix, its label stem, `@last`: see `resolve_name`) under `output_dir` (default
+    `outputs`); they need not exist."""
     given = Path(path)
     if given.is_dir() and given.parent.name == RAW_DIR:
         return SessionPaths.under(given.parent.parent, given.name)
@@ -324,18 +367,15 @@ def session_paths(path: str | Path, output_dir: str | Path | None = None) -> Ses
         or SessionPaths(given.name, given, given).metadata.exists()
     ):
         return SessionPaths(given.name, given, given.parent.parent / RAW_DIR / given.name)
-    return SessionPaths.under(
-        Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR, str(path)
-    )
+    root = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
+    return SessionPaths.under(root, resolve_name(str(path), root))
 
 
 def missing_session(path: str | Path, root: Path) -> str:
-    """Why `path` names no session under `root`, with close names, for an error message."""
-    hint = (
-        close_names(Path(path).name, session_names(root))
-        if root.is_dir()
-        else f"; '{root}' does not exist"
-    )
+    """Why `path` names no session under `root`, with close names and stems, for an error message."""
+    summaries = list_sessions(root) if root.is_dir() else []
+    candidates = [s.name for s in summaries] + [_stem(s) for s in summaries]
+    hint = close_names(Path(path).name, candidates) if root.is_dir() else f"; '{root}' does not exist"
     return (
         f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
         f"(`taskvec ls {root}` lists them)"
