@@ -375,7 +375,9 @@ def missing_session(path: str | Path, root: Path) -> str:
     """Why `path` names no session under `root`, with close names and stems, for an error message."""
     summaries = list_sessions(root) if root.is_dir() else []
     candidates = [s.name for s in summaries] + [_stem(s) for s in summaries]
-    hint = close_names(Path(path).name, candidates) if root.is_dir() else f"; '{root}' does not exist"
+    hint = (
+        close_names(Path(path).name, candidates) if root.is_dir() else f"; '{root}' does not exist"
+    )
     return (
         f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
         f"(`taskvec ls {root}` lists them)"
