@@ -31,7 +31,9 @@ def test_eta_late_in_decoding_uses_the_decode_rate_and_the_mean_answer_length() 
 
 def test_the_bar_counts_tokens_and_shows_samples_and_eta() -> None:
     bar = Progress(WORK, enabled=False)
-    stats = GenerationStats(prefill_s=20.0, prefill_tokens=10_000, decode_s=1.0, generated_tokens=20)
+    stats = GenerationStats(
+        prefill_s=20.0, prefill_tokens=10_000, decode_s=1.0, generated_tokens=20
+    )
     for _ in range(2):
         bar.finish(10, stats)
     bar.step(stats, force=True)

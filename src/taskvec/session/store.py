@@ -116,6 +116,16 @@ def create_unique_dir(parent: Path, base: str) -> Path:
 NEARLY_FULL = 16 * 2**20  # bytes free below which a failed write is taken for a full disk
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file (0644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # safetensors creates its files 0600; every session file gets this
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write to a temporary sibling, then rename, so a file is either complete or absent.
 
@@ -125,6 +135,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}_{threading.get_ident()}")
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except Exception as exc:
         if not isinstance(exc, OSError) and shutil.disk_usage(path.parent).free < NEARLY_FULL:
