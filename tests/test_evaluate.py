@@ -16,7 +16,7 @@ import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted
-from taskvec.evaluation.predictions import PredictionLog
+from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
 from taskvec.extraction.prepare import prepare
 from taskvec.model.generation import Finished, GenerationStats
 from taskvec.model.loading import load_model
@@ -436,11 +436,16 @@ def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
         f.write('{"sample_idx": 1, "gener')
     assert sorted(log.read()) == [0, 2]
     assert (tmp_path / "predictions.jsonl").read_text().count("\n") == 2
-    log.finalise([{"sample_idx": 2}, {"sample_idx": 0}])
+    part = PredictionLog(log_path(tmp_path, 1))  # a second rank's part
+    part.append({"sample_idx": 1, "generation": "c"})
+    part.close()
+    rows = read_all(tmp_path)
+    merge(tmp_path, rows)
     assert [
-        json.loads(x)["sample_idx"]
+        json.loads(x)["generation"]
         for x in (tmp_path / "predictions.jsonl").read_text().splitlines()
-    ] == [0, 2]
+    ] == ["a", "c", "b"]
+    assert not (tmp_path / "predictions.rank1.jsonl").exists()
 
 
 def test_truncated_output_is_not_an_answer(

@@ -246,7 +246,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         prefix_cache=False if args.no_prefix_cache else None,
         draft_tokens=args.draft_tokens,
+        device_map=args.device_map,
     )
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun rank 0 reports for every rank
     m = result.metrics
     print(f"results: {result.directory}")
     print(
@@ -262,6 +265,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         f"({t['tokens_per_s']:.1f} tokens/s, "
         f"prefill {t['prefill_share']:.0%} of model time)"
     )
+    if m.get("world_size", 1) > 1:
+        from taskvec.evaluation.ranks import load_balance
+
+        print(load_balance(m["runs"][-1]["ranks"]))
 
 
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
@@ -307,6 +314,11 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     ev.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default: auto)")
+    ev.add_argument(
+        "--device-map",
+        choices=["auto"],
+        help="auto: spread a model too big for one device over the node's devices (accelerate)",
+    )
     ev.add_argument(
         "--quiet",
         action="store_true",

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from taskvec.errors import TaskvecError
+from taskvec.extraction.distributed import World
 from taskvec.extraction.prepare import Prepared, prepare
 from taskvec.extraction.session_files import new_session, session_metadata
 from taskvec.model.generation import Reading
@@ -58,17 +59,26 @@ def prepare_extraction(
 
 
 class SessionSink:
-    """An extraction session filled sample by sample from generation's prefill (`reading`)."""
+    """An extraction session filled sample by sample from generation's prefill (`reading`).
 
-    def __init__(self, prep: Prepared, device: torch.device, dtype: torch.dtype) -> None:
-        self.prep, self.device, self.dtype = prep, device, dtype
-        self.paths = new_session(prep)
-        self.lock = take_lock(self.paths)  # held until close: `ls` tells a live run from a dead one
+    Under torchrun every rank writes its own samples' files into the one session rank 0 created;
+    rank 0 keeps the lock and computes the task vectors over all samples, as `taskvec extract` does.
+    """
+
+    def __init__(
+        self, prep: Prepared, device: torch.device, dtype: torch.dtype, world: World
+    ) -> None:
+        self.prep, self.device, self.dtype, self.world = prep, device, dtype, world
+        self.paths = world.on_main(lambda: new_session(prep))
+        # held until close: `ls` tells a live run from a dead one
+        self.lock = take_lock(self.paths) if world.main else None
         self.items = {it.idx: it for it in prep.items}
         hidden = prep.text_config.hidden_size
         self.writer = SessionWriter(self.paths, prep.keys)
-        self.table = SampleTable(
-            self.paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden
+        self.table = (
+            SampleTable(self.paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
+            if world.main
+            else None
         )
         self.started = time.perf_counter()
         self.started_at = datetime.now().isoformat(timespec="seconds")
@@ -90,26 +100,40 @@ class SessionSink:
         item, sample_id = self.items[idx], self.prep.samples[idx].id
         check_finite(vectors[None], [sample_id], self.dtype)
         self.writer.add([item], [sample_id], vectors[None])
-        self.table.put([idx], vectors[None])
+        if self.table is not None:
+            self.table.put([idx], vectors[None])
+
+    def finish_files(self) -> int:
+        """Wait until this rank's sample files are written; how many there are."""
+        self.writer.close()
+        return self.writer.n_saved
 
     def close(self, status: str, results_dir: Path) -> None:
-        """Wait for the files; when complete write the task vectors; then metadata naming the
-        results directory."""
+        """Wait for the files; on rank 0, once every rank's files are written, the task vectors
+        (when complete) and metadata naming the results directory."""
         try:
-            self._close(status, results_dir)
+            self.finish_files()
+            if self.world.main:
+                self._record(status, results_dir)
         finally:
-            os.close(self.lock)
+            if self.lock is not None:
+                os.close(self.lock)
+                self.lock = None
 
-    def _close(self, status: str, results_dir: Path) -> None:
-        self.writer.close()
-        consolidated = self.table.summarise() if status == "complete" else False
+    def _record(self, status: str, results_dir: Path) -> None:
+        consolidated = self.table.summarise() if status == "complete" and self.table else False
         lengths = [len(it.ids) for it in self.prep.items]
+        engine = {
+            "one_pass_with_evaluation": True,
+            "tokens_total": sum(lengths),
+            "world_size": self.world.size,
+        }
         extra: dict[str, Any] = {
             "status": status,
             "created_at": self.started_at,
-            "n_saved": self.writer.n_saved,
+            "n_saved": sum(1 for _ in self.paths.raw_dir.glob("sample_*.pt")),
             "evaluation_results": str(results_dir),
-            "engine": {"one_pass_with_evaluation": True, "tokens_total": sum(lengths)},
+            "engine": engine,
             "timings": {**self.prep.timings, "run_s": time.perf_counter() - self.started},
             "consolidated": CONSOLIDATED if consolidated else None,
         }

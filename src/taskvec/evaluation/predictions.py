@@ -1,5 +1,10 @@
 """predictions.jsonl as an append-only log: one whole line per finished sample, a torn last line
-redone on resume."""
+redone on resume.
+
+Under torchrun rank 0 appends to predictions.jsonl and rank r > 0 to its own part,
+predictions.rank{r}.jsonl, in the same directory; at the end (or when a resume starts) rank 0
+merges every part into predictions.jsonl in sample order and removes the parts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from taskvec.session.store import save_text
+
+LOG = "predictions.jsonl"
 
 
 def _line(row: dict[str, Any]) -> bytes:
@@ -23,9 +30,10 @@ class PredictionLog:
         self.path = path
         self._fd: int | None = None
 
-    def read(self) -> dict[int, dict[str, Any]]:
-        """The sound lines by `sample_idx`; a torn or unreadable tail is cut off the file (its
-        samples are redone)."""
+    def read(self, repair: bool = True) -> dict[int, dict[str, Any]]:
+        """The sound lines by `sample_idx`; with `repair` a torn or unreadable tail is cut off the
+        file (its samples are redone); without, the file is left as it is (a rank may still be
+        writing it)."""
         if not self.path.is_file():
             return {}
         data = self.path.read_bytes()
@@ -40,7 +48,7 @@ class PredictionLog:
                 break
             rows[row["sample_idx"]] = row
             good += len(line)
-        if good < len(data):
+        if repair and good < len(data):
             with self.path.open("r+b") as f:
                 f.truncate(good)
         return rows
@@ -56,11 +64,27 @@ class PredictionLog:
             os.close(self._fd)
             self._fd = None
 
-    def finalise(self, rows: list[dict[str, Any]]) -> None:
-        """Replace the log (finish order) by every row in sample order, atomically: the file a
-        single run writes."""
-        self.close()
-        save_text(
-            self.path,
-            b"".join(_line(r) for r in sorted(rows, key=lambda r: r["sample_idx"])).decode(),
-        )
+
+def log_path(directory: Path, rank: int) -> Path:
+    """Where rank `rank` appends its predictions."""
+    return directory / (LOG if rank == 0 else f"predictions.rank{rank}.jsonl")
+
+
+def _parts(directory: Path) -> list[Path]:
+    return sorted(directory.glob("predictions.rank*.jsonl"))
+
+
+def read_all(directory: Path, repair: bool = True) -> dict[int, dict[str, Any]]:
+    """Every sound prediction of a results directory: predictions.jsonl and each rank's part."""
+    rows: dict[int, dict[str, Any]] = {}
+    for path in [directory / LOG, *_parts(directory)]:
+        rows.update(PredictionLog(path).read(repair))
+    return rows
+
+
+def merge(directory: Path, rows: dict[int, dict[str, Any]]) -> None:
+    """Write `rows` to predictions.jsonl in sample order, atomically (the file a single run
+    writes), then remove the ranks' parts (their rows are in it)."""
+    save_text(directory / LOG, b"".join(_line(rows[i]) for i in sorted(rows)).decode())
+    for part in _parts(directory):
+        part.unlink()

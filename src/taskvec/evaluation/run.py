@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +37,10 @@ from taskvec.data.base import Sample
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.answers import extract_answer, score, score_text
 from taskvec.evaluation.joint import SessionSink, prepare_extraction
-from taskvec.evaluation.predictions import PredictionLog
+from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
 from taskvec.evaluation.progress import Progress, Work
+from taskvec.evaluation.ranks import combined, rank_report, shard
+from taskvec.extraction.distributed import World, join_world, leave_world
 from taskvec.extraction.prepare import Prepared
 from taskvec.model.generation import Finished, GenerationStats, Generator, plan_generation
 from taskvec.model.loading import (
@@ -73,6 +76,9 @@ class EvalOptions(BaseModel):
     seed: int = Field(0, description="sampling seed (matters only with generation.do_sample)")
     prefix_cache: bool = Field(
         True, description="prefill shared prompt prefixes once (off: every prompt in full)"
+    )
+    device_map: Literal["auto"] | None = Field(
+        None, description="auto: accelerate spreads the model's blocks over the node's devices"
     )
     draft_tokens: int = Field(
         8,
@@ -475,11 +481,12 @@ def _generate_rows(
     model: PreTrainedModel,
     log: PredictionLog,
     rows: dict[int, dict[str, Any]],
+    skip: set[int],
     stop: re.Pattern[str] | None,
     progress: bool,
     sink: SessionSink | None,
 ) -> GenerationStats:
-    """Generate every sample not in `rows`, appending each prediction to the log as it finishes
+    """Generate every sample not in `skip`, appending each prediction to the log as it finishes
     (and, with a `sink`, its prefill's hidden states to the extraction session)."""
     o = prep.options
     generator = Generator(
@@ -494,11 +501,11 @@ def _generate_rows(
         reading=sink.reading if sink else None,
         draft_tokens=o.draft_tokens,
     )
-    todo = [ids for i, ids in enumerate(prep.ids) if i not in rows]
+    todo = [ids for i, ids in enumerate(prep.ids) if i not in skip]
     plan = plan_generation(todo, o.prefix_cache).tokens_computed([len(ids) for ids in todo])
     bar = Progress(Work(plan, len(todo), prep.prompt_config.generation.max_new_tokens), progress)
     try:
-        for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
+        for done in generator.run(prep.ids, skip=skip, on_step=bar.step):
             row = rows[done.idx] = _scored(done.idx, prep, done, stop)
             try:
                 log.append(row)
@@ -558,69 +565,111 @@ def run_evaluation(
     stops early records `interrupted` (or `failed`) in metrics.json and raises a one-line
     TaskvecError with the resume command; with `resume` (a results directory) the samples
     already there are kept and the rest generated, giving the file an uninterrupted run writes.
+    Under torchrun each rank generates its shard of the prompts (`ranks`) into its own part of
+    the one results directory, and rank 0 merges them and computes the metrics.
     """
+    world, device = join_world(resolve_device(prep.options.device))
+    try:
+        return _run(prep, progress, resume, world, device)
+    finally:
+        leave_world(world)
+
+
+def _run(
+    prep: EvalPrepared, progress: bool, resume: Path | None, world: World, device: torch.device
+) -> EvalResult:
     o = prep.options
-    device = resolve_device(o.device)
     dtype = resolve_dtype(o.dtype, device)
-    # checked before the weights load
-    rows, runs = _resume_state(prep, resume) if resume is not None else ({}, [])
+    # checked before the weights load; rank 0 merges the parts a stopped run left
+    rows, runs = (
+        world.on_main(lambda: _resume_state(prep, resume)) if resume is not None else ({}, [])
+    )
     torch.manual_seed(o.seed)
     t0 = time.perf_counter()
     # before the directory exists: a load error writes nothing
     with _quiet(not progress):
-        model = load_model(prep.model_ref, dtype, device)
+        model = load_model(prep.model_ref, dtype, device, o.device_map)
     t1 = time.perf_counter()
-    directory = resume if resume is not None else _new_results(prep)
-    sink = SessionSink(prep.extraction, device, dtype) if prep.extraction is not None else None
-    log, stop = (
-        PredictionLog(directory / "predictions.jsonl"),
-        stop_pattern(prep.prompt_config.answer_format, prep.samples),
-    )
+    directory = resume if resume is not None else world.on_main(lambda: _new_results(prep))
+    sink = SessionSink(prep.extraction, device, dtype, world) if prep.extraction else None
+    stop = stop_pattern(prep.prompt_config.answer_format, prep.samples)
+    max_new = prep.prompt_config.generation.max_new_tokens
+    part = shard(prep.ids, set(rows), world, o.prefix_cache, max_new)
     run: dict[str, Any] = {
         "started_at": datetime.now().isoformat(timespec="seconds"),
         "n_kept": len(rows),
+        "world_size": world.size,
     }
     runs = [*runs, run]
 
-    def record(status: str) -> dict[str, Any]:
-        run.update(
-            status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds")
-        )
-        metrics = _metrics(
-            prep,
-            directory,
-            status,
-            sorted(rows.values(), key=lambda r: r["sample_idx"]),
-            runs,
-            device,
-            dtype,
-            stop is not None,
-        )
-        metrics["extraction_session"] = (
-            str(sink.paths.task_vector_dir) if sink is not None else None
-        )
-        save_json(directory / "metrics.json", metrics)
-        return metrics
+    def record(status: str, done: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        return _record(prep, directory, status, done, runs, device, dtype, stop, sink)
 
-    record("running")
-    stats = GenerationStats()
+    if world.main:
+        record("running", rows)
+    log, n_kept = PredictionLog(log_path(directory, world.rank)), len(rows)
     try:
         with sigterm_as_interrupt():
-            stats = _generate_rows(prep, model, log, rows, stop, progress, sink)
+            bar = progress and world.main
+            stats = _generate_rows(prep, model, log, rows, part.skip, stop, bar, sink)
+            log.close()
+            if sink is not None:
+                sink.finish_files()
+            mine = rank_report(world, part, len(rows) - n_kept, stats, time.perf_counter() - t1)
+            reports = world.gather(mine)  # also waits until every rank's predictions are written
     except BaseException as exc:
         log.close()
         if sink is not None:
             _close_quietly(
                 sink, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", directory
             )
-        raise _stopped(exc, record, directory, len(rows), len(prep.ids)) from exc
-    if sink is not None:
+        done = read_all(directory, repair=False) if world.main else rows
+        stopped = partial(record, done=done) if world.main else None
+        raise _stopped(exc, stopped, directory, len(done), len(prep.ids)) from exc
+    metrics: dict[str, Any] = {}  # rank 0 writes them; every rank returns them
+    if world.main:
+        everything = read_all(directory)
+        merge(directory, everything)
+        if sink is not None:
+            sink.close("complete", directory)
+        total, wall = combined(reports)
+        run["timings"] = _timings(prep, total, t1 - t0, wall, len(prep.ids) - n_kept)
+        run["ranks"] = reports
+        metrics = record("complete", everything)
+    elif sink is not None:
         sink.close("complete", directory)
-    run["timings"] = _timings(
-        prep, stats, t1 - t0, time.perf_counter() - t1, len(prep.ids) - run["n_kept"]
+    return EvalResult(directory, world.broadcast(metrics))
+
+
+def _record(
+    prep: EvalPrepared,
+    directory: Path,
+    status: str,
+    rows: dict[int, dict[str, Any]],
+    runs: list[dict[str, Any]],
+    device: torch.device,
+    dtype: torch.dtype,
+    stop: re.Pattern[str] | None,
+    sink: SessionSink | None,
+) -> dict[str, Any]:
+    """Write metrics.json for `rows` (the finished predictions) and the run ending as `status`."""
+    runs[-1].update(
+        status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds")
     )
-    log.finalise(list(rows.values()))
-    return EvalResult(directory, record("complete"))
+    metrics = _metrics(
+        prep,
+        directory,
+        status,
+        [rows[i] for i in sorted(rows)],
+        runs,
+        device,
+        dtype,
+        stop is not None,
+    )
+    metrics["world_size"] = runs[-1]["world_size"]
+    metrics["extraction_session"] = str(sink.paths.task_vector_dir) if sink is not None else None
+    save_json(directory / "metrics.json", metrics)
+    return metrics
 
 
 def _close_quietly(sink: SessionSink, status: str, directory: Path) -> None:
@@ -632,14 +681,19 @@ def _close_quietly(sink: SessionSink, status: str, directory: Path) -> None:
 
 
 def _stopped(
-    exc: BaseException, record: Callable[[str], Any], directory: Path, done: int, total: int
+    exc: BaseException,
+    record: Callable[[str], Any] | None,
+    directory: Path,
+    done: int,
+    total: int,
 ) -> TaskvecError:
-    """Record how the run ended and the one-line error saying how to resume it."""
+    """Record how the run ended (rank 0: `record`) and the one-line error saying how to resume."""
     kept = f"{done} of {total} predictions are saved in {directory / 'predictions.jsonl'}"
     hint = f"taskvec evaluate --resume {directory}"
     status = "interrupted" if isinstance(exc, (KeyboardInterrupt, OSError)) else "failed"
     try:
-        record(status)
+        if record is not None:
+            record(status)
     except OSError:
         pass  # a full disk may refuse even this; predictions.jsonl still says what is done
     if isinstance(exc, KeyboardInterrupt):
@@ -675,7 +729,8 @@ def _resume_state(
             f"--resume: the config differs from '{directory.name}' in {len(diffs)} field(s): "
             f"{'; '.join(diffs[:5])}; resume with its own config (taskvec evaluate --resume {directory})"
         )
-    rows = PredictionLog(directory / "predictions.jsonl").read()
+    rows = read_all(directory)
+    merge(directory, rows)  # a distributed run's parts in one file, so any world size goes on
     for idx, row in rows.items():
         if idx >= len(prep.samples) or (row.get("sample_id"), row.get("prompt")) != (
             prep.samples[idx].id,

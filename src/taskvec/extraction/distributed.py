@@ -4,13 +4,30 @@ and the few collectives a run needs (session name, finished samples, counts)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from taskvec.errors import TaskvecError
+
 T = TypeVar("T")
+
+
+class RankStopped(KeyboardInterrupt):
+    """Another rank stopped (its process ended, so a collective failed): this rank's run is
+    interrupted as if by Ctrl-C, records its status and can be resumed with any world size."""
+
+
+@contextmanager
+def _collective() -> Iterator[None]:
+    try:
+        yield
+    except RuntimeError as exc:  # gloo: "Connection closed by peer"; NCCL: a DistBackendError
+        raise RankStopped(f"another rank stopped ({str(exc).splitlines()[0][:200]})") from exc
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,8 @@ class World:
         if self.size == 1:
             return value
         box = [value]
-        dist.broadcast_object_list(box, src=0)
+        with _collective():
+            dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def gather(self, value: Any) -> list[Any]:
@@ -38,12 +56,27 @@ class World:
         if self.size == 1:
             return [value]
         out: list[Any] = [None] * self.size
-        dist.all_gather_object(out, value)
+        with _collective():
+            dist.all_gather_object(out, value)
         return out
+
+    def on_main(self, work: Callable[[], T]) -> T:
+        """Run `work` on rank 0 only and hand its result, or its TaskvecError, to every rank."""
+        result, error = None, None
+        if self.main:
+            try:
+                result = work()
+            except TaskvecError as exc:
+                error = str(exc)
+        result, error = self.broadcast((result, error))
+        if error is not None:
+            raise TaskvecError(error)
+        return result  # type: ignore[return-value]
 
     def barrier(self) -> None:
         if self.size > 1:
-            dist.barrier()
+            with _collective():
+                dist.barrier()
 
     def shard(self, batches: list[list[int]]) -> set[int]:
         """Sample idxs that other ranks run: batch k belongs to rank k % size.

@@ -4,10 +4,9 @@ session, record the run."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -23,8 +22,6 @@ from taskvec.session.layout import CONSOLIDATED, SessionPaths
 from taskvec.session.recorder import SessionRecorder
 from taskvec.session.resume import check_matches, locate_session, sound_samples
 from taskvec.session.store import SampleTable, SessionWriter, check_finite, session_lock
-
-T = TypeVar("T")
 
 
 def _resume_target(
@@ -52,20 +49,6 @@ def _resume_target(
             f"--resume: the session ran in {then}, this run would use {now}; set `dtype: {then}`"
         )
     return paths, list(previous.get("runs", []))
-
-
-def _on_main(world: World, work: Callable[[], T]) -> T:
-    """Run `work` on rank 0 only and hand its result, or its TaskvecError, to every rank."""
-    result, error = None, None
-    if world.main:
-        try:
-            result = work()
-        except TaskvecError as exc:
-            error = str(exc)
-    result, error = world.broadcast((result, error))
-    if error is not None:
-        raise TaskvecError(error)
-    return result  # type: ignore[return-value]
 
 
 def _sound_done(prep: Prepared, paths: SessionPaths, table: SampleTable) -> tuple[set[int], int]:
@@ -122,7 +105,7 @@ def _run(
         cfg.prefix_cache == "auto",
         batching == "packed",
     )
-    paths, runs = _on_main(world, lambda: target or (new_session(prep), []))
+    paths, runs = world.on_main(lambda: target or (new_session(prep), []))
     hidden = prep.text_config.hidden_size
     with session_lock(paths) if world.main else nullcontext():
         table = (
@@ -130,8 +113,8 @@ def _run(
             if world.main
             else None
         )
-        done, redone = _on_main(
-            world, lambda: _sound_done(prep, paths, table) if target and table else (set(), 0)
+        done, redone = world.on_main(
+            lambda: _sound_done(prep, paths, table) if target and table else (set(), 0)
         )
         # the full run's plan, so finished batches are skipped and the rest run as before
         tree = engine.plan(prep.items)
