@@ -18,6 +18,7 @@ from tests.conftest import write_configs
 from tests.test_distributed import _torchrun
 
 N = 10
+TASKS = ["direction", "profit_or_loss", "above_one"]
 SUMMARY = ("accuracy", "n_samples", "n_correct", "n_parse_failures", "n_truncated")
 SUMMARY += ("accuracy_with_fallback", "n_generated_tokens", "n_total")
 
@@ -144,3 +145,37 @@ def test_a_killed_rank_then_one_process_resumes(
     runs = metrics["runs"]
     assert [r["world_size"] for r in runs] == [2, 1]  # type: ignore[attr-defined]
     assert runs[1]["n_kept"] == saved["n_samples"]  # type: ignore[index]
+
+
+def test_device_map_auto_evaluates_the_same(
+    one_process: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`--device-map auto` (accelerate places the blocks; on this CPU-only machine, the CPU)."""
+    prompt, _ = _prompt(tmp_path, tiny_model_dir)
+    assert main([*_args(prompt, tmp_path / "out"), "--device-map", "auto"]) == 0
+    metrics = _same_evaluation(one_process, _only(tmp_path / "out"))
+    assert metrics["config"]["device_map"] == "auto"  # type: ignore[index]
+
+
+def test_two_ranks_patch_like_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Tasks dealt to two ranks: patching.json equals one process's up to timings."""
+    from tests.test_patching import tiny_configs
+
+    def summary(out: str, *launch: str) -> dict[str, object]:
+        (tmp_path / out).mkdir()
+        cfg = tiny_configs(tmp_path / out, tiny_model_dir, layers=[0, -1], tasks=TASKS)
+        args = ["patch", "--config", str(cfg), "--quiet"]
+        if launch:
+            done = _torchrun(*launch, *args)
+            assert done.returncode == 0 and done.stdout.count("results: ") == 1, done.stderr[-3000:]
+        else:
+            assert main(args) == 0
+        found = json.loads((_only(tmp_path / out / "results") / "patching.json").read_text())
+        assert found.pop("world_size") == len(found.pop("ranks")) == (2 if launch else 1)
+        for key in ("timings", "config", "config_path"):
+            found.pop(key)
+        return found
+
+    one = summary("one")
+    two = summary("two", "-m", "taskvec")
+    assert two == one and one["tasks"] == TASKS

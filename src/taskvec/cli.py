@@ -335,6 +335,8 @@ def _patch(args: argparse.Namespace) -> None:
     from taskvec.patching.summary import format_summary
 
     result = patch(Path(args.config), progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun rank 0 reports for every rank
     print(format_summary(result.summary))
     print(f"results: {result.directory}")
     print(f"plot: {result.directory / 'patching.png'}")
