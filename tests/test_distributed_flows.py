@@ -11,6 +11,8 @@ import torch
 import yaml
 
 from taskvec.cli import main
+from taskvec.evaluation.ranks import shard
+from taskvec.extraction.distributed import World
 from taskvec.extraction.sharding import Group, deal, plan_shards, prefix_groups
 from taskvec.model.prefix import plan_prefix_tree
 from taskvec.session.reader import load_session
@@ -28,14 +30,20 @@ def test_plan_keeps_branches_whole_and_balances() -> None:
     seqs = [demos + [1] * 30 + [i] * 5 for i in range(4)]  # one branch of four
     seqs += [demos + [2 + i] * 8 for i in range(6)]  # six prompts of their own
     tree = plan_prefix_tree(seqs, [len(s) - 1 for s in seqs])
-    groups = prefix_groups(tree, [len(s) for s in seqs], 10, 2)
+    lengths = [len(s) for s in seqs]
+    total = tree.tokens_computed(lengths, tree.prefix_len) + 10 * len(seqs)
+    groups = prefix_groups(tree, lengths, 10, total / 2)
     assert sorted(g.members for g in groups) == [(0, 1, 2, 3), *((m,) for m in range(4, 10))]
-    shares, loads = plan_shards(tree, [len(s) for s in seqs], 10, 2)
+    shares, loads = plan_shards([tree], lengths, 10, 2)
     assert {0, 1, 2, 3} <= set(shares[0]) or {0, 1, 2, 3} <= set(shares[1])
     assert sorted(shares[0] + shares[1]) == list(range(10)) and abs(loads[0] - loads[1]) <= 18
     # a branch costing more than a rank's share is split; the plan is the same every time
-    assert len(prefix_groups(tree, [len(s) for s in seqs], 10, 8)) > len(groups)
+    assert len(prefix_groups(tree, lengths, 10, total / 8)) > len(groups)
     assert deal([Group((0,), 5), Group((1,), 3), Group((2,), 3)], 2) == ([[0], [1, 2]], [5, 6])
+    # resuming: only what is not done is dealt, each prompt to one rank
+    done = {0, 5}
+    mine = [set(range(10)) - shard(seqs, done, World(rank, 2), True, 10).skip for rank in (0, 1)]
+    assert not mine[0] & mine[1] and mine[0] | mine[1] == set(range(10)) - done
 
 
 def _prompt(tmp: Path, model: Path) -> tuple[Path, Path]:

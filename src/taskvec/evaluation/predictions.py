@@ -64,6 +64,16 @@ class PredictionLog:
             os.close(self._fd)
             self._fd = None
 
+    def finalise(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the log (finish order) by every row in sample order, atomically: the file a
+        single run writes."""
+        self.close()
+        _write_sorted(self.path, {r["sample_idx"]: r for r in rows})
+
+
+def _write_sorted(path: Path, rows: dict[int, dict[str, Any]]) -> None:
+    save_text(path, b"".join(_line(rows[i]) for i in sorted(rows)).decode())
+
 
 def log_path(directory: Path, rank: int) -> Path:
     """Where rank `rank` appends its predictions."""
@@ -85,6 +95,6 @@ def read_all(directory: Path, repair: bool = True) -> dict[int, dict[str, Any]]:
 def merge(directory: Path, rows: dict[int, dict[str, Any]]) -> None:
     """Write `rows` to predictions.jsonl in sample order, atomically (the file a single run
     writes), then remove the ranks' parts (their rows are in it)."""
-    save_text(directory / LOG, b"".join(_line(rows[i]) for i in sorted(rows)).decode())
+    _write_sorted(directory / LOG, rows)
     for part in _parts(directory):
         part.unlink()

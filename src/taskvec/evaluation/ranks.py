@@ -14,6 +14,7 @@ from typing import Any
 from taskvec.extraction.distributed import World
 from taskvec.extraction.sharding import plan_shards
 from taskvec.model.generation import GenerationStats, plan_generation
+from taskvec.model.prefix import PrefixNode
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,28 @@ def shard(
     world: World,
     prefix_cache: bool,
     max_new_tokens: int,
+    plans: Sequence[Sequence[int]] | None = None,
 ) -> Shard:
-    """The prompts not yet done, dealt to the ranks by prefix-tree branch (`sharding`)."""
-    todo = [i for i in range(len(ids)) if i not in done]
-    tree = plan_generation([ids[i] for i in todo], prefix_cache)
-    shares, loads = plan_shards(tree, [len(ids[i]) for i in todo], max_new_tokens, world.size)
-    mine = {todo[k] for k in shares[world.rank]}
-    # every rank prefills the root prefix once
-    planned = [load + tree.prefix_len if share else 0 for load, share in zip(loads, shares)]
-    return Shard(set(range(len(ids))) - mine, planned)
+    """The prompts not yet done, dealt to the ranks by prefix-tree branch (`sharding`).
+
+    `plans` partitions the prompt indices into independent prefix plans (steering: one a
+    condition, whose steered prefixes are its own); by default all prompts share one."""
+    trees = []
+    for plan in plans if plans is not None else [range(len(ids))]:
+        todo = [i for i in plan if i not in done]
+        trees.append(_relabel(plan_generation([ids[i] for i in todo], prefix_cache), todo))
+    lengths = [len(p) for p in ids]
+    shares, planned = plan_shards(trees, lengths, max_new_tokens, world.size)
+    return Shard(set(range(len(ids))) - set(shares[world.rank]), planned)
+
+
+def _relabel(node: PrefixNode, index: Sequence[int]) -> PrefixNode:
+    """`node`'s tree with member k renamed `index[k]`."""
+    return PrefixNode(
+        node.prefix_len,
+        [index[m] for m in node.members],
+        [_relabel(child, index) for child in node.children],
+    )
 
 
 def rank_report(

@@ -40,12 +40,12 @@ from taskvec.evaluation.joint import SessionSink, prepare_extraction
 from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
 from taskvec.evaluation.progress import Progress, Work
 from taskvec.evaluation.ranks import combined, rank_report, shard
+from taskvec.evaluation.record import timings, write_metrics
 from taskvec.extraction.distributed import World, join_world, leave_world
 from taskvec.extraction.prepare import Prepared
 from taskvec.model.generation import Finished, GenerationStats, Generator, plan_generation
 from taskvec.model.loading import (
     ModelRef,
-    dtype_name,
     load_model,
     load_tokenizer,
     resolve_device,
@@ -54,12 +54,11 @@ from taskvec.model.loading import (
 )
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
-from taskvec.prompts.render import RenderedPrompt, start_token
+from taskvec.prompts.render import RenderedPrompt
 from taskvec.session.layout import session_name
 from taskvec.session.resume import config_differences
-from taskvec.session.store import check_writable, create_unique_dir, save_json, save_text
+from taskvec.session.store import check_writable, create_unique_dir, save_text
 from taskvec.validation import describe_validation_error
-from taskvec.versions import package_versions
 
 
 class EvalOptions(BaseModel):
@@ -395,69 +394,6 @@ def _scored(
     return row
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy and counts over finished rows (truncated rows count as wrong; see
-    `accuracy_with_fallback`)."""
-    n = max(len(rows), 1)
-    return {
-        "accuracy": sum(r["correct"] for r in rows) / n,
-        "n_samples": len(rows),
-        "n_correct": sum(r["correct"] for r in rows),
-        "n_parse_failures": sum(r["parsed_answer"] is None for r in rows),
-        "n_truncated": sum(r["truncated"] for r in rows),
-        "accuracy_with_fallback": sum(r["correct_if_not_truncated"] for r in rows) / n,
-        "n_generated_tokens": sum(r["n_generated_tokens"] for r in rows),
-    }
-
-
-def _metrics(
-    prep: EvalPrepared,
-    directory: Path,
-    status: str,
-    rows: list[dict[str, Any]],
-    runs: list[dict[str, Any]],
-    device: torch.device,
-    dtype: torch.dtype,
-    stop: bool,
-) -> dict[str, Any]:
-    o, cfg = prep.options, prep.prompt_config
-    return {
-        "session_name": directory.name,
-        "status": status,
-        **_summary(rows),
-        "n_total": len(prep.samples),
-        "split": o.split,
-        "model": prep.model_ref.spec,
-        "model_id": prep.model_ref.identity,
-        "model_short": prep.model_ref.short_name,
-        "prompt_type": cfg.prompt_type,
-        "n_shot": cfg.n_shot,
-        "start_token": start_token(cfg, prep.tokenizer).record(),
-        "generation": {
-            **cfg.generation.model_dump(mode="json"),
-            "batch_size": o.batch_size,
-            "stop_after_answer": stop,
-            "prefix_cache": o.prefix_cache,
-            "draft_tokens": o.draft_tokens,
-        },
-        "truncated_policy": "a generation that reaches max_new_tokens without an answer sentence "
-        "is `truncated` and counts as wrong",
-        "dtype": dtype_name(dtype),
-        "device": str(device),
-        "timings": runs[-1].get("timings", {}) if runs else {},
-        "runs": runs,
-        "versions": package_versions(),
-        "created_at": runs[0]["started_at"]
-        if runs
-        else datetime.now().isoformat(timespec="seconds"),
-        "config": {
-            **o.model_dump(mode="json"),
-            "config_path": str(prep.config_path),
-            "prompt_config": cfg.model_dump(mode="json"),
-        },
-    }
-
-
 @contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
     """With `quiet`, nothing from loading reaches the terminal (transformers' logs and its GGUF
@@ -520,25 +456,6 @@ def _generate_rows(
     return generator.stats
 
 
-def _timings(
-    prep: EvalPrepared, stats: GenerationStats, load_s: float, generate_s: float, n_samples: int
-) -> dict[str, float]:
-    return {
-        **prep.timings,
-        "load_model_s": load_s,
-        "generate_s": generate_s,
-        "prefill_s": stats.prefill_s,
-        "decode_s": stats.decode_s,
-        "prefill_share": stats.prefill_s / max(stats.prefill_s + stats.decode_s, 1e-9),
-        "samples_per_s": n_samples / max(generate_s, 1e-9),
-        "tokens_per_s": stats.generated_tokens / max(generate_s, 1e-9),
-        "prefill_tokens": stats.prefill_tokens,
-        "decode_steps": stats.decode_steps,
-        "draft_tokens": stats.draft_tokens,
-        "accepted_draft_tokens": stats.accepted_tokens,
-    }
-
-
 def _new_results(prep: EvalPrepared) -> Path:
     cfg, o = prep.prompt_config, prep.options
     name = session_name(
@@ -587,7 +504,7 @@ def _run(
     torch.manual_seed(o.seed)
     t0 = time.perf_counter()
     # before the directory exists: a load error writes nothing
-    with _quiet(not progress):
+    with _quiet(not (progress and world.main)):
         model = load_model(prep.model_ref, dtype, device, o.device_map)
     t1 = time.perf_counter()
     directory = resume if resume is not None else world.on_main(lambda: _new_results(prep))
@@ -603,7 +520,7 @@ def _run(
     runs = [*runs, run]
 
     def record(status: str, done: dict[int, dict[str, Any]]) -> dict[str, Any]:
-        return _record(prep, directory, status, done, runs, device, dtype, stop, sink)
+        return write_metrics(prep, directory, status, done, runs, device, dtype, stop, sink)
 
     if world.main:
         record("running", rows)
@@ -628,48 +545,27 @@ def _run(
         raise _stopped(exc, stopped, directory, len(done), len(prep.ids)) from exc
     metrics: dict[str, Any] = {}  # rank 0 writes them; every rank returns them
     if world.main:
-        everything = read_all(directory)
-        merge(directory, everything)
-        if sink is not None:
-            sink.close("complete", directory)
-        total, wall = combined(reports)
-        run["timings"] = _timings(prep, total, t1 - t0, wall, len(prep.ids) - n_kept)
+        stats, wall = combined(reports)
+        run["timings"] = timings(prep, stats, t1 - t0, wall, len(prep.ids) - n_kept)
         run["ranks"] = reports
-        metrics = record("complete", everything)
+        metrics = _complete(directory, sink, partial(record, "complete"))
     elif sink is not None:
         sink.close("complete", directory)
     return EvalResult(directory, world.broadcast(metrics))
 
 
-def _record(
-    prep: EvalPrepared,
+def _complete(
     directory: Path,
-    status: str,
-    rows: dict[int, dict[str, Any]],
-    runs: list[dict[str, Any]],
-    device: torch.device,
-    dtype: torch.dtype,
-    stop: re.Pattern[str] | None,
     sink: SessionSink | None,
+    record: Callable[[dict[int, dict[str, Any]]], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Write metrics.json for `rows` (the finished predictions) and the run ending as `status`."""
-    runs[-1].update(
-        status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds")
-    )
-    metrics = _metrics(
-        prep,
-        directory,
-        status,
-        [rows[i] for i in sorted(rows)],
-        runs,
-        device,
-        dtype,
-        stop is not None,
-    )
-    metrics["world_size"] = runs[-1]["world_size"]
-    metrics["extraction_session"] = str(sink.paths.task_vector_dir) if sink is not None else None
-    save_json(directory / "metrics.json", metrics)
-    return metrics
+    """Rank 0, once every rank is done: every rank's predictions in one file in sample order,
+    the one-pass session's task vectors, metrics.json."""
+    everything = read_all(directory)
+    merge(directory, everything)
+    if sink is not None:
+        sink.close("complete", directory)
+    return record(everything)
 
 
 def _close_quietly(sink: SessionSink, status: str, directory: Path) -> None:

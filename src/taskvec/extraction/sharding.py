@@ -30,18 +30,17 @@ def _subtree(node: PrefixNode, lengths: Sequence[int], base: int, per_sample: in
 
 
 def prefix_groups(
-    tree: PrefixNode, lengths: Sequence[int], per_sample: int, parts: int
+    tree: PrefixNode, lengths: Sequence[int], per_sample: int, share: float
 ) -> list[Group]:
-    """Groups of prompts to deal to `parts` ranks: the branches below the root (which every rank
-    computes once), each split into its sub-branches and single prompts while it costs more than
-    one rank's share. A prompt costs its tokens past the root prefix plus `per_sample`
-    (the tokens it may generate); a branch its prefix once plus its prompts."""
+    """Groups of `tree`'s prompts: the branches below the root (which every rank computes once),
+    each split into its sub-branches and single prompts while it costs more than `share` (one
+    rank's part of the whole run). A prompt costs its tokens past the root prefix plus
+    `per_sample` (the tokens it may generate); a branch its prefix once plus its prompts."""
     base = tree.prefix_len
     todo: list[tuple[PrefixNode | None, Group]] = [
         (child, _subtree(child, lengths, base, per_sample)) for child in tree.children
     ]
     todo += [(None, Group((m,), lengths[m] - base + per_sample)) for m in tree.members]
-    share = sum(g.cost for _, g in todo) / max(parts, 1)
     while True:
         splittable = [k for k, (node, g) in enumerate(todo) if node is not None and g.cost > share]
         if not splittable:
@@ -65,7 +64,20 @@ def deal(groups: Sequence[Group], parts: int) -> tuple[list[list[int]], list[int
 
 
 def plan_shards(
-    tree: PrefixNode, lengths: Sequence[int], per_sample: int, parts: int
+    trees: Sequence[PrefixNode], lengths: Sequence[int], per_sample: int, parts: int
 ) -> tuple[list[list[int]], list[int]]:
-    """Each rank's prompts (indices into `lengths`) and its planned cost in tokens."""
-    return deal(prefix_groups(tree, lengths, per_sample, parts), parts)
+    """Each rank's prompts (indices into `lengths`) and planned tokens, the roots it prefills
+    included. `trees` are independent prefix plans over disjoint prompts (steering: one a
+    condition), their members indices into `lengths`."""
+    total = sum(
+        t.tokens_computed(lengths, t.prefix_len)
+        + per_sample * sum(len(n.members) for n in t.walk())
+        for t in trees
+    )
+    groups = [g for t in trees for g in prefix_groups(t, lengths, per_sample, total / parts)]
+    shares, loads = deal(groups, parts)
+    plan_of = {m: k for k, t in enumerate(trees) for n in t.walk() for m in n.members}
+    for rank, share in enumerate(shares):
+        # every rank prefills once the root of each plan it has prompts of
+        loads[rank] += sum(trees[k].prefix_len for k in {plan_of[m] for m in share})
+    return shares, loads
