@@ -187,3 +187,13 @@ def test_two_ranks_patch_like_one_process(tiny_model_dir: Path, tmp_path: Path) 
     one = summary("one")
     two = summary("two", "-m", "taskvec")
     assert two == one and one["tasks"] == TASKS
+
+
+def test_device_map_needs_one_process_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskvec.errors import TaskvecError
+    from taskvec.extraction.distributed import join_world
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(TaskvecError, match="one process per node"):
+        join_world(torch.device("cuda"), "auto")

@@ -485,7 +485,7 @@ def run_evaluation(
     Under torchrun each rank generates its shard of the prompts (`ranks`) into its own part of
     the one results directory, and rank 0 merges them and computes the metrics.
     """
-    world, device = join_world(resolve_device(prep.options.device))
+    world, device = join_world(resolve_device(prep.options.device), prep.options.device_map)
     try:
         return _run(prep, progress, resume, world, device)
     finally:

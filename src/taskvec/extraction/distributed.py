@@ -90,14 +90,20 @@ class World:
         }
 
 
-def join_world(device: torch.device) -> tuple[World, torch.device]:
+def join_world(device: torch.device, device_map: str | None = None) -> tuple[World, torch.device]:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT).
 
-    gloo on the CPU, NCCL on GPUs, where each rank takes the GPU of its local rank.
+    gloo on the CPU, NCCL on GPUs, where each rank takes the GPU of its local rank; with a
+    `device_map` a rank spreads the model over every GPU of its node, so it must be its only rank.
     """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(), device
+    if device_map and device.type == "cuda" and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        raise TaskvecError(
+            f"device_map: {device_map} spreads the model over every GPU of the node, so run one "
+            "process per node (torchrun --nproc-per-node 1 ...)"
+        )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)

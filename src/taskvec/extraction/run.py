@@ -75,7 +75,7 @@ def run_extraction(
     records its status in metadata.json and raises a TaskvecError saying how to resume.
     Under torchrun each rank runs its shard of the batches (see `distributed`).
     """
-    world, device = join_world(resolve_device(prep.config.device))
+    world, device = join_world(resolve_device(prep.config.device), prep.config.device_map)
     try:
         return _run(prep, progress, resume, world, device)
     finally:
