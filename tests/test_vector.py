@@ -170,10 +170,13 @@ def test_a_missing_position_is_refused(sessions: tuple[Path, list[str]]) -> None
         parse_vector(f"{cot} - {van}", out, position="3")
 
 
-def test_apply_is_steering_hooks_on_the_vectors_layers(sessions: tuple[Path, list[str]]) -> None:
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_apply_is_steering_hooks_on_the_vectors_layers(
+    sessions: tuple[Path, list[str]], family: str
+) -> None:
     out, (cot, _) = sessions
     tv = 3.0 * load_session(cot, out).task_vector()
-    model = make_model("qwen2", n_layers=4)
+    model = make_model(family, n_layers=4)
     ids = torch.tensor([[5, 9, 13, 40, 2]])
     with torch.inference_mode():
         with tv.apply(model, [2], "add", 1.0, "prompt"):
