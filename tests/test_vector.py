@@ -89,10 +89,13 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
         a.hidden_size,
     )
     save_file({"x": torch.ones(2)}, str(tmp_path / "other.safetensors"))
+    meta = {"format": "taskvec.TaskVector/1", "provenance": "{}"}
+    save_file({"layer_0": torch.ones(2)}, str(tmp_path / "damaged.safetensors"), metadata=meta)
     (tmp_path / "junk.safetensors").write_text("not a tensor file")
     for bad, message in [
         ("other.safetensors", "not a saved task vector"),
         ("junk.safetensors", "cannot read a task vector"),
+        ("damaged.safetensors", "a damaged task vector file"),
         ("missing.safetensors", "cannot read a task vector"),
     ]:
         with pytest.raises(TaskvecError, match=message):
