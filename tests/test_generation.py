@@ -249,9 +249,8 @@ def test_drafts_never_make_a_step_wider_than_the_batch(model: torch.nn.Module) -
     original = gen.model.forward
 
     def spy(*args: object, **kwargs: torch.Tensor) -> object:
-        if (
-            kwargs["logits_to_keep"] == kwargs["input_ids"].shape[1]
-        ):  # a decode step (a prefill keeps one)
+        # a decode step (a prefill keeps one)
+        if kwargs["logits_to_keep"] == kwargs["input_ids"].shape[1]:
             shapes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
         return original(*args, **kwargs)
 

@@ -101,9 +101,8 @@ def test_hook_touches_only_the_intended_layer_and_position(
     for i in range(layer):  # blocks before L: untouched
         torch.testing.assert_close(patched[i], base[i], rtol=0, atol=0)
     torch.testing.assert_close(patched[layer][last], vec)  # block L at the last token: the vector
-    for i in range(
-        layer, N_LAYERS
-    ):  # every earlier position, at L and every later block: untouched (causal)
+    # every earlier position, at L and every later block: untouched (causal)
+    for i in range(layer, N_LAYERS):
         torch.testing.assert_close(patched[i][:last], base[i][:last], rtol=0, atol=1e-5)
     assert not torch.allclose(patched[N_LAYERS - 1][last], base[N_LAYERS - 1][last])
 

@@ -48,11 +48,40 @@ def test_lookup_by_name_task_vector_dir_and_raw_dir(
 
 def test_unknown_session_names_close_matches(sessions: tuple[Path, list[str]]) -> None:
     out, (cot, _) = sessions
+    typo = cot[:10] + "x" + cot[11:]
     with pytest.raises(TaskvecError, match="did you mean: " + cot.replace(".", r"\.")) as err:
-        load_session(cot[:-3], out)
+        load_session(typo, out)
     assert "\n" not in str(err.value)
+    with pytest.raises(TaskvecError, match="did you mean: cot_5shot_train"):
+        load_session("cot_5shot_trian", out)
     with pytest.raises(TaskvecError, match="no session 'nothing-like-it'.*taskvec ls"):
         load_session("nothing-like-it", out)
+
+
+def test_prefix_stem_and_last_name_a_session(
+    sessions: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, (cot, vanilla) = sessions
+    assert load_session(cot[:12], out).name == cot  # a unique prefix
+    assert load_session("vanilla_0shot_train", out).name == vanilla  # the label stem
+    time = vanilla.rsplit("_", 1)[-1]
+    assert load_session(f"vanilla_0shot_train@{time}", out).name == vanilla
+    assert load_session("@last", out).name == vanilla  # the newest
+    assert main(["show", "@last", "--output-dir", str(out)]) == 0
+    assert vanilla in capsys.readouterr().out
+
+
+def test_ambiguous_prefix_lists_the_sessions(
+    tmp_path: Path, sessions: tuple[Path, list[str]]
+) -> None:
+    out, (cot, _) = sessions
+    copy = copy_session(out, cot, tmp_path)
+    other = cot.replace("_task_vector_", "_task_vector_x")  # same stem, another run
+    for sub in ("task_vector", "raw_representations"):
+        (copy / sub / cot).rename(copy / sub / other)
+    copy_session(out, cot, tmp_path)
+    with pytest.raises(TaskvecError, match="'cot_5shot' matches 2 sessions.*@last"):
+        load_session("cot_5shot", copy)
 
 
 def test_fields_match_the_files(sessions: tuple[Path, list[str]]) -> None:

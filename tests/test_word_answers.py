@@ -197,10 +197,11 @@ def test_scorer_keeps_case_and_knows_every_first_token_form(family: str) -> None
             assert word.startswith(tok.decode([t]).strip()) and tok.decode([t]).strip()
     scorer = AnswerScorer(tok, WORDS)
     for word in WORDS:
+        # a chat turn starts without a space, plain text after "Answer:" with one
         for text in (
             word,
             " " + word,
-        ):  # a chat turn starts without a space, plain text after "Answer:" with one
+        ):
             assert generate_and_score(scorer, tok, word, text + " and more"), (family, word, text)
         for other in (word.lower(), word.upper()):
             assert generate_and_score(scorer, tok, word, " " + other) == (other == word)

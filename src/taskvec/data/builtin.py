@@ -542,21 +542,25 @@ def above_one(rng: random.Random) -> Problem:
     )
 
 
+TASK_SETS: dict[str, dict[str, Generator]] = {"finance": KINDS, "short": SHORT_KINDS}
+"""Named task sets; `easy.py` adds `finance_easy`. Every kind is also a set of its own."""
+
+
 def task_set(name: str | None) -> dict[str, Generator]:
-    """The kinds of a builtin task set: `finance` (default), `short` (all one-word kinds) or one
-    short kind."""
-    if name in (None, "finance"):
-        return KINDS
-    if name == "short":
-        return SHORT_KINDS
-    if name in SHORT_KINDS:
-        return {name: SHORT_KINDS[name]}
+    """The kinds of builtin task set `name` (default `finance`), or the one kind so named."""
+    if name in TASK_SETS or name is None:
+        return TASK_SETS[name or "finance"]
+    for kinds in TASK_SETS.values():
+        if name in kinds:
+            return {name: kinds[name]}
     raise TaskvecError(
-        f"builtin task set '{name}' is unknown; use one of: {', '.join(TASK_SET_NAMES)}"
+        f"builtin task set '{name}' is unknown; use one of: {', '.join(task_set_names())}"
     )
 
 
-TASK_SET_NAMES = ("finance", "short", *SHORT_KINDS)
+def task_set_names() -> tuple[str, ...]:
+    """Every name `task_set` accepts: the sets, then each kind."""
+    return (*TASK_SETS, *(kind for kinds in TASK_SETS.values() for kind in kinds))
 
 
 # --- splits -----------------------------------------------------------------------------

@@ -267,9 +267,14 @@ def _to_sample(
         question=question,
         answer=answer,
         answer_text=answer_text,
-        rationale=_text(row.get(fields.rationale)) if fields.rationale else "",
-        context=_text(row.get(fields.context)) if fields.context else "",
+        rationale=_by_name(fields.rationale, "rationale", row),
+        context=_by_name(fields.context, "context", row),
     )
+
+
+def _by_name(mapped: str | None, name: str, row: Record) -> str:
+    """An optional text field: from the column `dataset.fields` maps, else the one named `name`."""
+    return _text(row.get(mapped if mapped is not None else name))
 
 
 def _answer(raw: Any) -> tuple[float, str]:

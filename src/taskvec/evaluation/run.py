@@ -37,8 +37,9 @@ from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.answers import extract_answer, score, score_text
 from taskvec.evaluation.joint import SessionSink, prepare_extraction
 from taskvec.evaluation.predictions import PredictionLog
+from taskvec.evaluation.progress import Progress, Work
 from taskvec.extraction.prepare import Prepared
-from taskvec.model.generation import Finished, GenerationStats, Generator
+from taskvec.model.generation import Finished, GenerationStats, Generator, plan_generation
 from taskvec.model.loading import (
     ModelRef,
     dtype_name,
@@ -421,6 +422,7 @@ def _metrics(
         "n_total": len(prep.samples),
         "split": o.split,
         "model": prep.model_ref.spec,
+        "model_id": prep.model_ref.identity,
         "model_short": prep.model_ref.short_name,
         "prompt_type": cfg.prompt_type,
         "n_shot": cfg.n_shot,
@@ -468,28 +470,6 @@ def _quiet(quiet: bool) -> Iterator[None]:
         hf_logging.enable_progress_bar()
 
 
-class _Progress:
-    """Finished samples with generated tokens, tokens/s and an ETA from the samples' finishing rate."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = tqdm(
-            total=total, unit="sample", disable=not enabled, desc="evaluate", dynamic_ncols=True
-        )
-        self.start = self.shown = time.perf_counter()
-
-    def step(self, stats: GenerationStats) -> None:
-        now = time.perf_counter()
-        if now - self.shown >= 1.0:
-            self.shown = now
-            rate = stats.generated_tokens / max(now - self.start, 1e-9)
-            self.bar.set_postfix_str(
-                f"{stats.generated_tokens} tokens, {rate:.1f} tok/s", refresh=True
-            )
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _generate_rows(
     prep: EvalPrepared,
     model: PreTrainedModel,
@@ -514,7 +494,9 @@ def _generate_rows(
         reading=sink.reading if sink else None,
         draft_tokens=o.draft_tokens,
     )
-    bar = _Progress(len(prep.ids) - len(rows), progress)
+    todo = [ids for i, ids in enumerate(prep.ids) if i not in rows]
+    plan = plan_generation(todo, o.prefix_cache).tokens_computed([len(ids) for ids in todo])
+    bar = Progress(Work(plan, len(todo), prep.prompt_config.generation.max_new_tokens), progress)
     try:
         for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
             row = rows[done.idx] = _scored(done.idx, prep, done, stop)
@@ -525,8 +507,7 @@ def _generate_rows(
                 raise
             if sink is not None and done.vectors is not None:
                 sink.add(done.idx, done.vectors)
-            bar.bar.update(1)
-            bar.step(generator.stats)
+            bar.finish(len(done.tokens), generator.stats)
     finally:
         bar.close()
     return generator.stats
@@ -752,6 +733,6 @@ def evaluate(
     prep = prepare_evaluation(config_path, **overrides)
     if extract is not None:
         prep.extraction = prepare_extraction(
-            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref.spec
+            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref
         )
     return run_evaluation(prep, progress, resume)

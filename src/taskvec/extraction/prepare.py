@@ -79,10 +79,8 @@ def prepare(config_path: Path) -> Prepared:
     check_writable(cfg.output_dir)
     resolve_device(cfg.device)
     base_dir = given.parent if isinstance(given, Path) else config_path.parent
-    if prompt_cfg.dataset.source in (
-        "file",
-        "finqa",
-    ):  # absolute paths: the session's config.yaml re-runs from anywhere
+    # absolute paths: the session's config.yaml re-runs from anywhere
+    if prompt_cfg.dataset.source in ("file", "finqa"):
         prompt_cfg = prompt_cfg.model_copy(
             update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)}
         )

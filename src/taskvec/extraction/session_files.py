@@ -63,6 +63,7 @@ def session_metadata(
         "session_name": paths.name,
         "status": "running",
         "model": prep.model_ref.spec,
+        "model_id": prep.model_ref.identity,
         "model_source": prep.model_ref.source,
         "gguf_file": prep.model_ref.gguf_file,
         "model_short": prep.model_ref.short_name,

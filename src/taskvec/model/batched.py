@@ -217,9 +217,8 @@ class GreedyRunner:
         ):
             logits = self._step(last, mask, positions, grown)
         full = []
-        for k, block_kv in enumerate(
-            from_cache(grown)
-        ):  # every row at every block: not-yet-patched rows share the unpatched entries
+        # every row at every block: not-yet-patched rows share the unpatched entries
+        for k, block_kv in enumerate(from_cache(grown)):
             index = torch.tensor(
                 [
                     (g if g == 0 or layers[g - 1] < k else 0) * n + b

@@ -26,9 +26,8 @@ def lookup(context: np.ndarray, limit: int) -> list[int]:
         hits = np.flatnonzero((sliding_window_view(context[:-1], n) == context[-n:]).all(axis=1))
         if hits.size:
             extended, start = context.tolist(), int(hits[-1]) + n
-            for j in range(
-                limit
-            ):  # past the end it copies its own drafts: a loop continues as a loop
+            # past the end it copies its own drafts: a loop continues as a loop
+            for j in range(limit):
                 extended.append(extended[start + j])
             return extended[len(context) :]
     return []

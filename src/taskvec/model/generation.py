@@ -367,9 +367,8 @@ class Generator:
             **self._shared_kw(),
         )
         new_kv = from_cache(cache)
-        if width > min(
-            lens
-        ):  # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
+        # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
+        if width > min(lens):
             new_kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in new_kv]
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(lens)

