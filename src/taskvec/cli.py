@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from taskvec.errors import Interrupted, TaskvecError
 
@@ -19,11 +19,10 @@ if TYPE_CHECKING:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from taskvec.config import check_configs
+    from taskvec.extraction.precheck import check_extraction
 
-    check_configs(
-        Path(args.config)
-    )  # a typo is reported in about a second, before torch is imported
+    check_extraction(Path(args.config), args.resume)  # mistakes in about a second, before torch
+    _quiet_loading(args)
     from taskvec.extraction.run import extract
 
     paths = extract(Path(args.config), progress=not args.quiet, resume=args.resume)
@@ -52,10 +51,19 @@ def _next_steps(paths: SessionPaths) -> None:
     print(f"  taskvec compare {task_vector_dir.name} vanilla_0shot_...   # names from `taskvec ls`")
 
 
-def _validate(args: argparse.Namespace) -> None:
-    from taskvec.config import check_configs
+def _quiet_loading(args: argparse.Namespace) -> None:
+    """With --quiet, silence transformers' and the Hub's loading output (imports them: call it
+    after the checks that need no torch)."""
+    if args.quiet:
+        from taskvec.model.loading import silence_loading
 
-    check_configs(Path(args.config))
+        silence_loading()
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from taskvec.extraction.precheck import check_extraction
+
+    check_extraction(Path(args.config))
     from taskvec.extraction.check import validate
 
     _, rows = validate(Path(args.config))
@@ -102,7 +110,7 @@ def _ls(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from taskvec.session.reader import list_sessions
+    from taskvec.session.names import list_sessions
 
     root = Path(args.root or args.output_dir)
     sessions = list_sessions(root)
@@ -224,10 +232,15 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from taskvec.extraction.precheck import check_not_complete
     from taskvec.prompts.config import load_prompt_config
+    from taskvec.prompts.splits import check_splits
 
-    if args.config and Path(args.config).is_file():
-        load_prompt_config(Path(args.config))  # schema errors before torch is imported
+    if args.config and Path(args.config).is_file():  # mistakes before torch is imported
+        check_splits(load_prompt_config(Path(args.config)), args.split or "test")
+    if args.resume:
+        check_not_complete(Path(args.resume) / "metrics.json", f"'{args.resume}'")
+    _quiet_loading(args)
     from taskvec.evaluation.run import evaluate
 
     result = evaluate(
@@ -260,6 +273,21 @@ def _evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum` (the error names the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    return parse
+
+
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     """evaluate: generate answers for a prompt config's split, parse and score them."""
     ev = sub.add_parser(
@@ -281,9 +309,9 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--split", help="dataset split (default: test)")
     ev.add_argument(
-        "--max-samples", type=int, help="the first N samples of the split (default: all)"
+        "--max-samples", type=_at_least(1), help="the first N samples of the split (default: all)"
     )
-    ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 32)")
+    ev.add_argument("--batch-size", type=_at_least(1), help="rows decoding at once (default: 32)")
     ev.add_argument(
         "--no-prefix-cache",
         action="store_true",
@@ -291,7 +319,7 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument(
         "--draft-tokens",
-        type=int,
+        type=_at_least(0),
         metavar="N",
         help="greedy: prompt-lookup drafts a row checks per step while the batch has room; 0 turns them off (default: 8)",
     )
@@ -313,6 +341,7 @@ def _patch(args: argparse.Namespace) -> None:
     from taskvec.patching.config import load_patch_config
 
     load_patch_config(Path(args.config))  # schema errors before torch is imported
+    _quiet_loading(args)
     from taskvec.patching.run import patch
     from taskvec.patching.summary import format_summary
 
@@ -337,10 +366,17 @@ def _add_patch_command(sub: argparse._SubParsersAction) -> None:
     pt.set_defaults(func=_patch)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line, like every other error: `taskvec evaluate: error: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from taskvec import __version__
 
-    parser = argparse.ArgumentParser(prog="taskvec", description="Extract and study task vectors.")
+    parser = _Parser(prog="taskvec", description="Extract and study task vectors.")
     parser.add_argument("--version", action="version", version=f"taskvec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     ext = sub.add_parser("extract", help="run an extraction config and write a session")
@@ -370,9 +406,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["TQDM_DISABLE"] = (
                 "1"  # read when tqdm is imported: also silences bars of libraries that use tqdm directly
             )
-            from taskvec.model.loading import silence_loading
-
-            silence_loading()
         args.func(args)
     except Interrupted as exc:
         print(f"taskvec: {exc}", file=sys.stderr)
