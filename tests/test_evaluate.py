@@ -497,6 +497,7 @@ def test_one_pass_writes_the_extraction_session(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each names the other."""
+    from taskvec.session.hints import after_evaluate
     from taskvec.session.reader import load_session
 
     extract = write_configs(
@@ -516,6 +517,9 @@ def test_one_pass_writes_the_extraction_session(
     assert "extraction session (same pass): " in capsys.readouterr().out
     metrics = json.loads((results / "metrics.json").read_text())
     one_pass = load_session(metrics["extraction_session"], tmp_path)
+    sessions = tmp_path / "sessions"
+    (hint,) = after_evaluate(results, metrics, Path("outputs"))  # the one-pass session, by stem
+    assert hint == f"taskvec correlate vanilla_5shot_test --output-dir {sessions}"
     assert (
         one_pass.metadata["evaluation_results"] == str(results)
         and one_pass.metadata["status"] == "complete"
@@ -534,6 +538,8 @@ def test_one_pass_writes_the_extraction_session(
             one_pass.vectors(key), separate.vectors(key), atol=1e-5, rtol=1e-4
         )
         torch.testing.assert_close(one_pass.mean(key), separate.mean(key), atol=1e-5, rtol=1e-4)
+    (hint,) = after_evaluate(results, {**metrics, "extraction_session": None}, sessions)
+    assert hint.startswith(f"taskvec correlate {separate.name} {results} --output-dir {sessions}")
     capsys.readouterr()
     assert (
         main(
@@ -573,9 +579,8 @@ def test_one_pass_refuses_other_prompts(
         == 2
     )
     err = capsys.readouterr().err.strip()
-    assert (
-        err.startswith("taskvec: error: --extract: the extraction config gives 3 prompts")
-        and "split" in err
-        and "\n" not in err
+    assert err == (
+        "taskvec: error: --extract: split differs: extraction config 'train', evaluation 'test' "
+        "(extraction defaults to train, evaluation to test); make them equal"
     )
     assert not (tmp_path / "out").exists() and not (tmp_path / "out" / "task_vector").exists()

@@ -34,21 +34,22 @@ def _extract(args: argparse.Namespace) -> None:
 
 
 def _next_steps(paths: SessionPaths) -> None:
-    """What a newcomer can do with the session just written."""
+    """What to do with the session just written: built from it and the sessions beside it."""
     import json
+
+    from taskvec.session.hints import after_extract
 
     key = json.loads(paths.metadata.read_text())["keys"][0]
     task_vector_dir = paths.task_vector_dir
+    steps = after_extract(paths, task_vector_dir.parent.parent)
     print("next steps (in a shell where `source .venv/bin/activate` has run):")
-    print(f"  taskvec show {task_vector_dir}")
+    print(f"  {steps[0]}")
     print(
         f"  python -c \"import taskvec; s = taskvec.load_session('{task_vector_dir}'); "
         f"print(s.mean('{key}').shape, s.vectors('{key}').shape)\""
     )
-    print(
-        "  taskvec extract --config configs/smollm2-135m/extract_vanilla_0shot.yaml   # a second session (0-shot prompts)"
-    )
-    print(f"  taskvec compare {task_vector_dir.name} vanilla_0shot_...   # names from `taskvec ls`")
+    for step in steps[1:]:
+        print(f"  {step}")
 
 
 def _quiet_loading(args: argparse.Namespace) -> None:
@@ -271,6 +272,12 @@ def _evaluate(args: argparse.Namespace) -> None:
         f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s ({t['tokens_per_s']:.1f} tokens/s, "
         f"prefill {t['prefill_share']:.0%} of model time)"
     )
+    if not args.quiet:
+        from taskvec.session.hints import after_evaluate
+
+        print("next steps:")
+        for step in after_evaluate(result.directory, m, Path("outputs")):
+            print(f"  {step}")
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:

@@ -721,7 +721,5 @@ def evaluate(
         )
     prep = prepare_evaluation(config_path, **overrides)
     if extract is not None:
-        prep.extraction = prepare_extraction(
-            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref
-        )
+        prep.extraction = prepare_extraction(extract, prep)
     return run_evaluation(prep, progress, resume)
