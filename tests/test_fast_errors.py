@@ -85,3 +85,17 @@ def test_the_embedded_depth_known_without_torch_is_the_files() -> None:
     field = reader.fields["llama.block_count"]
     assert int(field.parts[field.data[0]][0]) == EMBEDDED_BLOCKS == block_count("smollm2-135m")
     assert block_count(model_identity("smollm2-135m")) == EMBEDDED_BLOCKS  # its path, too
+
+
+@pytest.mark.parametrize("script", ["run.py", "task_vector_generation.py"])
+def test_scripts_under_a_python_without_the_packages_say_so(script: str) -> None:
+    """`python run.py` outside the venv: one line naming the fix, not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(REPO / script), "--config", "x.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"taskvec: error: this Python ({sys.executable}) has no module")
+    assert "source .venv/bin/activate" in result.stderr and result.stderr.count("\n") == 1

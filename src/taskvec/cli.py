@@ -423,4 +423,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("taskvec: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # `python run.py` with a Python that lacks the packages
+        if not exc.name or exc.name.split(".")[0] == "taskvec":
+            raise
+        print(
+            f"taskvec: error: this Python ({sys.executable}) has no module '{exc.name}'; run "
+            "`source .venv/bin/activate` first (`make demo` creates .venv) or `pip install -e .`",
+            file=sys.stderr,
+        )
+        return 2
     return 0
