@@ -278,8 +278,7 @@ BAD = [
         {},
         "split: 'validation' is not a split of the dataset; use one of: train, test",
     ),
-    ("max_samples zero", ["--max-samples", "0"], {}, "field 'max_samples'"),
-    ("batch_size zero", ["--batch-size", "0"], {}, "field 'batch_size'"),
+    ("bad tag", ["--tag", "a/b"], {}, "field 'tag'"),
     ("bad device", ["--device", "tpu"], {}, "field 'device'"),
     ("bad dtype", ["--dtype", "float8"], {}, "field 'dtype'"),
     (
@@ -314,6 +313,27 @@ def test_bad_input(
     err = capsys.readouterr().err.strip()
     assert err.startswith("taskvec: error: ") and "\n" not in err and expected in err, err
     assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
+
+
+@pytest.mark.parametrize("flag", ["--max-samples", "--batch-size"])
+def test_numeric_flags_name_the_flag(
+    flag: str, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(config, tmp_path / "out", flag, "0")
+    assert exit_.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err == (
+        f"taskvec evaluate: error: argument {flag}: must be 1 or more, got 0 "
+        "(see `taskvec evaluate --help`)\n"
+    )
+
+
+def test_tag_names_the_results_directory(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    assert run_cli(config, tmp_path / "out", "--max-samples", "1", "--tag", "plural") == 0
+    (results,) = (tmp_path / "out").iterdir()
+    assert results.name.startswith("plural_tiny-qwen2_results_")
 
 
 def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -258,6 +258,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         prefix_cache=False if args.no_prefix_cache else None,
         draft_tokens=args.draft_tokens,
+        tag=args.tag,
     )
     m = result.metrics
     print(f"results: {result.directory}")
@@ -329,6 +330,11 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
         type=_at_least(0),
         metavar="N",
         help="greedy: prompt-lookup drafts a row checks per step while the batch has room; 0 turns them off (default: 8)",
+    )
+    ev.add_argument(
+        "--tag",
+        help="starts the results directory's name, so runs of different tasks are told apart "
+        "(default: {prompt_type}_{n_shot}shot_{split})",
     )
     ev.add_argument("--model", help="overrides the prompt config's model")
     ev.add_argument(
