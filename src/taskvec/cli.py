@@ -358,7 +358,7 @@ def _patch(args: argparse.Namespace) -> None:
     from taskvec.patching.run import patch
     from taskvec.patching.summary import format_summary
 
-    result = patch(Path(args.config), progress=not args.quiet)
+    result = patch(Path(args.config), progress=not args.quiet, resume=args.resume)
     print(format_summary(result.summary))
     print(f"results: {result.directory}")
     print(f"plot: {result.directory / 'patching.png'}")
@@ -376,6 +376,11 @@ def _add_patch_command(sub: argparse._SubParsersAction) -> None:
         help="patch config YAML (e.g. configs/smollm2-135m/words_patch_chat.yaml)",
     )
     pt.add_argument("--quiet", action="store_true", help="no progress bars")
+    pt.add_argument(
+        "--resume",
+        metavar="RESULTS_DIR",
+        help="finish an interrupted run of the same config (finished tasks are kept)",
+    )
     pt.set_defaults(func=_patch)
 
 
