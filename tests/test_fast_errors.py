@@ -14,7 +14,8 @@ from tests.conftest import REPO, write_configs
 
 
 def _run(*argv: str) -> tuple[int, str, bool]:
-    """`taskvec ARGV` in a fresh interpreter: exit status, stderr, whether transformers was imported."""
+    """`taskvec ARGV` in a fresh interpreter: exit status, stderr, whether torch or
+    transformers was imported."""
     code = (
         "import sys\nfrom taskvec.cli import main\nrc = main(sys.argv[1:])\n"
         "print('transformers' in sys.modules or 'torch' in sys.modules)\nraise SystemExit(rc)"

@@ -1,4 +1,5 @@
-"""Interruption and resume: a stopped run keeps its work, says how to go on, and resumes to the same result."""
+"""Interruption and resume: a stopped run keeps its work, says how to go on, and resumes to the
+same result."""
 
 from __future__ import annotations
 
@@ -131,9 +132,8 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
         "--resume",
         session.name,
     ]
-    subprocess.run(
-        entry, check=True, capture_output=True
-    )  # the seed-compatible entry point takes the same flags
+    # the seed-compatible entry point takes the same flags
+    subprocess.run(entry, check=True, capture_output=True)
     assert main(["extract", "--config", str(config), "--quiet", "--resume", str(session)]) == 2
     assert "already complete" in capsys.readouterr().err
     meta = _meta(session)
@@ -402,7 +402,8 @@ def test_validate_reports_without_loading_weights(
 def test_large_runs_stream_statistics_from_files(
     reference: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above the in-memory cap the statistics come from the files, to the same bits, and there is no consolidated file."""
+    """Above the in-memory cap the statistics come from the files, to the same bits, and there is
+    no consolidated file."""
     monkeypatch.setattr(taskvec.session.store, "CONSOLIDATE_MAX_BYTES", 0)
     config = _config(tmp_path, tiny_model_dir)
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
@@ -423,7 +424,8 @@ def test_disk_full_hidden_by_the_writer_is_named(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """torch.save on a full disk raises its own RuntimeError, not ENOSPC; the user still reads 'no space left'."""
+    """torch.save on a full disk raises its own RuntimeError, not ENOSPC; the user still reads
+    'no space left'."""
     config = _config(tmp_path, tiny_model_dir)
     save, calls = torch.save, []
 
@@ -443,7 +445,7 @@ def test_disk_full_hidden_by_the_writer_is_named(
     err = capsys.readouterr().err
     (session,) = _sessions(config)
     assert (
-        f"no space left on device in {_raw_dir(session)}; 3 of {N} samples are saved; free space and resume with"
-        in err
+        f"no space left on device in {_raw_dir(session)}; 3 of {N} samples are saved; free space "
+        "and resume with" in err
     )
     assert "inline_container" not in err and _meta(session)["status"] == "interrupted"

@@ -109,9 +109,8 @@ def test_vectors_equal_stacked_sample_files_on_both_paths(
     fallback = load_session(cot, copy_session(out, cot, tmp_path / "plain"))
     fast_out = copy_session(out, cot, tmp_path / "fast")
     raw = fast_out / "raw_representations" / cot
-    write_consolidated(
-        raw, order=[5, 0, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10]
-    )  # rows out of order on purpose
+    # rows out of order on purpose
+    write_consolidated(raw, order=[5, 0, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10])
     for f in raw.glob("sample_*.pt"):
         f.unlink()  # the fast path must not need them
     fast = load_session(cot, fast_out)
@@ -150,7 +149,8 @@ def test_interrupted_session_loads_what_it_has(
 def test_sample_ids_follow_sample_idx_when_samples_were_skipped(
     sessions: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
-    """With `skipped` samples, metadata's sample_ids lists only the extracted ones and sample_idxs maps them."""
+    """With `skipped` samples, metadata's sample_ids lists only the extracted ones and
+    sample_idxs maps them."""
     out, (cot, _) = sessions
     copy = copy_session(out, cot, tmp_path)
     (copy / "raw_representations" / cot / "sample_00003.pt").unlink()

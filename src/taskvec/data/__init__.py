@@ -16,6 +16,7 @@ from taskvec.errors import TaskvecError
 
 __all__ = ["DatasetConfig", "FieldMap", "Sample", "available_splits", "load_split", "parse_number"]
 
+# "finance" (numeric), "short" and its tasks, the word-task suite
 BUILTIN_NAMES = (
     *task_set_names(),
     *WORD_TASKS,

@@ -1,11 +1,11 @@
 """Easy financial questions: one step of arithmetic on small whole numbers.
 
-The `finance` kinds (`builtin.py`) need several steps on five- and six-digit figures
-with two decimals; a 135M model answers none of them. These ask the same kind of
-question (a figure read off the question, the larger of two, a total, a profit) with
-figures of one or two digits and a whole-number answer, so a small model gets some right and some wrong, which is what a
-correlation of vectors with correctness needs. `dataset.name: finance_easy` mixes them;
-each kind is also a task set of its own (`dataset.name: easy_lookup`).
+The `finance` kinds (`builtin.py`) need several steps on five- and six-digit figures with two
+decimals; a 135M model answers none of them. These ask the same kind of question (a figure read off
+the question, the larger of two, a total, a profit) with figures of one or two digits and a
+whole-number answer, so a small model gets some right and some wrong, which is what a correlation of
+vectors with correctness needs. `dataset.name: finance_easy` mixes them; each kind is also a task
+set of its own (`dataset.name: easy_lookup`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 _EXTENSIONS = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+    ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
 }  # fmt: skip
 _PATH_ONLY_SPLITS = ["train", "test", "all"]
 
@@ -87,7 +88,8 @@ def _resolve(path: Path, field: str, base_dir: Path | None) -> Path:
 
 
 def absolute_paths(cfg: DatasetConfig, base_dir: Path | None) -> DatasetConfig:
-    """`cfg` with every file path that exists made absolute (as `split_file` finds it), so it reads from any directory."""
+    """`cfg` with every file path that exists made absolute (as `split_file` finds it), so it
+    reads from any directory."""
 
     def absolute(path: Path) -> Path:
         for candidate in _candidates(path, base_dir):
@@ -234,7 +236,8 @@ def _sample_id(row: Record, index: int, fields: FieldMap, prefix: str, where: st
         return f"{prefix}_{index}"
     if row.get(column) in (None, ""):
         raise TaskvecError(
-            f"row {index} in {where} has no value in column '{column}'; fill it or set `dataset.fields.id` to another column"
+            f"row {index} in {where} has no value in column '{column}'; fill it or set "
+            "`dataset.fields.id` to another column"
         )
     return str(row[column])
 
@@ -262,7 +265,8 @@ def _to_sample(
         except ValueError as exc:
             raise TaskvecError(
                 f"row '{sample_id}' in {where}: cannot read answer {raw!r} as a number; fix the value, point "
-                "`dataset.fields.answer` at a numeric column, or set `dataset.answer_type: text` for word answers"
+                "`dataset.fields.answer` at a numeric column, or set `dataset.answer_type: text` "
+                "for word answers"
             ) from exc
     return Sample(
         id=sample_id,

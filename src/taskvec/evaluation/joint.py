@@ -35,7 +35,8 @@ def prepare_extraction(config_path: Path, evaluation: EvalPrepared) -> Prepared:
     model, samples and prompt texts; a mismatch names the field that differs."""
     if not config_path.is_file():
         raise TaskvecError(
-            f"--extract: file '{config_path}' not found; pass an extraction config YAML (see task_vector_config.yaml)"
+            f"--extract: file '{config_path}' not found; pass an extraction config YAML (see "
+            "task_vector_config.yaml)"
         )
     prep = prepare(config_path)
     model: ModelRef = evaluation.model_ref
@@ -52,8 +53,10 @@ def prepare_extraction(config_path: Path, evaluation: EvalPrepared) -> Prepared:
             (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
         )
         raise TaskvecError(
-            f"--extract: the extraction config gives {len(ours)} prompts, the evaluation {len(theirs)}, differing from prompt {diff} on; "
-            "give both the same prompt config, split and max_samples (evaluation defaults to split test, extraction to train)"
+            f"--extract: the extraction config gives {len(ours)} prompts, the evaluation "
+            f"{len(theirs)}, differing from prompt {diff} on; "
+            "give both the same prompt config, split and max_samples (evaluation defaults to "
+            "split test, extraction to train)"
         )
     return prep
 
@@ -109,7 +112,8 @@ class SessionSink:
 
     @property
     def reading(self) -> Reading:
-        """What generation reads: the session's layers, at each sample's token indices (none for skipped samples)."""
+        """What generation reads: the session's layers, at each sample's token indices (none for
+        skipped samples)."""
         return Reading(
             self.prep.layers,
             [
@@ -126,7 +130,8 @@ class SessionSink:
         self.table.put([idx], vectors[None])
 
     def close(self, status: str, results_dir: Path) -> None:
-        """Wait for the files; when complete write the task vectors; then metadata naming the results directory."""
+        """Wait for the files; when complete write the task vectors; then metadata naming the
+        results directory."""
         try:
             self._close(status, results_dir)
         finally:

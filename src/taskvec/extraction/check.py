@@ -48,7 +48,8 @@ def disk_estimate(prep: Prepared) -> dict[str, int]:
 
 
 def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
-    """Prepare the run (configs, dataset, model config, tokenizer, every prompt) and describe it; loads no weights."""
+    """Prepare the run (configs, dataset, model config, tokenizer, every prompt) and describe it;
+    loads no weights."""
     prep = prepare(config_path)
     text = prep.model_config.get_text_config()
     cfg, items = prep.config, prep.items
@@ -73,7 +74,8 @@ def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
         ),
         (
             "prompt tokens",
-            f"min {min(lengths)}, median {statistics.median(lengths):g}, max {max(lengths)}, total {sum(lengths):,}",
+            f"min {min(lengths)}, median {statistics.median(lengths):g}, max {max(lengths)}, total "
+            f"{sum(lengths):,}",
         ),
         (
             "prefix reuse",

@@ -1,4 +1,5 @@
-"""A patching run end to end: prepare (no weights), sweep the layers on dev, test, write patching.json and patching.png."""
+"""A patching run end to end: prepare (no weights), sweep the layers on dev, test, write
+patching.json and patching.png."""
 
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def _sweep_and_test(
     progress: bool,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """The dev sweep of every task, then the test at the shared layer; finished tasks are read back."""
+    """The dev sweep of every task, then the test at the shared layer; finished tasks are
+    read back."""
     layers = prep.layers
     start = time.perf_counter()
     runs = []

@@ -91,7 +91,8 @@ def session_names(output_dir: Path) -> list[str]:
 
 
 def list_sessions(output_dir: str | Path) -> list[SessionSummary]:
-    """Every session under `output_dir`, oldest first; broken ones are listed with status `unreadable`."""
+    """Every session under `output_dir`, oldest first; broken ones are listed with status
+    `unreadable`."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise TaskvecError(
@@ -139,7 +140,8 @@ def resolve_name(word: str, output_dir: Path) -> str:
     if len(matches) > 1:
         shown = ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
         raise TaskvecError(
-            f"'{word}' matches {len(matches)} sessions under '{output_dir}' ({shown}); give more of "
+            f"'{word}' matches {len(matches)} sessions under '{output_dir}' ({shown}); "
+            "give more of "
             f"the name, the stem with its run's time (`{_stem(summaries[0])}@HHMMSS`) or `@last`"
         )
     return matches[0] if matches else word
@@ -162,13 +164,15 @@ def session_paths(path: str | Path, output_dir: str | Path | None = None) -> Ses
 
 
 def missing_session(path: str | Path, root: Path) -> str:
-    """Why `path` names no session under `root`, with close names and stems, for an error message."""
+    """Why `path` names no session under `root`, with close names and stems (an error
+    message)."""
     summaries = list_sessions(root) if root.is_dir() else []
     candidates = [s.name for s in summaries] + [_stem(s) for s in summaries]
     hint = (
         close_names(Path(path).name, candidates) if root.is_dir() else f"; '{root}' does not exist"
     )
     return (
-        f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
+        f"no session '{path}': it is neither a session directory nor a session name under "
+        f"'{root / 'task_vector'}'{hint} "
         f"(`taskvec ls {root}` lists them)"
     )

@@ -17,6 +17,7 @@ import yaml
 from safetensors import safe_open
 
 from taskvec.errors import TaskvecError
+from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
 from taskvec.session.layout import CONSOLIDATED, SessionPaths
 from taskvec.session.names import (
@@ -28,6 +29,7 @@ from taskvec.session.names import (
     missing_session,
     session_paths,
 )
+from taskvec.session.vector import TaskVector
 
 __all__ = ["Session", "SessionSummary", "list_sessions", "load_session"]
 
@@ -49,7 +51,8 @@ class Session:
             ) from None
 
     def __repr__(self) -> str:
-        return f"Session({self.name!r}, status={self.status!r}, samples={len(self.sample_ids)}/{self.metadata.get('n_samples')})"
+        samples = f"{len(self.sample_ids)}/{self.metadata.get('n_samples')}"
+        return f"Session({self.name!r}, status={self.status!r}, samples={samples})"
 
     @property
     def status(self) -> str:
@@ -93,7 +96,8 @@ class Session:
         if self.status != "complete":
             when = "once its run ends, " if self.status == "running" else ""
             raise TaskvecError(
-                f"session '{self.name}' is {self.status}, not complete, so it has no task vectors yet; {when}finish it with "
+                f"session '{self.name}' is {self.status}, not complete, so it has no task vectors "
+                f"yet; {when}finish it with "
                 f"`taskvec extract --config {self.paths.config} --resume {self.name}`"
             )
         if not path.exists():
@@ -108,10 +112,29 @@ class Session:
         """(hidden,) standard deviation over samples (correction=1)."""
         return self.task_vectors[f"{self.check_key(key)}_std"]
 
+    def task_vector(self, position: str | int = "last") -> TaskVector:
+        """The mean vectors at `position` of every layer extracted there, as a `TaskVector`."""
+        wanted = str(position)
+        if wanted not in self.positions:
+            raise TaskvecError(
+                f"session '{self.name}' has no position '{wanted}'; it has "
+                f"{', '.join(self.positions)} (pass one of them as position)"
+            )
+        keys = [key for key in self.vector_keys if str(key.position) == wanted]
+        return TaskVector(
+            {key.layer: self.mean(str(key)) for key in keys},
+            wanted,
+            recorded_identity(self.metadata) or str(self.metadata.get("model")),
+            int(self.metadata["hidden_size"]),
+            self.name,
+            (self.name,),
+        )
+
     def check_key(self, key: str) -> str:
         if key not in self.keys:
             raise TaskvecError(
-                f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: {', '.join(self.keys)})"
+                f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: "
+                f"{', '.join(self.keys)})"
             )
         return key
 
@@ -136,9 +159,8 @@ class Session:
     @property
     def sample_ids(self) -> list[str]:
         """Ids of the samples that have vectors, in sample_idx order (the rows of `vectors`)."""
-        ids = self.metadata[
-            "sample_ids"
-        ]  # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        ids = self.metadata["sample_ids"]
         id_of = dict(zip(self.metadata.get("sample_idxs", range(len(ids))), ids))
         return [id_of[i] for i in self.sample_idx]
 
@@ -200,7 +222,8 @@ class Session:
         )
 
     def _where(self) -> list[tuple[str, str]]:
-        """Where the vectors are; for an unfinished session, that the task vectors are missing and how to resume."""
+        """Where the vectors are; for an unfinished session, that the task vectors are missing
+        and how to resume."""
         raw = (
             "per-sample vectors",
             f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""),
@@ -224,7 +247,8 @@ class Session:
             self._vectors[key] = f.get_tensor(key)[order]
 
     def _read_sample_files(self) -> None:
-        """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without vectors.safetensors)."""
+        """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without
+        vectors.safetensors)."""
         records = [
             torch.load(self.paths.sample_file(i), weights_only=True) for i in self.sample_idx
         ]
@@ -235,7 +259,8 @@ class Session:
 
 
 def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
-    """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
+    """Open a session from its task_vector dir, its raw_representations dir, or its name under
+    `output_dir`."""
     paths = session_paths(path, output_dir)
     if not paths.task_vector_dir.is_dir():
         raise TaskvecError(

@@ -23,7 +23,8 @@ EXECUTION_FIELDS = frozenset(
 
 
 def locate_session(spec: str, output_dir: Path) -> SessionPaths:
-    """A session from its `task_vector/` or `raw_representations/` directory, or its name under `output_dir`."""
+    """A session from its `task_vector/` or `raw_representations/` directory, or its name under
+    `output_dir`."""
     paths = session_paths(spec, output_dir)
     if not paths.config.is_file() or not paths.raw_dir.is_dir():
         raise TaskvecError(f"--resume: {missing_session(spec, output_dir)}")
@@ -65,7 +66,8 @@ def check_matches(
     diffs = config_differences(saved, resolved)
     if diffs:
         raise TaskvecError(
-            f"--resume: the config differs from session '{paths.name}' in {len(diffs)} field(s): {'; '.join(diffs[:5])}"
+            f"--resume: the config differs from session '{paths.name}' in {len(diffs)} field(s): "
+            f"{'; '.join(diffs[:5])}"
             f"{' ...' if len(diffs) > 5 else ''}; resume with the session's own config ({paths.config})"
         )
     lines = paths.prompts.read_text().splitlines()
@@ -73,12 +75,14 @@ def check_matches(
     for i, (then, now) in enumerate(zip(written, prompts)):
         if then != now:
             raise TaskvecError(
-                f"--resume: prompt {i} ('{now[0]}') differs from the session's ('{then[0]}'); the dataset or tokenizer "
+                f"--resume: prompt {i} ('{now[0]}') differs from the session's ('{then[0]}'); the "
+                "dataset or tokenizer "
                 "changed since, so the session cannot be continued; start a new one"
             )
     if len(written) != len(prompts):
         raise TaskvecError(
-            f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; start a new one"
+            f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; "
+            "start a new one"
         )
     meta_path = paths.metadata
     metadata: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

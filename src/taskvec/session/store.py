@@ -1,4 +1,5 @@
-"""Writing a session: atomic writes, the lock, the background writer of per-sample files and the in-memory sample table."""
+"""Writing a session: atomic writes, the lock, the background writer of per-sample files and the
+in-memory sample table."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ CONSOLIDATE_MAX_BYTES = 4 << 30  # above this the loader reads the per-sample fi
 
 @contextmanager
 def session_lock(paths: SessionPaths) -> Iterator[None]:
-    """Hold an exclusive lock on the session directory while writing it; the OS drops it if the process dies."""
+    """Hold an exclusive lock on the session directory while writing it; the OS drops it if the
+    process dies."""
     fd = take_lock(paths)
     try:
         yield
@@ -159,7 +161,8 @@ def check_finite(vectors: torch.Tensor, sample_ids: list[str], dtype: torch.dtyp
     if bad:
         raise TaskvecError(
             f"hidden states contain NaN or Inf for {len(bad)} sample(s): {', '.join(bad[:10])}"
-            f"{' ...' if len(bad) > 10 else ''} (dtype {str(dtype).removeprefix('torch.')}: float16 overflows in some models); "
+            f"{' ...' if len(bad) > 10 else ''} (dtype {str(dtype).removeprefix('torch.')}: "
+            "float16 overflows in some models); "
             "use `dtype: bfloat16` or `float32` in a new session"
         )
 
@@ -278,9 +281,8 @@ class SampleTable:
 
     def summarise(self, chunk: int = 256) -> bool:
         """Write task_vectors.pt, one layer_{L}.pt per layer and (if kept in memory) vectors.safetensors."""
-        stats = RunningStats(
-            len(self.flat) * self.hidden
-        )  # every key at once: one (n_keys * hidden) vector per sample
+        # every key at once: one (n_keys * hidden) vector per sample
+        stats = RunningStats(len(self.flat) * self.hidden)
         for start in range(0, len(self.idxs), chunk):
             stats.update(self._block(start, min(start + chunk, len(self.idxs))).flatten(1))
         means, stds = (
