@@ -45,7 +45,7 @@ def test_start_here_runs_as_written_in_a_clean_shell(tmp_path: Path) -> None:
 
 
 def _next_steps(*commands: str) -> str:
-    """The README's Next-steps lines starting with `commands` (continuations joined, no comments)."""
+    """The README's Next-steps lines starting with `commands`, continuations joined."""
     section = (REPO / "README.md").read_text().split("## Next steps", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
     lines = block.replace("\\\n", " ").splitlines()
