@@ -179,7 +179,9 @@ def test_two_ranks_patch_like_one_process(tiny_model_dir: Path, tmp_path: Path) 
         else:
             assert main(args) == 0
         found = json.loads((_only(tmp_path / out / "results") / "patching.json").read_text())
-        assert found.pop("world_size") == len(found.pop("ranks")) == (2 if launch else 1)
+        per_rank = found["timings"]["per_rank"]
+        assert found.pop("world_size") == len(per_rank) == (2 if launch else 1)
+        assert sorted(t for r in per_rank for t in r["tasks"]) == sorted(TASKS)
         for key in ("timings", "config", "config_path"):
             found.pop(key)
         return found

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 from transformers import (
     GenerationConfig,
@@ -32,7 +32,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from taskvec.config import Device, DType
+from taskvec.config import Device, DType, check_tag
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.answers import extract_answer, score, score_text
@@ -78,6 +78,11 @@ class EvalOptions(BaseModel):
     )
     device_map: Literal["auto"] | None = Field(
         None, description="auto: accelerate spreads the model's blocks over the node's devices"
+    )
+    tag: Annotated[str | None, AfterValidator(check_tag)] = Field(
+        None,
+        description="starts the results directory's name "
+        "(default {prompt_type}_{n_shot}shot_{split})",
     )
     draft_tokens: int = Field(
         8,
@@ -459,7 +464,7 @@ def _generate_rows(
 def _new_results(prep: EvalPrepared) -> Path:
     cfg, o = prep.prompt_config, prep.options
     name = session_name(
-        None,
+        o.tag,
         cfg.prompt_type,
         cfg.n_shot,
         o.split,
@@ -683,7 +688,5 @@ def evaluate(
         )
     prep = prepare_evaluation(config_path, **overrides)
     if extract is not None:
-        prep.extraction = prepare_extraction(
-            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref
-        )
+        prep.extraction = prepare_extraction(extract, prep)
     return run_evaluation(prep, progress, resume)
