@@ -547,7 +547,7 @@ def _run(
             )
         done = read_all(directory, repair=False) if world.main else rows
         stopped = partial(record, done=done) if world.main else None
-        raise _stopped(exc, stopped, directory, len(done), len(prep.ids)) from exc
+        raise _stopped(exc, stopped, directory, log.path, len(done), len(prep.ids)) from exc
     metrics: dict[str, Any] = {}  # rank 0 writes them; every rank returns them
     if world.main:
         stats, wall = combined(reports)
@@ -585,11 +585,13 @@ def _stopped(
     exc: BaseException,
     record: Callable[[str], Any] | None,
     directory: Path,
+    log: Path,
     done: int,
     total: int,
 ) -> TaskvecError:
-    """Record how the run ended (rank 0: `record`) and the one-line error saying how to resume."""
-    kept = f"{done} of {total} predictions are saved in {directory / 'predictions.jsonl'}"
+    """Record how the run ended (rank 0: `record`) and the one-line error saying how to resume;
+    a rank other than 0 (`record` None) names its own part and its own predictions."""
+    kept = f"{done} of {total} predictions are saved in {log}"
     hint = f"taskvec evaluate --resume {directory}"
     status = "interrupted" if isinstance(exc, (KeyboardInterrupt, OSError)) else "failed"
     try:
