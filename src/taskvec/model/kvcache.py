@@ -115,3 +115,9 @@ def keep_rows(cache: DynamicCache, rows: Sequence[int], front: int) -> None:
     index = torch.as_tensor(rows, dtype=torch.long, device=cache.layers[0].device)  # type: ignore[union-attr]
     for layer in cache.layers:
         cast(_GrowingLayer, layer).keep(index, front)
+
+
+def cached_tokens(cache: object | None) -> int:
+    """How many tokens a forward's cache argument already holds (0 for none or an empty cache)."""
+    get = getattr(cache, "get_seq_length", None)
+    return int(get()) if get is not None else 0

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
 from taskvec.session.layout import CONSOLIDATED, RAW_DIR, TASK_VECTOR_DIR, SessionPaths
+from taskvec.session.vector import TaskVector, model_identity
 
 DEFAULT_OUTPUT_DIR = Path("outputs")
 NAME_TIME = re.compile(r"_task_vector_(\d{8})_(\d{6})")
@@ -110,6 +111,24 @@ class Session:
     def std(self, key: str) -> torch.Tensor:
         """(hidden,) standard deviation over samples (correction=1)."""
         return self.task_vectors[f"{self.check_key(key)}_std"]
+
+    def task_vector(self, position: str | int = "last") -> TaskVector:
+        """The mean vectors at `position` of every layer extracted there, as a `TaskVector`."""
+        wanted = str(position)
+        if wanted not in self.positions:
+            raise TaskvecError(
+                f"session '{self.name}' has no position '{wanted}'; it has "
+                f"{', '.join(self.positions)} (pass one of them as position)"
+            )
+        keys = [key for key in self.vector_keys if str(key.position) == wanted]
+        return TaskVector(
+            {key.layer: self.mean(str(key)) for key in keys},
+            wanted,
+            model_identity(self.metadata),
+            int(self.metadata["hidden_size"]),
+            self.name,
+            (self.name,),
+        )
 
     def check_key(self, key: str) -> str:
         if key not in self.keys:
