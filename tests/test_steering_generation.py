@@ -11,7 +11,8 @@ from transformers import GenerationConfig
 
 from taskvec.model.capture import block_output, decoder_blocks
 from taskvec.model.generation import Generator, Reading
-from taskvec.model.steering import Steer, steer_hidden
+from taskvec.model.steer import steer_hidden
+from taskvec.model.steering import Steer
 from taskvec.prompts.config import Generation
 from tests.test_generation import prompts
 from tests.tiny import make_model

@@ -15,25 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
 from taskvec.model.capture import block_output
-
-Mode = Literal["add", "ablate", "replace"]
-Where = Literal["last", "prompt", "generated", "all"]
-
-
-def steer_hidden(h: torch.Tensor, v: torch.Tensor, mode: str, scale: float) -> torch.Tensor:
-    """`h` (..., hidden) steered by `v` (hidden,), in float32, returned in h's dtype."""
-    x, u = h.float(), v.float()
-    if mode == "replace":
-        return u.expand_as(x).to(h.dtype)
-    if mode == "ablate":
-        x = x - ((x @ u) / (u @ u))[..., None] * u
-    return (x + scale * u).to(h.dtype)
+from taskvec.model.steer import Mode, Where, steer_hidden
 
 
 @dataclass(frozen=True, eq=False)
