@@ -39,7 +39,7 @@ LAYERS = [
     "session",
     "analysis",
     "extraction",
-    "evaluation patching",
+    "evaluation patching steering",
     "cli __main__ __init__",
 ]
 
