@@ -10,6 +10,7 @@ from matplotlib import colormaps
 
 from taskvec.analysis import plotting
 from taskvec.steering.schema import ConditionScores, SteeringResult
+from taskvec.steering.summary import short_expression
 
 
 def _series(result: SteeringResult, by_layer: bool) -> dict[tuple[int, str], list[ConditionScores]]:
@@ -65,8 +66,10 @@ def plot_steering(result: SteeringResult, path: Path) -> Path:
     axes[0].set_ylabel(f"accuracy over {result.n_prompts} prompts")
     cfg = result.config
     tag = f" [{cfg['tag']}]" if cfg.get("tag") else ""
+    expression = short_expression(result.vector.expression)
+    model = result.model.rstrip("/").split("/")[-1]
     fig.suptitle(
-        f"Steering {cfg['mode']} '{result.vector.expression}' at {cfg['where']}, {result.model}{tag}\n"
+        f"Steering {cfg['mode']} '{expression}' at {cfg['where']}, {model}{tag}\n"
         f"{result.prompt_type} {result.n_shot}-shot prompts, {result.split}",
         fontsize=10,
     )

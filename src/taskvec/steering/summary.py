@@ -8,6 +8,7 @@ however it goes on, as Hendel et al. score a first token.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,11 @@ def begins_with_answer(
         if not scorer.keep(gold, text):
             return False
     return False
+
+
+def short_expression(expression: str) -> str:
+    """The expression with each session name cut to its tag (`COT5_SmolLM2..._task_vector_2026...` -> `COT5`)."""
+    return re.sub(r"_\S*_task_vector_\d{8}_\d{6}", "", expression)
 
 
 def _scores(
@@ -81,7 +87,7 @@ def format_table(result: SteeringResult) -> str:
         )
     v = result.vector
     lines.append(
-        f"vector '{v.expression}' at position {v.position}, mode {result.config['mode']}, "
+        f"vector '{short_expression(v.expression)}' at position {v.position}, mode {result.config['mode']}, "
         f"where {result.config['where']}; acc: the evaluation's parse; prefix: the generation "
         "begins with the gold answer"
     )
