@@ -1,12 +1,19 @@
 """Steering benchmark: a sweep of conditions as one batched taskvec generation vs a naive loop.
 
-Usage: python benchmarks/bench_steer.py --workload steer-cpu [--samples N] [--repeats R] [--baseline-repeats R]
-steer-cpu: the embedded model, past_tense vanilla 5-shot chat prompts (train split, the first N, default 64), the
-  direction cot 5-shot minus vanilla 5-shot (mean last-token states of 32 other train prompts each, computed here)
-  added at the last prompt token: the baseline plus 6 conditions (blocks 10, 15, 20 x scales 2, 4), greedy.
-  naive: Hugging Face `generate` on left-padded batches of 16, condition by condition, the steering as one forward
-  hook (`taskvec.model.steer.steering_hooks`, what a user writes by hand); taskvec: every condition and the
-  baseline in one `Generator` run (shared prefixes, continuous batching, drafts). Tokens must be identical.
+Usage: python benchmarks/bench_steer.py --workload steer-cpu [--samples N] [--repeats R]
+  [--baseline-repeats R]
+steer-cpu: the embedded model, past_tense vanilla 5-shot chat prompts (train split, the first N,
+  default 64), the
+direction cot 5-shot minus vanilla 5-shot (mean last-token states of 32 other train prompts
+  each, computed here)
+added at the last prompt token: the baseline plus 6 conditions (blocks 10, 15, 20 x scales 2,
+  4), greedy.
+naive: Hugging Face `generate` on left-padded batches of 16, condition by condition, the
+  steering as one forward
+hook (`taskvec.model.steer.steering_hooks`, what a user writes by hand); taskvec: every
+  condition and the
+baseline in one `Generator` run (shared prefixes, continuous batching, drafts). Tokens must be
+  identical.
 Writes benchmarks/results/{workload}.json and .log; times are medians over the repeats.
 """
 
@@ -49,7 +56,8 @@ def log(line: str) -> None:
 
 
 def direction(model: Any, samples: int, skip: int) -> dict[int, torch.Tensor]:
-    """cot 5-shot minus vanilla 5-shot mean last-token states on train prompts `skip`..`skip+samples`."""
+    """cot 5-shot minus vanilla 5-shot mean last-token states on train prompts
+    `skip`..`skip+samples`."""
     means = []
     for file in ("words_chat_cot_5shot.yaml", "words_chat_past_tense_5shot.yaml"):
         prep = ev.prepare_evaluation(CONFIGS / file, split="train", max_samples=skip + samples)
@@ -115,9 +123,10 @@ def steer_cpu(samples: int, repeats: int, baseline_repeats: int, batch: int) -> 
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
     conditions = steers(direction(model, 32, samples))
     log(
-        f"steer-cpu: {len(prep.ids)} prompts x {len(conditions)} runs (baseline + {len(conditions) - 1} "
-        f"conditions: blocks {LAYERS} x scales {SCALES}, add at last), max_new_tokens "
-        f"{prep.prompt_config.generation.max_new_tokens}, torch threads {torch.get_num_threads()}"
+        f"steer-cpu: {len(prep.ids)} prompts x {len(conditions)} runs (baseline + "
+        f"{len(conditions) - 1} conditions: blocks {LAYERS} x scales {SCALES}, add at last), "
+        f"max_new_tokens {prep.prompt_config.generation.max_new_tokens}, "
+        f"torch threads {torch.get_num_threads()}"
     )
     methods = {
         "naive_hf_generate_bs16_hook": (lambda: naive(model, prep, conditions), baseline_repeats),

@@ -1,4 +1,4 @@
-"""`taskvec steer` end to end on the tiny model: outputs, scale 0, resume after SIGTERM, refusals."""
+"""`taskvec steer` end to end on the tiny model: outputs, scale 0, resume, refusals."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def test_a_vector_of_another_model_is_refused(
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     for name in names:
-        edit_metadata(copy / "task_vector" / name, model="other/model")
+        edit_metadata(copy / "task_vector" / name, model="other/model", model_id="other/model")
     prompt = str(out.parent / "vanilla_0shot_answer" / "prompt.yaml")
     config = write_steer(tmp_path, (copy, names), prompt_config=prompt)
     assert main(["steer", "--config", str(config)]) == 2

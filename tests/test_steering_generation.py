@@ -1,4 +1,5 @@
-"""Per-row steering in the generator: every row gives the tokens plain `generate` with its own hook gives."""
+"""Per-row steering in the generator: every row gives the tokens plain `generate` with its own hook
+gives."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def vector(seed: int = 3) -> torch.Tensor:
 
 @contextmanager
 def hf_hook(model: torch.nn.Module, steer: Steer, prompt_len: int) -> Iterator[None]:
-    """An independent reference: a forward hook steering `generate` at batch size 1 the plain way."""
+    """An independent reference: a forward hook steering `generate` at batch size 1."""
 
     def hook(_m: torch.nn.Module, _a: tuple, output: torch.Tensor | tuple) -> None:
         hidden = block_output(output)
@@ -85,7 +86,8 @@ def steered_run(
 def test_a_sweep_in_one_batch_equals_each_row_alone_and_plain_generate(
     model: torch.nn.Module, where: str
 ) -> None:
-    """Every mode at one `where`, plus unsteered rows, in one batched run (shared prefixes, drafts): each row
+    """Every mode at one `where`, plus unsteered rows, in one batched run (shared prefixes,
+      drafts): each row
     equals its prompt alone with its condition, and `generate` with a plain hook."""
     base = prompts()[:6]
     conditions: list[Steer | None] = [None]
@@ -109,7 +111,8 @@ def test_add_scale_zero_gives_the_baseline_tokens(model: torch.nn.Module, where:
 
 
 def test_where_last_steers_only_the_last_prompt_token(model: torch.nn.Module) -> None:
-    """The seam's plans: one steered column per row in the suffix prefill (its last prompt token), none in a
+    """The seam's plans: one steered column per row in the suffix prefill (its last prompt token),
+      none in a
     prefix or a decode step; and the block output read at earlier tokens is the unsteered one."""
     from taskvec.model.steering import RowSteering
 
@@ -146,7 +149,8 @@ def test_where_last_steers_only_the_last_prompt_token(model: torch.nn.Module) ->
 
 @pytest.mark.parametrize("where", ["generated", "all"])
 def test_drafts_leave_steered_tokens_unchanged(model: torch.nn.Module, where: str) -> None:
-    """40 tokens (loops the drafts predict) with steered generated tokens: drafts on equal drafts off."""
+    """40 tokens (loops the drafts predict) with steered generated tokens: drafts on equal drafts
+    off."""
     ids = prompts()
     steers: list[Steer | None] = [Steer({LAYER: vector()}, "add", 2.0, where)] * len(ids)  # type: ignore[arg-type]
     off, _ = steered_run(model, ids, steers, 16, 40, draft_tokens=0)

@@ -151,7 +151,10 @@ def test_bad_expressions_are_refused_in_one_line(
     root = tmp_path / "out"
     for name in (cot, van):
         copy_session(out, name, root)
-    for name, change in (("other", {"model": "another/model"}), ("wide", {"hidden_size": 32})):
+    for name, change in (
+        ("other", {"model": "another/model", "model_id": "another/model"}),
+        ("wide", {"hidden_size": 32}),
+    ):
         copy_session(out, van, tmp_path / name)
         shutil.move(tmp_path / name / "task_vector" / van, root / "task_vector" / f"{name}_{van}")
         edit_metadata(root / "task_vector" / f"{name}_{van}", **change)

@@ -29,6 +29,7 @@ from taskvec.analysis.plotting import (
     session_labels,
 )
 from taskvec.errors import TaskvecError
+from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
 from taskvec.session.reader import Session
 
@@ -41,7 +42,8 @@ def read_correctness(results: Path) -> dict[str, bool]:
     path = results if results.is_file() else results / PREDICTIONS_FILE
     if not path.is_file():
         raise TaskvecError(
-            f"no predictions file at '{path}'; pass the results directory an evaluation wrote (it holds {PREDICTIONS_FILE})"
+            f"no predictions file at '{path}'; pass the results directory an evaluation wrote (it "
+            f"holds {PREDICTIONS_FILE})"
         )
     correct: dict[str, bool] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -69,7 +71,8 @@ def read_correctness(results: Path) -> dict[str, bool]:
 
 
 def check_same_prompts(session: Session, results_dir: Path) -> None:
-    """Refuse to join vectors and predictions made from different models, splits or prompts, naming the difference."""
+    """Refuse to join vectors and predictions made from different models, splits or prompts,
+    naming the difference."""
     folder = results_dir.parent if results_dir.is_file() else results_dir
     metrics = (
         json.loads((folder / "metrics.json").read_text())
@@ -79,9 +82,15 @@ def check_same_prompts(session: Session, results_dir: Path) -> None:
     meta = session.metadata
     problems = [
         f"{f}: session {meta.get(f)!r}, predictions {metrics[f]!r}"
-        for f in ("model", "split", "prompt_type", "n_shot")
+        for f in ("split", "prompt_type", "n_shot")
         if f in metrics and metrics[f] != meta.get(f)
     ]
+    if "model" in metrics and recorded_identity(metrics) != recorded_identity(meta):
+        problems.insert(
+            0,
+            f"model: session {meta.get('model')!r} ({recorded_identity(meta)}), predictions "
+            f"{metrics['model']!r} ({recorded_identity(metrics)})",
+        )
     written = {row["sample_id"]: row["prompt"] for row in session.prompts}
     predictions = folder / PREDICTIONS_FILE
     lines = predictions.read_text().splitlines() if predictions.is_file() else []
@@ -95,24 +104,27 @@ def check_same_prompts(session: Session, results_dir: Path) -> None:
     ]
     if differ:
         problems.append(
-            f"the prompt text differs for {len(differ)} of {len(set(written) & set(predicted))} joined samples "
+            f"the prompt text differs for {len(differ)} of {len(set(written) & set(predicted))} "
+            "joined samples "
             f"(e.g. '{differ[0]}')"
         )
     if problems:
         raise TaskvecError(
-            f"session '{session.name}' and the predictions in '{folder}' come from different runs ({'; '.join(problems)}); "
-            "pair the session with an evaluation of the same model, split and prompt config, or pass --force to join anyway"
+            f"session '{session.name}' and the predictions in '{folder}' come from different runs "
+            f"({'; '.join(problems)}); "
+            "pair the session with an evaluation of the same model, split and prompt config, or "
+            "pass --force to join anyway"
         )
 
 
 def _probe(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
-    """Mean and std of stratified k-fold probe accuracy, and k; NaN when a class has fewer than two samples."""
+    """Mean and std of stratified k-fold probe accuracy, and k; NaN when a class has fewer than
+    two samples."""
     folds = min(MAX_FOLDS, int(np.bincount(y, minlength=2).min()))
     if folds < 2:
         return math.nan, math.nan, 0
-    probe = make_pipeline(
-        StandardScaler(), LogisticRegression(solver="liblinear")
-    )  # ~10x faster than lbfgs on few samples
+    # ~10x faster than lbfgs on few samples
+    probe = make_pipeline(StandardScaler(), LogisticRegression(solver="liblinear"))
     scores = cross_val_score(
         probe, x, y, cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     )
@@ -124,7 +136,8 @@ def _mean_or_nan(values: np.ndarray) -> float:
 
 
 def correlate(session: Session, results_dir: Path, out: Path, force: bool = False) -> pd.DataFrame:
-    """One row per key: probe accuracy vs majority baseline, and cosine to the task vector of correct vs incorrect samples.
+    """One row per key: probe accuracy vs majority baseline, and cosine to the task vector of
+    correct vs incorrect samples.
 
     Vectors and predictions must come from the same model, split and prompts (`force` joins them anyway).
     `attrs` holds the join counts (`matched`, `session_only`, `predictions_only`), a `note` when the
@@ -143,15 +156,18 @@ def correlate(session: Session, results_dir: Path, out: Path, force: bool = Fals
     if not rows:
         raise TaskvecError(
             f"session '{session.name}' and the predictions in '{results_dir}' share no sample id "
-            f"(session: {', '.join(ids[:3]) or 'no samples'}...; predictions: {', '.join(list(correct)[:3])}...); "
-            f"evaluate the split the session extracted (`taskvec evaluate --config PROMPT_CONFIG --split {session.metadata.get('split')}`)"
+            f"(session: {', '.join(ids[:3]) or 'no samples'}...; predictions: "
+            f"{', '.join(list(correct)[:3])}...); "
+            "evaluate the split the session extracted (`taskvec evaluate --config PROMPT_CONFIG "
+            f"--split {session.metadata.get('split')}`)"
         )
     y = np.array([correct[ids[i]] for i in rows], dtype=int)
     n_correct = int(y.sum())
     note = ""
     if min(n_correct, len(y) - n_correct) < 2:
         note = (
-            f"{n_correct} of {len(y)} matched samples are correct: the probe needs at least two of each class, "
+            f"{n_correct} of {len(y)} matched samples are correct: the probe needs at least two of "
+            "each class, "
             "so probe accuracy is NaN"
         )
     table_rows = []

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Row:
-    """One prompt while it generates: its tokens so far, its sampling generator, what was read, its steering."""
+    """One prompt while it generates: its tokens so far, its sampling generator, what was read, its
+    steering."""
 
     idx: int
     prompt: list[int]
@@ -35,7 +36,8 @@ class Row:
 
 @dataclass
 class GenerationStats:
-    """Where the time went: prefill (prefixes and suffixes) vs decode steps, and the tokens each produced."""
+    """Where the time went: prefill (prefixes and suffixes) vs decode steps, and the tokens each
+    produced."""
 
     prefill_s: float = 0.0
     decode_s: float = 0.0
@@ -79,13 +81,15 @@ class Rules:
         return not self.warpers
 
     def rng(self, idx: int) -> torch.Generator | None:
-        """Row `idx`'s own sampling generator, seeded by (seed, idx): independent of batching and order."""
+        """Row `idx`'s own sampling generator, seeded by (seed, idx): independent of batching and
+        order."""
         if self.greedy:
             return None
         return torch.Generator().manual_seed(self.seed * 1_000_003 + idx)
 
     def advance(self, row: Row, logits: torch.Tensor) -> bool:
-        """Append the row's next token (from its last-position logits); True when the row is finished."""
+        """Append the row's next token (from its last-position logits); True when the row is
+        finished."""
         return self.append(row, self.choose(row, logits))
 
     def append(self, row: Row, token: int) -> bool:
@@ -114,8 +118,10 @@ class Rules:
         return None
 
     def draft(self, rows: Sequence[Row], room: int, per_row_max: int) -> list[list[int]]:
-        """Per row, prompt-lookup drafts to check in this step (greedy only): as many as keep the step within
-        `room` tokens, so drafts fill the room rows that finished left, never more than `per_row_max` a row."""
+        """Per row, prompt-lookup drafts to check in this step (greedy only): as many as keep the
+          step within
+        `room` tokens, so drafts fill the room rows that finished left, never more than
+          `per_row_max` a row."""
         per_row = min(per_row_max, room // len(rows) - 1) if self.greedy else 0
         if per_row <= 0:
             return [[] for _ in rows]
@@ -128,7 +134,8 @@ class Rules:
         ]
 
     def accept(self, row: Row, guesses: list[int], draft: list[int]) -> tuple[bool, int]:
-        """Append the model's greedy token after the last token, then after each draft it agreed with, up to the
+        """Append the model's greedy token after the last token, then after each draft it agreed
+          with, up to the
         first disagreement or the row's end: (finished, drafts accepted)."""
         accepted, finished = 0, False
         for token in guesses:

@@ -1,22 +1,22 @@
-"""Generation with shared-prefix reuse and continuous batching: rows leave as they finish, waiting prompts join.
+"""Generation with shared-prefix reuse and continuous batching: rows leave as they finish, waiting
+prompts join.
 
-The prompts' shared prefixes (the prefix plan extraction uses, `plan_prefix_tree`) are
-prefilled once (`prefixes.py`); each prompt then prefills only its own suffix on top of its
-prefix's KV cache. The prefix all prompts share (the tree's root: the few-shot
-demonstrations) is never copied per row: rows attend to its one copy through the `taskvec`
-attention implementation (`attention.py`), so a step reads it once for the whole batch. Each
-decode step advances every active row by at least one token. A row that writes eos or a
-complete answer sentence leaves at once and a waiting prompt takes its place (`decoding.py`
-holds the rules), so no step is spent on a finished row. Rows of different lengths share one
-left-padded KV cache with an attention mask and explicit position ids, so each row computes
-what it would alone; the cache has spare columns, so a step writes into it in place. Greedy
-rows also check prompt-lookup drafts (`drafts.py`) while the batch has room, keeping those the
-model agrees with, and on the CPU the linear layers run on prepacked weights (`packed.py`).
+The prompts' shared prefixes (the prefix plan extraction uses, `plan_prefix_tree`) are prefilled
+once (`prefixes.py`); each prompt then prefills only its own suffix on top of its prefix's KV cache.
+The prefix all prompts share (the tree's root: the few-shot demonstrations) is never copied per row:
+rows attend to its one copy through the `taskvec` attention implementation (`attention.py`), so a
+step reads it once for the whole batch. Each decode step advances every active row by at least one
+token. A row that writes eos or a complete answer sentence leaves at once and a waiting prompt takes
+its place (`decoding.py` holds the rules), so no step is spent on a finished row. Rows of different
+lengths share one left-padded KV cache with an attention mask and explicit position ids, so each row
+computes what it would alone; the cache has spare columns, so a step writes into it in place. Greedy
+rows also check prompt-lookup drafts (`drafts.py`) while the batch has room, keeping those the model
+agrees with, and on the CPU the linear layers run on prepacked weights (`packed.py`).
 
-Steering (`steering.py`) plugs in at one seam: every forward (a prefix, the suffixes, a decode
-step) first tells `RowSteering.plan` which input tokens of which rows are steered. Prompts
-steered at every prompt token (`where: prompt/all`) cannot share an unsteered prefix, so each
-such condition runs as its own prefix plan, after the plan of the rest.
+Steering (`steering.py`) plugs in at one seam: every forward (a prefix, the suffixes, a decode step)
+first tells `RowSteering.plan` which input tokens of which rows are steered. Prompts steered at
+every prompt token (`where: prompt/all`) cannot share an unsteered prefix, so each such condition
+runs as its own prefix plan, after the plan of the rest.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class Finished:
 
 @dataclass
 class _Active:
-    """The rows decoding together: one left-padded KV cache (appended in place), its mask (rows, width)."""
+    """The rows decoding together: one left-padded KV cache (appended in place), its mask (rows,
+    width)."""
 
     rows: list[Row] = field(default_factory=list)
     cache: DynamicCache | None = None
@@ -70,7 +71,8 @@ class _Active:
 
 
 def plan_generation(prompt_ids: Sequence[Sequence[int]], prefix_cache: bool = True) -> PrefixNode:
-    """The prefix tree generation follows (the extraction plan); a bare root when prefix reuse is off."""
+    """The prefix tree generation follows (the extraction plan); a bare root when prefix reuse is
+    off."""
     if not prefix_cache:
         return PrefixNode(0, list(range(len(prompt_ids))))
     return plan_prefix_tree(prompt_ids, [len(ids) - 1 for ids in prompt_ids])
@@ -79,8 +81,10 @@ def plan_generation(prompt_ids: Sequence[Sequence[int]], prefix_cache: bool = Tr
 def plan_groups(
     prompt_ids: Sequence[Sequence[int]], steers: Sequence[Steer | None], prefix_cache: bool = True
 ) -> list[tuple[PrefixNode, Steer | None]]:
-    """Prefix plans to run one after the other, each with the steer of its prefixes: one over the prompts whose
-    prefix is unsteered (no steer, `where: last/generated`), then one per condition steering every prompt token."""
+    """Prefix plans to run one after the other, each with the steer of its prefixes: one over the
+      prompts whose
+    prefix is unsteered (no steer, `where: last/generated`), then one per condition steering
+      every prompt token."""
     groups: dict[int, tuple[Steer | None, list[int]]] = {0: (None, [])}
     for i, steer in enumerate(steers):
         key = id(steer) if steer is not None and steer.in_prompt else 0
@@ -143,7 +147,8 @@ class Generator:
         on_step: Callable[[GenerationStats], None] | None = None,
         steers: Sequence[Steer | None] | None = None,
     ) -> Iterator[Finished]:
-        """Yield each prompt's result as it finishes (not in input order); prompts in `skip` are not run.
+        """Yield each prompt's result as it finishes (not in input order); prompts in `skip` are not
+        run.
 
         `steers[i]` (if given) is prompt i's steering condition, or None for an unsteered prompt."""
         self._steers = steers if steers is not None else [None] * len(prompt_ids)
@@ -167,7 +172,8 @@ class Generator:
         skip: Set[int],
         on_step: Callable[[GenerationStats], None] | None,
     ) -> Iterator[Finished]:
-        """Generate the members of one prefix plan, whose prefixes carry `steer`, until all are finished."""
+        """Generate the members of one prefix plan, whose prefixes carry `steer`, until all are
+        finished."""
         runner = self.runner
         runner.shared = None
         runner.shared_len = (
@@ -198,7 +204,8 @@ class Generator:
     def _join(
         self, active: _Active, prompts: list[list[int]], idxs: list[int], start: int, prefix: Prefix
     ) -> Iterator[Finished]:
-        """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first tokens, add
+        """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first
+          tokens, add
         them to `active`."""
         steers = [self._steers[i] for i in idxs]
         logits, new_kv, new_mask, vectors = self.runner.prefill(
@@ -230,8 +237,10 @@ class Generator:
         active.rows += rows
 
     def _step(self, active: _Active) -> Iterator[Finished]:
-        """One decode step for every active row: its last token and its drafts, left-padded to one width; the
-        accepted drafts stay in the cache, the rest are masked out. Finished rows leave the batch."""
+        """One decode step for every active row: its last token and its drafts, left-padded to one
+          width; the
+        accepted drafts stay in the cache, the rest are masked out. Finished rows leave the
+          batch."""
         assert active.cache is not None and active.mask is not None
         t0 = time.perf_counter()
         rows = active.rows

@@ -1,5 +1,5 @@
-"""The prefilled prefixes of one generation plan: each computed once, on top of its parent's, and dropped as
-soon as no waiting prompt needs it."""
+"""The prefilled prefixes of one generation plan: each computed once, on top of its parent's, and
+dropped as soon as no waiting prompt needs it."""
 
 from __future__ import annotations
 
@@ -14,20 +14,23 @@ from taskvec.model.prefix import PrefixNode
 
 @dataclass(frozen=True)
 class Prefix:
-    """A prefilled prefix: its KV cache (one row) after the shared root prefix, and the vectors read inside it
+    """A prefilled prefix: its KV cache (one row) after the shared root prefix, and the vectors
+      read inside it
     (root included), by absolute token index."""
 
     kv: KV | None = None
     known: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-# (the prefix below, the new token ids, their first position, the token indices to read) -> the longer prefix
+# (the prefix below, new token ids, their first position, token indices to read) -> the longer one
 Extend = Callable[[Prefix, list[int], int, list[int]], Prefix]
 
 
 class PrefixStore:
-    """The prefixes of `tree` over `prompt_ids`, computed by `extend` on demand; `wanted(m)` lists the token
-    indices to read of prompt m; `root(prefix)` may take the root prefix over (the shared copy every row reads)."""
+    """The prefixes of `tree` over `prompt_ids`, computed by `extend` on demand; `wanted(m)` lists
+      the token
+    indices to read of prompt m; `root(prefix)` may take the root prefix over (the shared copy
+      every row reads)."""
 
     def __init__(
         self,
@@ -78,7 +81,8 @@ class PrefixStore:
         return prefix
 
     def release(self, node: PrefixNode, n: int) -> None:
-        """Count `n` prompts of `node` as started; drop the prefixes no waiting prompt needs any more."""
+        """Count `n` prompts of `node` as started; drop the prefixes no waiting prompt needs any
+        more."""
         current: PrefixNode | None = node
         while current is not None:
             self.remaining[id(current)] -= n

@@ -28,7 +28,8 @@ from taskvec.model.steering import RowSteering, Steer, generated_mask, prompt_ma
 @dataclass(frozen=True)
 class Reading:
     """Hidden states to read during the prefill (one-pass extraction): block outputs of `layers` at
-    `token_indices[i]`, absolute token indices into prompt i, in position order (none: nothing read)."""
+    `token_indices[i]`, absolute token indices into prompt i, in position order (none: nothing
+      read)."""
 
     layers: list[int]
     token_indices: Sequence[Sequence[int]]
@@ -65,7 +66,8 @@ class StepPlan:
 
 
 class Runner:
-    """Runs generation's forwards on `model` (see the module docstring); times and counts go to `stats`."""
+    """Runs generation's forwards on `model` (see the module docstring); times and counts go to
+    `stats`."""
 
     def __init__(
         self, model: PreTrainedModel, reading: Reading | None, stats: GenerationStats
@@ -84,7 +86,8 @@ class Runner:
         return self.reading.token_indices[idx] if self.reading is not None else ()
 
     def share_root(self, prefix: Prefix) -> Prefix:
-        """The root prefix: with shared-prefix attention every row reads its one copy (`self.shared`)."""
+        """The root prefix: with shared-prefix attention every row reads its one copy
+        (`self.shared`)."""
         if not self.shared_len:
             return prefix
         self.shared = prefix.kv
@@ -94,14 +97,15 @@ class Runner:
         return {"shared_prefix": self.shared} if self.shared is not None else {}
 
     def _steer(self, steers: Sequence[Steer | None], mask: torch.Tensor) -> None:
-        """The seam: which input tokens of which rows the next forward steers (every forward says)."""
+        """The seam: which input tokens of which rows the next forward steers (every forward)."""
         if self.steering is not None:
             self.steering.plan(steers, mask)
 
     def _forward(
         self, module: torch.nn.Module, index: list[int], **inputs: Any
     ) -> tuple[Any, torch.Tensor | None]:
-        """`module(**inputs)`, and with a Reading its blocks' outputs at flattened token rows `index`,
+        """`module(**inputs)`, and with a Reading its blocks' outputs at flattened token rows
+          `index`,
         (len, layers, hidden)."""
         if self.reading is None or not index:
             return module(**inputs), None
@@ -145,8 +149,10 @@ class Runner:
         prefix: Prefix,
         steers: list[Steer | None],
     ) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
-        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on their node's
-        prefix (expanded per row after the shared root prefix; the cache and mask start after it)."""
+        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on their
+          node's
+        prefix (expanded per row after the shared root prefix; the cache and mask start after
+          it)."""
         t0 = time.perf_counter()
         lens = [len(p) - start for p in prompts]
         width, own = max(lens), start - self.shared_len
@@ -190,7 +196,8 @@ class Runner:
         wanted: list[tuple[int, int]],
         read: torch.Tensor | None,
     ) -> list[torch.Tensor | None]:
-        """Per row, (layers, positions, hidden) float32 on CPU: read in the suffix, or known from the prefix."""
+        """Per row, (layers, positions, hidden) float32 on CPU: read in the suffix, or known from
+        the prefix."""
         if self.reading is None:
             return [None] * len(idxs)
         found = {(r, t): read[j] for j, (r, t) in enumerate(wanted)} if read is not None else {}
@@ -202,7 +209,8 @@ class Runner:
 
     @torch.inference_mode()
     def decode(self, plan: StepPlan, cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
-        """Logits (rows, width, vocab) float32 of one decode step; `mask` covers the cache and the step."""
+        """Logits (rows, width, vocab) float32 of one decode step; `mask` covers the cache and the
+        step."""
         self._steer(plan.steers, generated_mask(plan.steers, plan.fed))
         out = self.model(
             input_ids=plan.ids.to(self.device),

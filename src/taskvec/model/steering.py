@@ -1,13 +1,13 @@
-"""Per-row steering of the residual stream during generation: the seam where an intervention plugs into
-a generation step.
+"""Per-row steering of the residual stream during generation: the seam where an intervention plugs
+into a generation step.
 
 A `Steer` is one condition: vectors per layer, how they act (`mode`) and at which tokens (`where`).
 Every row of a batch carries its own (or none), so a sweep of conditions decodes in one batch.
 Before each forward (a prefix, the prompts' suffixes, a decode step with its drafts) the generator
 tells `RowSteering.plan` which rows run and which of their input tokens are steered; the hooks on
-the steered blocks then change exactly those (row, token) entries of the block's output, before
-the next block reads it, as patching does. A steered token's row gives what it would alone:
-nothing else in the batch is touched.
+the steered blocks then change exactly those (row, token) entries of the block's output, before the
+next block reads it, as patching does. A steered token's row gives what it would alone: nothing else
+in the batch is touched.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Steer:
 
     @property
     def in_prompt(self) -> bool:
-        """Whether prompt tokens before the last are steered (then no unsteered prefix can be shared)."""
+        """Whether prompt tokens before the last are steered (then no unsteered prefix can be
+        shared)."""
         return self.where in ("prompt", "all")
 
     @property
@@ -47,7 +48,8 @@ class Steer:
 
 
 def prompt_mask(steers: Sequence[Steer | None], lens: Sequence[int], width: int) -> torch.Tensor:
-    """Steered columns of left-padded prompt tokens (the last `lens[r]` of `width` columns are row r's; the
+    """Steered columns of left-padded prompt tokens (the last `lens[r]` of `width` columns are row
+      r's; the
     last column is its last prompt token), (rows, width) bool."""
     mask = torch.zeros(len(steers), width, dtype=torch.bool)
     for r, (steer, n) in enumerate(zip(steers, lens)):
@@ -59,7 +61,8 @@ def prompt_mask(steers: Sequence[Steer | None], lens: Sequence[int], width: int)
 
 
 def generated_mask(steers: Sequence[Steer | None], fed: torch.Tensor) -> torch.Tensor:
-    """Steered columns of a decode step, whose fed tokens (`fed`, (rows, width) bool) are all generated."""
+    """Steered columns of a decode step, whose fed tokens (`fed`, (rows, width) bool) are all
+    generated."""
     rows = torch.tensor([s is not None and s.in_generated for s in steers], dtype=torch.bool)
     return fed & rows[:, None]
 
@@ -68,7 +71,8 @@ _Todo = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Steer]  # rows, columns,
 
 
 class RowSteering:
-    """Hooks on the blocks some steer names, and the plan of the forward about to run (see the module docstring)."""
+    """Hooks on the blocks some steer names, and the plan of the forward about to run (see the
+    module docstring)."""
 
     def __init__(
         self, blocks: nn.ModuleList, steers: Sequence[Steer], device: torch.device
@@ -82,7 +86,8 @@ class RowSteering:
         self._todo: dict[int, list[_Todo]] = {}
 
     def plan(self, steers: Sequence[Steer | None], mask: torch.Tensor) -> None:
-        """The next forward's rows carry `steers`; row r's input columns where `mask[r]` (bool) are steered."""
+        """The next forward's rows carry `steers`; row r's input columns where `mask[r]` (bool) are
+        steered."""
         self._todo = {}
         groups: dict[int, tuple[Steer, list[int]]] = {}
         for r, steer in enumerate(steers):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +25,6 @@ from taskvec.model.steer import Mode, Where, steering_hooks
 from taskvec.session.store import atomic_write
 
 FORMAT = "taskvec.TaskVector/1"
-
-
-def model_identity(metadata: Mapping[str, Any]) -> str:
-    """The model a session (or vector) was made with, as compared before combining vectors."""
-    return str(metadata.get("model"))
 
 
 def _wrap(expression: str) -> str:

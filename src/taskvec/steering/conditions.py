@@ -1,5 +1,5 @@
-"""The conditions of a steering run: the unsteered baseline, then one per (layer, scale), each followed by
-its random-direction control when asked for."""
+"""The conditions of a steering run: the unsteered baseline, then one per (layer, scale), each
+followed by its random-direction control when asked for."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ BASELINE = "baseline"
 
 @dataclass(frozen=True)
 class Condition:
-    """One condition: its directory name under conditions/, what it steers, and the steer (None: baseline)."""
+    """One condition: its directory name under conditions/, what it steers, and the steer (None:
+    baseline)."""
 
     name: str
     layer: int | None
@@ -27,7 +28,8 @@ class Condition:
 
 
 def check_layers(layers: list[int], vector: TaskVector, n_blocks: int | None) -> list[int]:
-    """The config's layers as non-negative block indices, each one the vector has; `n_blocks` None: before the
+    """The config's layers as non-negative block indices, each one the vector has; `n_blocks` None:
+      before the
     model is known (negative layers are then checked later)."""
     out = []
     for layer in layers:
@@ -59,7 +61,8 @@ def condition_name(layer: int, cfg: SteerConfig, scale: float, control: bool) ->
 
 
 def build_conditions(cfg: SteerConfig, vector: TaskVector, layers: list[int]) -> list[Condition]:
-    """The baseline, then per layer and scale the vector's condition and (control: random) its control."""
+    """The baseline, then per layer and scale the vector's condition and (control: random) its
+    control."""
     out = [Condition(BASELINE, None, 0.0, "baseline", None)]
     controls = [False, True] if cfg.control == "random" else [False]
     for layer in layers:

@@ -1,4 +1,5 @@
-"""Steer-config schema: read and checked before torch is imported, so a typo is reported in about a second."""
+"""Steer-config schema: read and checked before torch is imported, so a typo is reported in about a
+second."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ DEFAULT_SCALES = [1.0]
 
 
 class SteerConfig(BaseModel):
-    """A steering run: the vector (an expression over sessions), the prompts generated from, the sweep."""
+    """A steering run: the vector (an expression over sessions), the prompts generated from, the
+    sweep."""
 
     model_config = ConfigDict(extra="forbid")
     prompt_config: Path = Field(description="the prompt config whose prompts are generated from")
@@ -75,7 +77,8 @@ class SteerConfig(BaseModel):
 
 
 def load_steer_config(path: Path) -> SteerConfig:
-    """Read and validate a steer config YAML, with one-line errors; relative paths are taken as written."""
+    """Read and validate a steer config YAML, with one-line errors; relative paths are taken as
+    written."""
     missing = (
         f"--config: file '{path}' not found; pass a steer config YAML "
         "(see configs/smollm2-135m/steer_past_tense_cot.yaml)"

@@ -1,6 +1,6 @@
-"""steering.png: accuracy against scale, one line per layer (its random control dashed), the baseline drawn;
-the evaluation's parse on the left, the prefix rule on the right. A single scale (replace, or one
-scale swept) is drawn against the layer instead."""
+"""steering.png: accuracy against scale, one line per layer (its random control dashed), the
+baseline drawn; the evaluation's parse on the left, the prefix rule on the right. A single scale
+(replace, or one scale swept) is drawn against the layer instead."""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-"""A steering run end to end: prepare (no weights), generate every condition in one batched run, write.
+"""A steering run end to end: prepare (no weights), generate every condition in one batched run,
+write.
 
-`prepare_steering` checks everything a run needs before any weights load (the steer config,
-the prompt config and its prompts, the vector expression and its sessions, the layers and the
-hidden size against the model's config); a refusal is one `TaskvecError` line and nothing is
-written. `run_steering` then generates the baseline and every condition together (one
-`Generator` run, each row carrying its condition), appends each prediction to its condition's
-predictions.jsonl as it finishes and writes steering.json, steering.png and the vector.
+`prepare_steering` checks everything a run needs before any weights load (the steer config, the
+prompt config and its prompts, the vector expression and its sessions, the layers and the hidden
+size against the model's config); a refusal is one `TaskvecError` line and nothing is written.
+`run_steering` then generates the baseline and every condition together (one `Generator` run, each
+row carrying its condition), appends each prediction to its condition's predictions.jsonl as it
+finishes and writes steering.json, steering.png and the vector.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from taskvec.evaluation.run import (
     stop_pattern,
 )
 from taskvec.model.generation import Generator
+from taskvec.model.identity import model_identity
 from taskvec.model.loading import load_model, load_model_config, resolve_device, resolve_dtype
 from taskvec.patching.scoring import AnswerScorer
 from taskvec.session.expression import parse_vector
@@ -65,7 +67,8 @@ class SteerPrepared:
 
 
 def prepare_steering(config_path: Path) -> SteerPrepared:
-    """Validate the steer config, render its prompts, build the vector and the conditions (no weights)."""
+    """Validate the steer config, render its prompts, build the vector and the conditions (no
+    weights)."""
     cfg = load_steer_config(config_path)
     if not cfg.prompt_config.is_file():
         raise TaskvecError(
@@ -83,7 +86,7 @@ def prepare_steering(config_path: Path) -> SteerPrepared:
         dtype=cfg.dtype,
     )
     vector = parse_vector(cfg.vector, cfg.session_dir, cfg.position)
-    if vector.model != ev.model_ref.spec:
+    if vector.model != model_identity(ev.model_ref.spec):
         raise TaskvecError(
             f"vector: '{cfg.vector}' comes from model '{vector.model}', the prompts run on "
             f"'{ev.model_ref.spec}'; steer with sessions of the same model"
@@ -124,9 +127,9 @@ def _result(prep: SteerPrepared, status: str, rows: Rows, runs: list[dict]) -> S
         split=cfg.split,
         n_prompts=len(ev.ids),
         scoring={
-            "accuracy": "the evaluation's parse of the answer (the `correct` of predictions.jsonl)",
-            "accuracy_prefix": "the generation begins with the whole gold answer at a token boundary "
-            "(patching's rule; `correct_prefix`)",
+            "accuracy": "the evaluation's parse of the answer (`correct`)",
+            "accuracy_prefix": "the generation begins with the whole gold answer at a token "
+            "boundary (patching's rule; `correct_prefix`)",
         },
         baseline=baseline,
         conditions=conditions,
@@ -157,7 +160,8 @@ def _logs(prep: SteerPrepared, directory: Path) -> dict[str, PredictionLog]:
 
 
 def _resume_rows(prep: SteerPrepared, directory: Path) -> tuple[Rows, list[dict]]:
-    """The sound predictions of `directory` and its earlier runs, after checking it is this config's."""
+    """The sound predictions of `directory` and its earlier runs, after checking it is this
+    config's."""
     saved = SteeringResult.load(directory)
     if saved.status == "complete":
         raise TaskvecError(f"--resume: '{directory}' is already complete; nothing to resume")
@@ -165,7 +169,8 @@ def _resume_rows(prep: SteerPrepared, directory: Path) -> tuple[Rows, list[dict]
     if diffs:
         raise TaskvecError(
             f"--resume: the config differs from '{directory.name}' in {len(diffs)} field(s): "
-            f"{'; '.join(diffs[:5])}; resume with its own config (taskvec steer --resume {directory})"
+            f"{'; '.join(diffs[:5])}; resume with its own config "
+            f"(taskvec steer --resume {directory})"
         )
     kept = TaskVector.load(directory / "vector.safetensors")
     if any(
@@ -191,7 +196,8 @@ def _resume_rows(prep: SteerPrepared, directory: Path) -> tuple[Rows, list[dict]
 def _generate(
     prep: SteerPrepared, model: Any, rows: Rows, logs: dict[str, PredictionLog], progress: bool
 ) -> int:
-    """Generate every (condition, prompt) not yet in `rows`, in one batched run; returns how many ran."""
+    """Generate every (condition, prompt) not yet in `rows`, in one batched run; returns how many
+    ran."""
     ev, cfg = prep.evaluation, prep.config
     n, names = len(ev.ids), [c.name for c in prep.conditions]
     stop = stop_pattern(ev.prompt_config.answer_format, ev.samples)
@@ -222,7 +228,8 @@ def _generate(
 def run_steering(
     prep: SteerPrepared, progress: bool = True, resume: Path | None = None
 ) -> SteerRun:
-    """Load the weights, generate the baseline and every condition, score, write the results directory."""
+    """Load the weights, generate the baseline and every condition, score, write the results
+    directory."""
     cfg = prep.config
     rows, runs = (
         _resume_rows(prep, resume)

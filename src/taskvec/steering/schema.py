@@ -1,4 +1,5 @@
-"""steering.json: one typed model, written by the run and read back by resume, the table and the plot."""
+"""steering.json: one typed model, written by the run and read back by resume, the table and the
+plot."""
 
 from __future__ import annotations
 

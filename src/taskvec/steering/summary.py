@@ -22,7 +22,8 @@ from taskvec.steering.schema import ConditionScores, Scores, SteeringResult
 def begins_with_answer(
     scorer: AnswerScorer, tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int], gold: str
 ) -> bool:
-    """Whether the first k tokens spell `gold` for some k (patching's rule, read off a whole generation)."""
+    """Whether the first k tokens spell `gold` for some k (patching's rule, read off a whole
+    generation)."""
     for k in range(1, len(tokens) + 1):
         text = str(tokenizer.decode(list(tokens[:k]), skip_special_tokens=True))
         if scorer.correct(gold, text):
@@ -33,7 +34,8 @@ def begins_with_answer(
 
 
 def short_expression(expression: str) -> str:
-    """The expression with each session name cut to its tag (`COT5_SmolLM2..._task_vector_2026...` -> `COT5`)."""
+    """The expression with each session name cut to its tag (`COT5_SmolLM2..._task_vector_2026...`
+    -> `COT5`)."""
     return re.sub(r"_\S*_task_vector_\d{8}_\d{6}", "", expression)
 
 
@@ -87,8 +89,8 @@ def format_table(result: SteeringResult) -> str:
         )
     v = result.vector
     lines.append(
-        f"vector '{short_expression(v.expression)}' at position {v.position}, mode {result.config['mode']}, "
-        f"where {result.config['where']}; acc: the evaluation's parse; prefix: the generation "
-        "begins with the gold answer"
+        f"vector '{short_expression(v.expression)}' at position {v.position}, "
+        f"mode {result.config['mode']}, where {result.config['where']}; acc: the evaluation's "
+        "parse; prefix: the generation begins with the gold answer"
     )
     return "\n".join(lines)
