@@ -310,7 +310,8 @@ def test_resume_refuses_a_different_config(
     (tmp_path / "prompt2.yaml").write_text(yaml.safe_dump({**prompt, "n_shot": 3}))
     changed.write_text(yaml.safe_dump({**data, "prompt_config": str(tmp_path / "prompt2.yaml")}))
     assert "prompt_config.n_shot: session 5, now 3" in _resume_err(changed, session.name, capsys)
-    assert "did you mean" in _resume_err(config, session.name[:-1], capsys)
+    typo = session.name.replace("_train_", "_trian_")
+    assert "did you mean" in _resume_err(config, typo, capsys)
     assert sorted(p.name for p in _raw_dir(session).iterdir()) == before, (
         "a refused resume touches nothing"
     )
