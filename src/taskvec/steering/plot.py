@@ -66,7 +66,7 @@ def plot_steering(result: SteeringResult, path: Path) -> Path:
     axes[0].set_ylabel(f"accuracy over {result.n_prompts} prompts")
     cfg = result.config
     tag = f" [{cfg['tag']}]" if cfg.get("tag") else ""
-    expression = short_expression(result.vector.expression)
+    expression = short_expression(result.vector.expression, result.model_short)
     model = result.model.rstrip("/").split("/")[-1]
     fig.suptitle(
         f"Steering {cfg['mode']} '{expression}' at {cfg['where']}, {model}{tag}\n"

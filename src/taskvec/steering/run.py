@@ -120,6 +120,7 @@ def _result(prep: SteerPrepared, status: str, rows: Rows, runs: list[dict]) -> S
     return SteeringResult(
         status=status,
         model=ev.model_ref.spec,
+        model_short=ev.model_ref.short_name,
         n_layers=prep.n_layers,
         prompt_config=str(cfg.prompt_config),
         prompt_type=ev.prompt_config.prompt_type,

@@ -52,6 +52,7 @@ class SteeringResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["running", "interrupted", "failed", "complete"]
     model: str
+    model_short: str = ""  # written since the first version; older files read without it
     n_layers: int
     layer_convention: str = "block_output"
     prompt_config: str

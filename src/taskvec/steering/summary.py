@@ -33,10 +33,10 @@ def begins_with_answer(
     return False
 
 
-def short_expression(expression: str) -> str:
-    """The expression with each session name cut to its tag (`COT5_SmolLM2..._task_vector_2026...`
+def short_expression(expression: str, model_short: str) -> str:
+    """The expression with each full session name cut to its tag (`COT5_{model}_task_vector_{time}`
     -> `COT5`)."""
-    return re.sub(r"_\S*_task_vector_\d{8}_\d{6}", "", expression)
+    return re.sub(rf"_{re.escape(model_short)}_task_vector_\d{{8}}_\d{{6}}", "", expression)
 
 
 def _scores(
@@ -89,7 +89,7 @@ def format_table(result: SteeringResult) -> str:
         )
     v = result.vector
     lines.append(
-        f"vector '{short_expression(v.expression)}' at position {v.position}, "
+        f"vector '{short_expression(v.expression, result.model_short)}' at position {v.position}, "
         f"mode {result.config['mode']}, where {result.config['where']}; acc: the evaluation's "
         "parse; prefix: the generation begins with the gold answer"
     )
