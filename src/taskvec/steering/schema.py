@@ -52,7 +52,7 @@ class SteeringResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["running", "interrupted", "failed", "complete"]
     model: str
-    model_short: str = ""  # written since the first version; older files read without it
+    model_short: str = ""  # "" in files written before it was recorded
     n_layers: int
     layer_convention: str = "block_output"
     prompt_config: str
