@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib import colormaps
+from matplotlib.ticker import MaxNLocator
 
 from taskvec.analysis import plotting
 from taskvec.steering.schema import ConditionScores, SteeringResult
@@ -57,10 +58,12 @@ def plot_steering(result: SteeringResult, path: Path) -> Path:
             color="tab:red",
             ls=":",
             lw=1.5,
-            label=f"baseline {getattr(result.baseline, key):.2f}",
+            label="baseline (unsteered)",
         )
         ax.set_xlabel("steered layer" if by_layer else "scale")
-        ax.set_title(label, fontsize=9)
+        if by_layer:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{label}; baseline {getattr(result.baseline, key):.2f}", fontsize=9)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"accuracy over {result.n_prompts} prompts")
