@@ -42,6 +42,7 @@ from taskvec.model.intervene import mean_last_token_vectors  # noqa: E402
 from taskvec.model.loading import load_model  # noqa: E402
 from taskvec.model.steer import steering_hooks  # noqa: E402
 from taskvec.model.steering import Steer  # noqa: E402
+from taskvec.steering.config import SteerConfig  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 CONFIGS = REPO / "configs" / "smollm2-135m"
@@ -175,7 +176,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="taskvec runs")
     parser.add_argument("--baseline-repeats", type=int, default=1, help="naive loop runs")
     parser.add_argument(
-        "--batch-size", type=int, default=int(ev.EvalOptions.model_fields["batch_size"].default)
+        "--batch-size", type=int, default=int(SteerConfig.model_fields["batch_size"].default)
     )
     args = parser.parse_args()
     torch.set_grad_enabled(False)

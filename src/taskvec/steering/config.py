@@ -40,7 +40,9 @@ class SteerConfig(BaseModel):
     model: str | None = Field(None, description="overrides the prompt config's model")
     device: Device = "auto"
     dtype: DType = "auto"
-    batch_size: int = Field(32, ge=1, description="rows decoding at once (conditions mix)")
+    batch_size: int = Field(
+        64, ge=1, description="rows decoding at once (a sweep multiplies the rows: conditions mix)"
+    )
     output_dir: Path = Path("results")
     tag: str | None = None
 
