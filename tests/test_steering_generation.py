@@ -87,8 +87,8 @@ def test_a_sweep_in_one_batch_equals_each_row_alone_and_plain_generate(
     model: torch.nn.Module, where: str
 ) -> None:
     """Every mode at one `where`, plus unsteered rows, in one batched run (shared prefixes,
-      drafts): each row
-    equals its prompt alone with its condition, and `generate` with a plain hook."""
+    drafts): each row equals its prompt alone with its condition, and `generate` with a plain
+    hook."""
     base = prompts()[:6]
     conditions: list[Steer | None] = [None]
     conditions += [Steer({LAYER: vector()}, m, s, where) for m, s in MODES]  # type: ignore[arg-type]
@@ -112,8 +112,8 @@ def test_add_scale_zero_gives_the_baseline_tokens(model: torch.nn.Module, where:
 
 def test_where_last_steers_only_the_last_prompt_token(model: torch.nn.Module) -> None:
     """The seam's plans: one steered column per row in the suffix prefill (its last prompt token),
-      none in a
-    prefix or a decode step; and the block output read at earlier tokens is the unsteered one."""
+    none in a prefix or a decode step; and the block output read at earlier tokens is the
+    unsteered one."""
     from taskvec.model.steering import RowSteering
 
     planned: list[tuple[int, list[list[int]]]] = []

@@ -82,9 +82,8 @@ def plan_groups(
     prompt_ids: Sequence[Sequence[int]], steers: Sequence[Steer | None], prefix_cache: bool = True
 ) -> list[tuple[PrefixNode, Steer | None]]:
     """Prefix plans to run one after the other, each with the steer of its prefixes: one over the
-      prompts whose
-    prefix is unsteered (no steer, `where: last/generated`), then one per condition steering
-      every prompt token."""
+    prompts whose prefix is unsteered (no steer, `where: last/generated`), then one per condition
+    steering every prompt token."""
     groups: dict[int, tuple[Steer | None, list[int]]] = {0: (None, [])}
     for i, steer in enumerate(steers):
         key = id(steer) if steer is not None and steer.in_prompt else 0

@@ -15,8 +15,7 @@ from taskvec.model.prefix import PrefixNode
 @dataclass(frozen=True)
 class Prefix:
     """A prefilled prefix: its KV cache (one row) after the shared root prefix, and the vectors
-      read inside it
-    (root included), by absolute token index."""
+    read inside it (root included), by absolute token index."""
 
     kv: KV | None = None
     known: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -28,9 +27,8 @@ Extend = Callable[[Prefix, list[int], int, list[int]], Prefix]
 
 class PrefixStore:
     """The prefixes of `tree` over `prompt_ids`, computed by `extend` on demand; `wanted(m)` lists
-      the token
-    indices to read of prompt m; `root(prefix)` may take the root prefix over (the shared copy
-      every row reads)."""
+    the token indices to read of prompt m; `root(prefix)` may take the root prefix over (the
+    shared copy every row reads)."""
 
     def __init__(
         self,

@@ -29,7 +29,7 @@ from taskvec.model.steering import RowSteering, Steer, generated_mask, prompt_ma
 class Reading:
     """Hidden states to read during the prefill (one-pass extraction): block outputs of `layers` at
     `token_indices[i]`, absolute token indices into prompt i, in position order (none: nothing
-      read)."""
+    read)."""
 
     layers: list[int]
     token_indices: Sequence[Sequence[int]]

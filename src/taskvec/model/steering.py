@@ -49,8 +49,7 @@ class Steer:
 
 def prompt_mask(steers: Sequence[Steer | None], lens: Sequence[int], width: int) -> torch.Tensor:
     """Steered columns of left-padded prompt tokens (the last `lens[r]` of `width` columns are row
-      r's; the
-    last column is its last prompt token), (rows, width) bool."""
+    r's; the last column is its last prompt token), (rows, width) bool."""
     mask = torch.zeros(len(steers), width, dtype=torch.bool)
     for r, (steer, n) in enumerate(zip(steers, lens)):
         if steer is not None and steer.in_prompt:

@@ -29,8 +29,7 @@ class Condition:
 
 def check_layers(layers: list[int], vector: TaskVector, n_blocks: int | None) -> list[int]:
     """The config's layers as non-negative block indices, each one the vector has; `n_blocks` None:
-      before the
-    model is known (negative layers are then checked later)."""
+    before the model is known (negative layers are then checked later)."""
     out = []
     for layer in layers:
         if layer < 0 and n_blocks is None:
