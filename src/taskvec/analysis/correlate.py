@@ -135,13 +135,16 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else math.nan
 
 
-def correlate(session: Session, results_dir: Path, out: Path, force: bool = False) -> pd.DataFrame:
+def correlate(
+    session: Session, results_dir: Path, out: Path | None = None, force: bool = False
+) -> pd.DataFrame:
     """One row per key: probe accuracy vs majority baseline, and cosine to the task vector of
     correct vs incorrect samples.
 
     Vectors and predictions must come from the same model, split and prompts (`force` joins them anyway).
     `attrs` holds the join counts (`matched`, `session_only`, `predictions_only`), a `note` when the
-    probe cannot run, and the written `plots`; correlate.csv goes next to them in `out`.
+    probe cannot run, and the written `plots`; correlate.csv goes next to them in `out` (None:
+    writes nothing).
     """
     correct = read_correctness(results_dir)
     if not force:
@@ -195,14 +198,15 @@ def correlate(session: Session, results_dir: Path, out: Path, force: bool = Fals
             }
         )
     table = pd.DataFrame(table_rows)
+    table.attrs.update(join, note=note)
+    if out is None:
+        return table
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "correlate.csv", index=False)
     table.attrs["csv"] = out / "correlate.csv"
-    table.attrs.update(
-        join,
-        note=note,
-        plots=[_plot(table, session_labels([session])[0], join, note, out / "correlate.png")],
-    )
+    table.attrs["plots"] = [
+        _plot(table, session_labels([session])[0], join, note, out / "correlate.png")
+    ]
     return table
 
 

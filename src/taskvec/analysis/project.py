@@ -34,12 +34,12 @@ def project_key(sessions: Sequence[Session], layer: int, position: str | None) -
 
 
 def project(
-    sessions: Sequence[Session], layer: int, position: str | None, out: Path
+    sessions: Sequence[Session], layer: int, position: str | None = None, out: Path | None = None
 ) -> pd.DataFrame:
     """PCA of all sessions' per-sample vectors at one layer and position, fitted on them together.
 
     Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind, pc1, pc2.
-    Writes `project_layer_{L}_pos_{P}.png` (and .csv) to `out`.
+    Writes `project_layer_{L}_pos_{P}.png` (and .csv) to `out` (None: writes nothing).
     """
     key = project_key(sessions, layer, position)
     labels = session_labels(sessions)
@@ -83,13 +83,15 @@ def project(
         )
     table = pd.concat(frames, ignore_index=True)
     stem = f"project_{key}"
+    table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
+    if out is None:
+        return table
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{stem}.csv", index=False)
     table.attrs["csv"] = out / f"{stem}.csv"
     table.attrs["plots"] = [
         _plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")
     ]
-    table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
     return table
 
 

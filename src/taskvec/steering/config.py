@@ -83,6 +83,6 @@ def load_steer_config(path: Path) -> SteerConfig:
     written."""
     missing = (
         f"--config: file '{path}' not found; pass a steer config YAML "
-        "(see configs/smollm2-135m/steer_past_tense_cot.yaml)"
+        "(see configs/smollm2-135m/steer_past_tense_cot_last.yaml)"
     )
     return load_yaml_model(path, SteerConfig, "steer config", missing)
