@@ -199,3 +199,41 @@ def test_device_map_needs_one_process_per_node(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(TaskvecError, match="one process per node"):
         join_world(torch.device("cuda"), "auto")
+
+
+def test_two_ranks_steer_like_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """(condition, prompt) pairs dealt to two ranks: steering.json and every condition's
+    predictions equal one process's up to timings; that process loads with `device_map: auto`
+    (accelerate; the CPU here), which changes nothing either."""
+    from tests.test_steer_run import write_steer
+    from tests.tiny_sessions import extract_sessions
+
+    (tmp_path / "sessions").mkdir()
+    sessions = extract_sessions(tmp_path / "sessions", tiny_model_dir, max_samples=4)
+
+    def result(out: str, *launch: str) -> tuple[dict[str, object], dict[str, str]]:
+        (tmp_path / out).mkdir()
+        config = write_steer(tmp_path / out, sessions, device_map=None if launch else "auto")
+        args = ["steer", "--config", str(config), "--quiet"]
+        if launch:
+            done = _torchrun(*launch, *args)
+            assert done.returncode == 0 and done.stdout.count("results: ") == 1, done.stderr[-3000:]
+        else:
+            assert main(args) == 0
+        directory = _only(tmp_path / out / "results")
+        found = json.loads((directory / "steering.json").read_text())
+        (run,) = found.pop("runs")
+        assert run["world_size"] == (2 if launch else 1) and found.pop("status") == "complete"
+        assert len(run["generated_per_rank"]) == run["world_size"]
+        assert all(n > 0 for n in run["generated_per_rank"])
+        found["config"].pop("output_dir")
+        assert found["config"].pop("device_map") == (None if launch else "auto")
+        files = {
+            d.name: (d / "predictions.jsonl").read_text()
+            for d in (directory / "conditions").iterdir()
+        }
+        assert not list(directory.glob("conditions/*/predictions.rank*"))
+        return found, files
+
+    one = result("one")
+    assert result("two", "-m", "taskvec") == one and len(one[1]) > 2

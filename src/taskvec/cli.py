@@ -284,6 +284,8 @@ def _steer(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         resume=Path(args.resume) if args.resume else None,
     )
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun rank 0 reports for every rank
     print(format_table(done.result))
     print(f"results: {done.directory}")
     print(f"plot: {done.directory / 'steering.png'}")

@@ -40,6 +40,9 @@ class SteerConfig(BaseModel):
     model: str | None = Field(None, description="overrides the prompt config's model")
     device: Device = "auto"
     dtype: DType = "auto"
+    device_map: Literal["auto"] | None = Field(
+        None, description="auto: accelerate spreads the model's blocks over the node's devices"
+    )
     batch_size: int = Field(
         64, ge=1, description="rows decoding at once (a sweep multiplies the rows: conditions mix)"
     )

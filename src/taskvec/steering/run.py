@@ -21,7 +21,8 @@ import yaml
 from tqdm import tqdm
 
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
-from taskvec.evaluation.predictions import PredictionLog
+from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
+from taskvec.evaluation.ranks import shard
 from taskvec.evaluation.run import (
     EvalPrepared,
     eos_ids,
@@ -29,6 +30,7 @@ from taskvec.evaluation.run import (
     score_prediction,
     stop_pattern,
 )
+from taskvec.extraction.distributed import World, join_world, leave_world
 from taskvec.model.generation import Generator
 from taskvec.model.identity import model_identity
 from taskvec.model.loading import load_model, load_model_config, resolve_device, resolve_dtype
@@ -152,12 +154,18 @@ def _new_directory(prep: SteerPrepared) -> Path:
     return directory
 
 
-def _logs(prep: SteerPrepared, directory: Path) -> dict[str, PredictionLog]:
+def _logs(prep: SteerPrepared, directory: Path, rank: int) -> dict[str, PredictionLog]:
+    """Each condition's predictions log of this rank (rank r > 0: its own part)."""
     logs = {}
     for c in prep.conditions:
         (directory / "conditions" / c.name).mkdir(parents=True, exist_ok=True)
-        logs[c.name] = PredictionLog(directory / "conditions" / c.name / "predictions.jsonl")
+        logs[c.name] = PredictionLog(log_path(directory / "conditions" / c.name, rank))
     return logs
+
+
+def _read_rows(prep: SteerPrepared, directory: Path, repair: bool = True) -> Rows:
+    """Every condition's finished predictions, every rank's part included."""
+    return {c.name: read_all(directory / "conditions" / c.name, repair) for c in prep.conditions}
 
 
 def _resume_rows(prep: SteerPrepared, directory: Path) -> tuple[Rows, list[dict]]:
@@ -181,10 +189,10 @@ def _resume_rows(prep: SteerPrepared, directory: Path) -> tuple[Rows, list[dict]
             f"--resume: the sessions of '{prep.config.vector}' changed since '{directory.name}' "
             "began; start a new run"
         )
-    ev, rows = prep.evaluation, {}
+    ev, rows = prep.evaluation, _read_rows(prep, directory)
     for c in prep.conditions:
         path = directory / "conditions" / c.name / "predictions.jsonl"
-        rows[c.name] = PredictionLog(path).read()
+        merge(path.parent, rows[c.name])  # a distributed run's parts in one file
         for idx, row in rows[c.name].items():
             if idx >= len(ev.samples) or row.get("prompt") != ev.prompts[idx].text:
                 raise TaskvecError(
@@ -195,10 +203,16 @@ def _resume_rows(prep: SteerPrepared, directory: Path) -> tuple[Rows, list[dict]
 
 
 def _generate(
-    prep: SteerPrepared, model: Any, rows: Rows, logs: dict[str, PredictionLog], progress: bool
+    prep: SteerPrepared,
+    model: Any,
+    rows: Rows,
+    logs: dict[str, PredictionLog],
+    progress: bool,
+    world: World,
 ) -> int:
-    """Generate every (condition, prompt) not yet in `rows`, in one batched run; returns how many
-    ran."""
+    """Generate every (condition, prompt) not yet in `rows` and this rank's (a condition's prompts
+    are dealt like evaluation's, each condition its own prefix plan), in one batched run;
+    returns how many ran."""
     ev, cfg = prep.evaluation, prep.config
     n, names = len(ev.ids), [c.name for c in prep.conditions]
     stop = stop_pattern(ev.prompt_config.answer_format, ev.samples)
@@ -210,7 +224,9 @@ def _generate(
     )
     ids = [p for _ in prep.conditions for p in ev.ids]
     steers = [c.steer for c in prep.conditions for _ in ev.ids]
-    skip = {c * n + i for c, name in enumerate(names) for i in rows[name]}
+    finished = {c * n + i for c, name in enumerate(names) for i in rows[name]}
+    plans = [range(c * n, (c + 1) * n) for c in range(len(names))]
+    skip = shard(ids, finished, world, True, settings.max_new_tokens, plans).skip
     done_count = 0
     bar = tqdm(total=len(ids) - len(skip), unit="row", desc="steer", disable=not progress)
     for done in generator.run(ids, skip=skip, steers=steers):
@@ -230,47 +246,83 @@ def run_steering(
     prep: SteerPrepared, progress: bool = True, resume: Path | None = None
 ) -> SteerRun:
     """Load the weights, generate the baseline and every condition, score, write the results
-    directory."""
+    directory.
+
+    Under torchrun the (condition, prompt) pairs are dealt to the ranks; each appends to its own
+    part of every condition's predictions, and rank 0 merges them and writes steering.json."""
+    world, device = join_world(resolve_device(prep.config.device), prep.config.device_map)
+    try:
+        return _run(prep, progress, resume, world, device)
+    finally:
+        leave_world(world)
+
+
+def _run(
+    prep: SteerPrepared, progress: bool, resume: Path | None, world: World, device: Any
+) -> SteerRun:
     cfg = prep.config
     rows, runs = (
-        _resume_rows(prep, resume)
+        world.on_main(lambda: _resume_rows(prep, resume))
         if resume is not None
         else ({c.name: {} for c in prep.conditions}, [])
     )
-    device = resolve_device(cfg.device)
     start = time.perf_counter()
-    model = load_model(prep.evaluation.model_ref, resolve_dtype(cfg.dtype, device), device)
-    directory = resume if resume is not None else _new_directory(prep)
-    logs = _logs(prep, directory)
-    run: dict[str, Any] = {"started_at": datetime.now().isoformat(timespec="seconds")}
+    dtype = resolve_dtype(cfg.dtype, device)
+    model = load_model(prep.evaluation.model_ref, dtype, device, cfg.device_map)
+    directory = resume if resume is not None else world.on_main(lambda: _new_directory(prep))
+    logs = _logs(prep, directory, world.rank)
+    run: dict[str, Any] = {
+        "started_at": datetime.now().isoformat(timespec="seconds"),
+        "world_size": world.size,
+    }
     runs = [*runs, run]
-    _result(prep, "running", rows, runs).save(directory)
+    if world.main:
+        _result(prep, "running", rows, runs).save(directory)
     loaded = time.perf_counter()
     try:
         with sigterm_as_interrupt():
-            run["generated"] = _generate(prep, model, rows, logs, progress)
+            mine = _generate(prep, model, rows, logs, progress and world.main, world)
+            for log in logs.values():
+                log.close()
+            counts = world.gather(mine)  # also waits until every rank's predictions are written
     except BaseException as exc:
         for log in logs.values():
             log.close()
-        raise _stopped(exc, prep, directory, rows, runs) from exc
+        done = _read_rows(prep, directory, repair=False) if world.main else rows
+        raise _stopped(exc, prep, directory, done, runs, world.main) from exc
     run.update(load_s=loaded - start, generate_s=time.perf_counter() - loaded)
-    for name, log in logs.items():
-        log.finalise(list(rows[name].values()))
+    run.update(generated=sum(counts), generated_per_rank=counts)
+    return SteerRun(directory, world.on_main(lambda: _complete(prep, directory, runs)))
+
+
+def _complete(prep: SteerPrepared, directory: Path, runs: list[dict]) -> SteeringResult:
+    """Rank 0, once every rank is done: each condition's predictions in one file in sample
+    order, steering.json, steering.png."""
+    rows = _read_rows(prep, directory)
+    for c in prep.conditions:
+        merge(directory / "conditions" / c.name, rows[c.name])
     result = _result(prep, "complete", rows, runs)
     result.save(directory)
     from taskvec.steering.plot import plot_steering  # matplotlib only when writing
 
     plot_steering(result, directory / "steering.png")
-    return SteerRun(directory, result)
+    return result
 
 
 def _stopped(
-    exc: BaseException, prep: SteerPrepared, directory: Path, rows: Rows, runs: list[dict]
+    exc: BaseException,
+    prep: SteerPrepared,
+    directory: Path,
+    rows: Rows,
+    runs: list[dict],
+    main: bool = True,
 ) -> TaskvecError:
-    """Record how the run ended; the one-line error says what is kept and how to resume."""
+    """Record how the run ended (rank 0); the one-line error says what is kept and how to
+    resume."""
     interrupted = isinstance(exc, (KeyboardInterrupt, OSError))
     try:
-        _result(prep, "interrupted" if interrupted else "failed", rows, runs).save(directory)
+        if main:
+            _result(prep, "interrupted" if interrupted else "failed", rows, runs).save(directory)
     except OSError:
         pass  # a full disk may refuse even this; the predictions say what is done
     done = sum(map(len, rows.values()))
