@@ -32,6 +32,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from taskvec.config import Device, DType
+from taskvec.data import sample_kinds
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.answers import extract_answer, score, score_text
@@ -96,6 +97,9 @@ class EvalPrepared:
     extraction: Prepared | None = (
         None  # one pass: also write this extraction session from the prefill
     )
+    kinds: dict[str, str] = field(
+        default_factory=dict
+    )  # sample_id -> question kind, where the data has kinds
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,18 @@ def prepare_evaluation(config_path: Path, **overrides: Any) -> EvalPrepared:
     tokenizer = load_tokenizer(ref)
     prompts, ids = map(list, zip(*build_prompts(prompt_cfg, samples, pool, tokenizer)))
     timings = {"prepare_s": time.perf_counter() - start}
+    kinds = sample_kinds(prompt_cfg.dataset, options.split)
     return EvalPrepared(
-        config_path, options, prompt_cfg, ref, tokenizer, samples, prompts, ids, timings
+        config_path,
+        options,
+        prompt_cfg,
+        ref,
+        tokenizer,
+        samples,
+        prompts,
+        ids,
+        timings,
+        kinds=kinds,
     )
 
 
@@ -379,6 +393,8 @@ def _scored(
     )
     if truncated:
         row["correct"] = False
+    if prep.kinds:
+        row["kind"] = prep.kinds.get(row["sample_id"])
     return row
 
 
@@ -393,7 +409,18 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "n_truncated": sum(r["truncated"] for r in rows),
         "accuracy_with_fallback": sum(r["correct_if_not_truncated"] for r in rows) / n,
         "n_generated_tokens": sum(r["n_generated_tokens"] for r in rows),
+        **({"by_kind": by_kind(rows)} if any(r.get("kind") for r in rows) else {}),
     }
+
+
+def by_kind(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Accuracy per question kind (the builtin generator's), kinds in order of first appearance."""
+    out: dict[str, dict[str, float | int]] = {}
+    for kind in dict.fromkeys(str(r.get("kind")) for r in rows):
+        mine = [r for r in rows if str(r.get("kind")) == kind]
+        n_correct = sum(r["correct"] for r in mine)
+        out[kind] = {"n": len(mine), "n_correct": n_correct, "accuracy": n_correct / len(mine)}
+    return out
 
 
 def _metrics(

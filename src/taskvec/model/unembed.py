@@ -1,0 +1,174 @@
+"""The model's final norm and unembedding, and nothing else: what a logit lens runs.
+
+The architecture comes from the model's config (a skeleton on the meta device, so no
+weights are allocated); only the final norm and the output matrix are read from disk:
+from a GGUF file `output_norm.*` and `output.weight` (dequantised by the `gguf` package),
+from safetensors the tensors the skeleton names. A model without its own output matrix
+(tied embeddings) is read through its token embedding.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, PretrainedConfig
+
+from taskvec.errors import TaskvecError
+from taskvec.model.loading import ModelRef, load_model_config
+
+FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "norm_f", "final_norm")
+GGUF_NAMES = {"norm": "output_norm", "head": "output", "embed": "token_embd"}
+
+
+@dataclass
+class Unembedding:
+    """`logits(h)`: block output `h` (..., hidden) -> final norm -> output matrix (..., vocab), float32 on CPU."""
+
+    norm: torch.nn.Module
+    weight: torch.Tensor  # (vocab, hidden)
+    tied: bool
+
+    @torch.no_grad()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(hidden.float()) @ self.weight.T
+
+
+def _skeleton(config: PretrainedConfig) -> torch.nn.Module:
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def _final_norm(model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
+    """The qualified name and module of the norm applied after the last block."""
+    base = getattr(model, "base_model", model)
+    names = {module: name for name, module in model.named_modules()}
+    for attr in FINAL_NORM_NAMES:
+        module = getattr(base, attr, None)
+        if isinstance(module, torch.nn.Module):
+            return names[module], module
+    raise TaskvecError(
+        f"lens: cannot find the final norm of {type(model).__name__} "
+        f"(looked for {', '.join(FINAL_NORM_NAMES)} on its base model)"
+    )
+
+
+def _head_names(model: torch.nn.Module) -> tuple[str, str]:
+    """The parameter names of the output matrix and of the token embedding (its tied stand-in)."""
+    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+    head = model.get_output_embeddings()
+    embed = model.get_input_embeddings()
+    if head is None:
+        raise TaskvecError(f"lens: {type(model).__name__} has no output embedding (no LM head)")
+    return names[id(head.weight)], names[id(embed.weight)]
+
+
+def _gguf_tensors(path: Path, wanted: set[str]) -> dict[str, torch.Tensor]:
+    """The named tensors of a GGUF file, dequantised to float32 (the file is memory-mapped; others are not read)."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    reader = GGUFReader(path)
+    out = {}
+    for tensor in reader.tensors:
+        if tensor.name in wanted:
+            values = dequantize(tensor.data, tensor.tensor_type)
+            shape = [int(d) for d in reversed(tensor.shape.tolist())]
+            out[tensor.name] = torch.from_numpy(np.array(values, dtype=np.float32).reshape(shape))
+    return out
+
+
+def _safetensors_files(ref: ModelRef) -> list[Path]:
+    """The checkpoint's safetensors files: from a local directory, else the Hub cache (downloading the index only)."""
+    folder = Path(ref.source)
+    if folder.is_dir():
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            raise TaskvecError(
+                f"lens: '{folder}' has no .safetensors weights; the lens reads the final norm and "
+                "unembedding from safetensors or GGUF files"
+            )
+        return files
+    from huggingface_hub import hf_hub_download
+
+    local = {"local_files_only": True} if ref.offline else {}
+    try:
+        index = hf_hub_download(ref.source, "model.safetensors.index.json", **local)
+        shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+    except Exception:
+        shards = ["model.safetensors"]
+    try:
+        return [Path(hf_hub_download(ref.source, s, **local)) for s in shards]
+    except Exception as exc:
+        raise TaskvecError(
+            f"lens: cannot fetch the weights of '{ref.source}' ({type(exc).__name__}); "
+            "download the model (`hf download ID --local-dir DIR`) and pass the directory"
+        ) from exc
+
+
+def _safetensors_tensors(files: list[Path], wanted: set[str]) -> dict[str, torch.Tensor]:
+    """Just the named tensors, whichever shard holds them (other tensors are not read)."""
+    from safetensors import safe_open
+
+    out = {}
+    for path in files:
+        with safe_open(path, framework="pt") as f:
+            for name in wanted & set(f.keys()):
+                out[name] = f.get_tensor(name).float()
+    return out
+
+
+def _fill_norm(norm: torch.nn.Module, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+    norm.to_empty(device="cpu")
+    state = {k: tensors[f"{prefix}.{k}"] for k in norm.state_dict() if f"{prefix}.{k}" in tensors}
+    missing = set(norm.state_dict()) - set(state)
+    if missing:
+        raise TaskvecError(f"lens: the checkpoint lacks the final norm's {sorted(missing)}")
+    norm.load_state_dict(state)
+    norm.float().eval().requires_grad_(False)
+
+
+def load_unembedding(ref: ModelRef) -> Unembedding:
+    """Read the final norm and the output matrix of `ref` (GGUF, local directory or Hub id); no blocks are loaded."""
+    skeleton = _skeleton(load_model_config(ref))
+    norm_name, norm = _final_norm(skeleton)
+    head_name, embed_name = _head_names(skeleton)
+    if ref.gguf_file:
+        g = GGUF_NAMES
+        tensors = _gguf_tensors(
+            Path(ref.source) / ref.gguf_file,
+            {
+                f"{g['norm']}.weight",
+                f"{g['norm']}.bias",
+                f"{g['head']}.weight",
+                f"{g['embed']}.weight",
+            },
+        )
+        tensors = {
+            **{
+                f"{norm_name}.{k.split('.')[-1]}": v
+                for k, v in tensors.items()
+                if k.startswith(g["norm"])
+            },
+            **(
+                {head_name: tensors[f"{g['head']}.weight"]}
+                if f"{g['head']}.weight" in tensors
+                else {}
+            ),
+            embed_name: tensors[f"{g['embed']}.weight"],
+        }
+    else:
+        wanted = {f"{norm_name}.{k}" for k in norm.state_dict()} | {head_name, embed_name}
+        tensors = _safetensors_tensors(_safetensors_files(ref), wanted)
+    _fill_norm(norm, norm_name, tensors)
+    # tied: the skeleton shares one matrix, or a GGUF has no `output.weight` (llama.cpp's convention)
+    tied = head_name == embed_name or head_name not in tensors and ref.gguf_file is not None
+    weight = tensors.get(embed_name if tied else head_name)
+    if weight is None:
+        raise TaskvecError(
+            f"lens: the checkpoint of '{ref.spec}' lacks {embed_name if tied else head_name}"
+        )
+    return Unembedding(norm, weight, tied)
