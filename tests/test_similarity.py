@@ -72,26 +72,32 @@ def test_cka_is_one_with_itself_invariant_to_rotation_and_scale() -> None:
 
 def test_probe_on_a_linear_label_beats_its_controls() -> None:
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(60, 100))
-    y = (x[:, :3].sum(1) > 0).astype(int)
-    x[:, :3] *= 4  # the signal carries variance, as a real direction in the residual stream would
+    y = rng.permutation(np.repeat([0, 1], 30))
+    direction = rng.normal(size=100) * 0.3  # a dense direction, as a feature of the residual stream is
+    x = rng.normal(size=(60, 100)) + np.outer(2 * y - 1, direction)
     score = cross_validate(x, y)
     null = shuffled_aucs(x, y, 40)
     p = permutation_p(score.auc, null)
     assert score.auc > 0.9 and score.folds == 5 and p == pytest.approx(1 / 41)
     assert verdict(score.auc, p, float(np.quantile(null, 0.95)), {"surface": 0.55}) == "beats controls"
-    assert verdict(score.auc, p, 0.6, {"surface": 0.97}) == "does not beat the surface baseline"
+    assert verdict(score.auc, p, 0.6, {"surface": 1.0}) == "does not beat the surface baseline"
 
 
 def test_probe_on_noise_labels_does_not() -> None:
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(60, 100))
-    y = rng.permutation(np.repeat([0, 1], 30))
-    score = cross_validate(x, y)
-    null = shuffled_aucs(x, y, 40)
-    p = permutation_p(score.auc, null)
-    assert 0.3 < score.auc < 0.7 and p > 0.1
-    assert verdict(score.auc, p, float(np.quantile(null, 0.95)), {}) == "does not beat shuffled labels"
+    """Over five noise worlds the AUC averages near 0.5 and p is large (one world alone may be a fluke,
+    which is what a calibrated p-value allows: about one in twenty below 0.05)."""
+    aucs, ps, verdicts = [], [], []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(100, 100))
+        y = rng.permutation(np.repeat([0, 1], 50))
+        score = cross_validate(x, y)
+        null = shuffled_aucs(x, y, 40)
+        aucs.append(score.auc)
+        ps.append(permutation_p(score.auc, null))
+        verdicts.append(verdict(score.auc, ps[-1], float(np.quantile(null, 0.95)), {}))
+    assert 0.4 < np.mean(aucs) < 0.6 and np.median(ps) > 0.3
+    assert verdicts.count("does not beat shuffled labels") >= 4
 
 
 def test_auc_matches_sklearn_and_one_class_is_not_run() -> None:
