@@ -20,7 +20,9 @@ from taskvec.analysis.similarity import (
 D, N = 64, 40
 
 
-def _session(rng: np.random.Generator, shared: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+def _session(
+    rng: np.random.Generator, shared: np.ndarray, shift: np.ndarray | None = None
+) -> np.ndarray:
     """N samples around a large shared mean (as residual streams have), unit noise, optionally shifted."""
     return shared + rng.normal(size=(N, D)) + (0 if shift is None else shift)
 
@@ -32,14 +34,20 @@ def worlds() -> tuple[list[np.ndarray], np.ndarray]:
     shared = rng.normal(size=D)
     shared *= 60 / np.linalg.norm(shared)
     direction = np.eye(D)[5] * 6.0
-    return [_session(rng, shared), _session(rng, shared), _session(rng, shared, direction)], direction
+    return [
+        _session(rng, shared),
+        _session(rng, shared),
+        _session(rng, shared, direction),
+    ], direction
 
 
 def test_one_direction_is_seen_by_centred_cosine_and_probe_not_by_raw_cosine(worlds) -> None:
     (a, a2, b), _ = worlds
     means = [v.mean(0) for v in (a, a2, b)]
     raw_ab, raw_aa = cosine(means[0], means[2]), cosine(means[0], means[1])
-    assert raw_ab > 0.99 and raw_aa > 0.99 and abs(raw_ab - raw_aa) < 0.01  # raw cosine: no difference
+    assert (
+        raw_ab > 0.99 and raw_aa > 0.99 and abs(raw_ab - raw_aa) < 0.01
+    )  # raw cosine: no difference
     centred = centered_cosines(means)
     assert centred[0, 2] < -0.75 and centred[1, 2] < -0.75 and centred[0, 1] > 0.6
     ids = [[f"s{i}" for i in range(N)]] * 3
@@ -73,13 +81,17 @@ def test_cka_is_one_with_itself_invariant_to_rotation_and_scale() -> None:
 def test_probe_on_a_linear_label_beats_its_controls() -> None:
     rng = np.random.default_rng(3)
     y = rng.permutation(np.repeat([0, 1], 30))
-    direction = rng.normal(size=100) * 0.3  # a dense direction, as a feature of the residual stream is
+    direction = (
+        rng.normal(size=100) * 0.3
+    )  # a dense direction, as a feature of the residual stream is
     x = rng.normal(size=(60, 100)) + np.outer(2 * y - 1, direction)
     score = cross_validate(x, y)
     null = shuffled_aucs(x, y, 40)
     p = permutation_p(score.auc, null)
     assert score.auc > 0.9 and score.folds == 5 and p == pytest.approx(1 / 41)
-    assert verdict(score.auc, p, float(np.quantile(null, 0.95)), {"surface": 0.55}) == "beats controls"
+    assert (
+        verdict(score.auc, p, float(np.quantile(null, 0.95)), {"surface": 0.55}) == "beats controls"
+    )
     assert verdict(score.auc, p, 0.6, {"surface": 1.0}) == "does not beat the surface baseline"
 
 

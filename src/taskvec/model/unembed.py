@@ -56,14 +56,16 @@ def _final_norm(model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
     )
 
 
-def _head_names(model: torch.nn.Module) -> tuple[str, str]:
-    """The parameter names of the output matrix and of the token embedding (its tied stand-in)."""
-    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
-    head = model.get_output_embeddings()
-    embed = model.get_input_embeddings()
+def _head_names(model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Every name of the output matrix and of the token embedding (one shared list when they are tied)."""
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
     if head is None:
         raise TaskvecError(f"lens: {type(model).__name__} has no output embedding (no LM head)")
-    return names[id(head.weight)], names[id(embed.weight)]
+    named = list(model.named_parameters(remove_duplicate=False))
+    return (
+        [n for n, p in named if p is head.weight],
+        [n for n, p in named if p is embed.weight],
+    )
 
 
 def _gguf_tensors(path: Path, wanted: set[str]) -> dict[str, torch.Tensor]:
@@ -131,44 +133,50 @@ def _fill_norm(norm: torch.nn.Module, prefix: str, tensors: dict[str, torch.Tens
     norm.float().eval().requires_grad_(False)
 
 
+def _checkpoint_tensors(
+    ref: ModelRef, norm_name: str, norm: torch.nn.Module, names: list[str]
+) -> dict[str, torch.Tensor]:
+    """The final norm's tensors (under the skeleton's names) and whichever of `names` the checkpoint has;
+    a GGUF's `output.weight` and `token_embd.weight` come under the names `output` and `embed`."""
+    if not ref.gguf_file:
+        wanted = {f"{norm_name}.{k}" for k in norm.state_dict()} | set(names)
+        return _safetensors_tensors(_safetensors_files(ref), wanted)
+    g = GGUF_NAMES
+    found = _gguf_tensors(
+        Path(ref.source) / ref.gguf_file,
+        {f"{g['norm']}.weight", f"{g['norm']}.bias", f"{g['head']}.weight", f"{g['embed']}.weight"},
+    )
+    renamed = {
+        "output": found.get(f"{g['head']}.weight"),
+        "embed": found.get(f"{g['embed']}.weight"),
+    }
+    norms = {
+        f"{norm_name}.{k.split('.')[-1]}": v for k, v in found.items() if k.startswith(g["norm"])
+    }
+    return norms | {k: v for k, v in renamed.items() if v is not None}
+
+
 def load_unembedding(ref: ModelRef) -> Unembedding:
-    """Read the final norm and the output matrix of `ref` (GGUF, local directory or Hub id); no blocks are loaded."""
+    """Read the final norm and the output matrix of `ref` (GGUF, local directory or Hub id); no blocks are loaded.
+
+    Tied: the skeleton shares one matrix between the LM head and the token embedding, or a GGUF has no
+    `output.weight` (llama.cpp's convention); then the token embedding is the unembedding.
+    """
     skeleton = _skeleton(load_model_config(ref))
     norm_name, norm = _final_norm(skeleton)
-    head_name, embed_name = _head_names(skeleton)
-    if ref.gguf_file:
-        g = GGUF_NAMES
-        tensors = _gguf_tensors(
-            Path(ref.source) / ref.gguf_file,
-            {
-                f"{g['norm']}.weight",
-                f"{g['norm']}.bias",
-                f"{g['head']}.weight",
-                f"{g['embed']}.weight",
-            },
-        )
-        tensors = {
-            **{
-                f"{norm_name}.{k.split('.')[-1]}": v
-                for k, v in tensors.items()
-                if k.startswith(g["norm"])
-            },
-            **(
-                {head_name: tensors[f"{g['head']}.weight"]}
-                if f"{g['head']}.weight" in tensors
-                else {}
-            ),
-            embed_name: tensors[f"{g['embed']}.weight"],
-        }
-    else:
-        wanted = {f"{norm_name}.{k}" for k in norm.state_dict()} | {head_name, embed_name}
-        tensors = _safetensors_tensors(_safetensors_files(ref), wanted)
+    head_names, embed_names = _head_names(skeleton)
+    tensors = _checkpoint_tensors(ref, norm_name, norm, head_names + embed_names)
     _fill_norm(norm, norm_name, tensors)
-    # tied: the skeleton shares one matrix, or a GGUF has no `output.weight` (llama.cpp's convention)
-    tied = head_name == embed_name or head_name not in tensors and ref.gguf_file is not None
-    weight = tensors.get(embed_name if tied else head_name)
+    if ref.gguf_file:
+        head_names, embed_names = ["output"], ["embed"]
+    tied = set(head_names) == set(embed_names) or not any(n in tensors for n in head_names)
+    if tied and not ref.gguf_file and set(head_names) != set(embed_names):
+        raise TaskvecError(
+            f"lens: the checkpoint of '{ref.spec}' lacks the LM head {head_names[0]}"
+        )
+    weight = next((tensors[n] for n in (embed_names if tied else head_names) if n in tensors), None)
     if weight is None:
         raise TaskvecError(
-            f"lens: the checkpoint of '{ref.spec}' lacks {embed_name if tied else head_name}"
+            f"lens: the checkpoint of '{ref.spec}' lacks {(embed_names + head_names)[0]}"
         )
     return Unembedding(norm, weight, tied)
