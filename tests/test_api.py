@@ -40,7 +40,8 @@ LAYERS = [
     "analysis",
     "extraction",
     "evaluation patching",
-    "cli __main__ __init__",
+    "report",
+    "cli cli_study __main__ __init__",
 ]
 
 

@@ -126,47 +126,21 @@ def _compare(args: argparse.Namespace) -> None:
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
     table = compare(sessions, _analysis_dir(args, sessions))
+    from taskvec.analysis.compare_summary import compare_summary
+
     print(compare_summary(table, len(sessions)))
     print(f"(every pair and column: {table.attrs['csv']})")
     _print_files(table)
 
 
-def compare_summary(table: pd.DataFrame, n_sessions: int) -> str:
-    """One line per layer and position: raw and centred cosines, distance/spread, CKA and the strategy
-    probe of each unordered pair (pairs as columns when there are several)."""
-    order = {label: k for k, label in enumerate(dict.fromkeys(table.session_a))}
-    pairs = table[table.session_a.map(order) < table.session_b.map(order)].copy()
-    pairs["pair"] = pairs.session_a + " vs " + pairs.session_b
-    cols = {
-        "cos_means": "cos",
-        "samples_cos_centered": "cos_c",
-        "distance_spread": "dist/sd",
-        "cka": "cka",
-        "probe_auc": "probe_auc",
-    }
-    if n_sessions >= 3:
-        cols = {"cos_means": "cos", "cos_centered": "cos_c(means)", **cols}
-    names = list(dict.fromkeys(pairs.pair))
-    wide = pairs.pivot_table(
-        index=["layer", "position"], columns="pair", values=list(cols), sort=False, dropna=False
-    )
-    if len(names) == 1:
-        wide.columns = [cols[c] for c, _ in wide.columns]
-        head = f"pair: {names[0]}"
-    else:
-        tags = {name: f"p{k + 1}" for k, name in enumerate(names)}
-        wide.columns = [f"{cols[c]} {tags[p]}" for c, p in wide.columns]
-        head = "pairs: " + ", ".join(f"{t} = {n}" for n, t in tags.items())
-    text = wide.reset_index().to_string(index=False, float_format=lambda v: f"{v:.3f}")
-    return f"{head}\ncos_c: a's samples to b's task vector, grand mean subtracted\n{text}"
-
-
 def _project(args: argparse.Namespace) -> None:
     from taskvec.analysis import project
+    from taskvec.analysis.correlate import match_correctness
     from taskvec.session.reader import load_session
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
-    table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions))
+    correct = match_correctness(sessions, [Path(r) for r in args.results]) if args.results else None
+    table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions), correct)
     print(
         "explained variance: "
         + ", ".join(
@@ -177,105 +151,10 @@ def _project(args: argparse.Namespace) -> None:
     _print_files(table)
 
 
-def _correlate(args: argparse.Namespace) -> None:
-    from taskvec.analysis import correlate
-    from taskvec.session.reader import load_session
-
-    session = load_session(args.session, Path(args.output_dir))
-    results_dir = args.results_dir or session.metadata.get("evaluation_results")
-    if results_dir is None:
-        raise TaskvecError(
-            f"correlate: session '{session.name}' records no evaluation; pass RESULTS_DIR "
-            "(or make both in one pass: taskvec evaluate --config PROMPT_CONFIG --extract EXTRACTION_CONFIG)"
-        )
-    table = correlate(
-        session,
-        Path(results_dir),
-        _analysis_dir(args, [session]),
-        force=args.force,
-        permutations=args.permutations,
-    )
-    a = table.attrs
-    print(
-        f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
-        f"{a['predictions_only']} predictions without vectors"
-    )
-    if a["forced"]:
-        print(f"note: {a['forced']}")
-    if a["note"]:
-        print(f"note: {a['note']}")
-    _print_correlate(table)
-
-
-def _print_correlate(table: pd.DataFrame) -> None:
-    """The probe and its controls per layer and position, the verdict, then the files."""
-    cols = ["layer", "position", "n_correct", "n_incorrect", "auc", "auc_std", "shuffled_auc_q95"]
-    cols += ["p_value", *[c for c in ("surface_auc", "kind_auc") if c in table], "probe_acc"]
-    cols += ["baseline_acc", "verdict"]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    beats = int((table.verdict == "beats controls").sum())
-    if beats:
-        print(
-            f"{beats} of {len(table)} layer/position probes beat their controls (p < 0.05 each; "
-            f"about {0.05 * len(table):.1f} would by chance)"
-        )
-    else:
-        print(
-            f"no layer/position probe beats its controls: at none of the {len(table)} does the "
-            "probe's AUC exceed the shuffled-label band and the baselines"
-        )
-    by_kind = table.attrs["by_kind"]
-    if len(by_kind):
-        print(f"by question kind: {table.attrs['csv'].parent / 'correlate_by_kind.csv'}")
-    _print_files(table)
-
-
-def _lens(args: argparse.Namespace) -> None:
-    from taskvec.analysis.lens import lens
-    from taskvec.session.reader import load_session
-
-    session = load_session(args.session, Path(args.output_dir))
-    minus = load_session(args.minus, Path(args.output_dir)) if args.minus else None
-    out = _analysis_dir(args, [session] + ([minus] if minus else []))
-    table = lens(session, out, minus, args.layers, args.position, args.top)
-    for (layer, position), group in table.groupby(["layer", "position"], sort=False):
-        tokens = "  ".join(f"{r.token} {r.prob:.2f}" for r in group.itertuples())
-        print(f"layer {layer:>3} pos {position:<5} {tokens}")
-    gold = table.attrs["gold"]
-    if len(gold):
-        print("gold first answer token, from each sample's own vector:")
-        cols = ["layer", "position", "n", "median_rank", "mean_rank", "mean_prob", "top1", "top10"]
-        print(gold[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        print(f"table: {out / 'lens_gold.csv'}")
-    elif table.attrs["note"]:
-        print(f"note: {table.attrs['note']}")
-    _print_files(table)
-
-
-def _add_lens_command(
-    sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
-) -> None:
-    """lens: task vectors (or their difference) through the final norm and unembedding."""
-    lns = sub.add_parser(
-        "lens",
-        parents=parents,
-        help="logit lens: top tokens of task vectors per layer, and the rank of the gold answer",
-    )
-    lns.add_argument("session", help="session directory or name")
-    lns.add_argument("--minus", metavar="OTHER", help="read the difference SESSION - OTHER")
-    lns.add_argument(
-        "--layers",
-        type=int,
-        nargs="+",
-        help="layers to read (negative counts from the end; default all)",
-    )
-    lns.add_argument("--position", help="token position as written in the config (default: all)")
-    lns.add_argument("--top", type=int, default=10, help="tokens per layer (default: 10)")
-    lns.set_defaults(func=_lens)
-
-
 def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     """ls, show and the analyses; SESSION is a session directory or a name under --output-dir."""
+    from taskvec.cli_study import add_study_commands, correlate_command
+
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
         "--output-dir", default="outputs", help="where sessions are found (default: outputs)"
@@ -312,6 +191,12 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     prj.add_argument(
         "--position", help="token position as written in the config (default: the first one)"
     )
+    prj.add_argument(
+        "--results",
+        nargs="+",
+        metavar="RESULTS_DIR",
+        help="evaluation results directories: colour the points by correctness where one matches a session",
+    )
     prj.set_defaults(func=_project)
     cor = sub.add_parser(
         "correlate", parents=[where, plots], help="relate per-sample vectors to answer correctness"
@@ -335,8 +220,8 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="shuffled-label repeats for the permutation p-value (default: 100; 0 skips it)",
     )
-    cor.set_defaults(func=_correlate)
-    _add_lens_command(sub, [where, plots])
+    cor.set_defaults(func=correlate_command)
+    add_study_commands(sub, where, plots)
 
 
 def _evaluate(args: argparse.Namespace) -> None:

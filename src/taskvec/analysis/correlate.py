@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,31 @@ def check_same_prompts(session: Session, results_dir: Path) -> None:
             f"session '{session.name}' and the predictions in '{folder}' come from different runs ({'; '.join(problems)}); "
             "pair the session with an evaluation of the same model, split and prompt config, or pass --force to join anyway"
         )
+
+
+def match_correctness(
+    sessions: Sequence[Session], results: Sequence[Path]
+) -> list[dict[str, bool] | None]:
+    """Each session's `sample_id -> correct` from the first results directory made from its prompts."""
+    found: list[dict[str, bool] | None] = []
+    for session in sessions:
+        match = None
+        for folder in results:
+            correct = read_correctness(folder)
+            try:
+                check_same_prompts(session, folder)
+            except TaskvecError:
+                continue
+            if set(correct) & set(session.sample_ids):
+                match = correct
+                break
+        found.append(match)
+    if not any(found):
+        raise TaskvecError(
+            f"project: none of the results directories ({', '.join(map(str, results))}) was made from the prompts of "
+            "these sessions (same model, split and prompt text); pass the evaluation of one of them"
+        )
+    return found
 
 
 def _mean_or_nan(values: np.ndarray) -> float:

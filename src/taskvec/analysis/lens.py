@@ -31,7 +31,8 @@ from taskvec.session.reader import Session
 
 def readable(token: str) -> str:
     """A token as a person can read it in a table: leading/trailing spaces and newlines made visible."""
-    return token.replace(" ", "\u2423").replace("\n", "\\n").replace("\t", "\\t") or "''"
+    shown = token.replace(" ", "\u2423").replace("\n", "\\n").replace("\t", "\\t")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown) or "''"
 
 
 def lens_keys(session: Session, layers: Sequence[int] | None, position: str | None) -> list[str]:

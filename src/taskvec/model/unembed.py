@@ -58,7 +58,8 @@ def _final_norm(model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
 
 def _head_names(model: torch.nn.Module) -> tuple[list[str], list[str]]:
     """Every name of the output matrix and of the token embedding (one shared list when they are tied)."""
-    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    head: torch.nn.Module | None = model.get_output_embeddings()  # type: ignore[operator]
+    embed: torch.nn.Module = model.get_input_embeddings()  # type: ignore[operator]
     if head is None:
         raise TaskvecError(f"lens: {type(model).__name__} has no output embedding (no LM head)")
     named = list(model.named_parameters(remove_duplicate=False))
@@ -96,14 +97,15 @@ def _safetensors_files(ref: ModelRef) -> list[Path]:
         return files
     from huggingface_hub import hf_hub_download
 
-    local = {"local_files_only": True} if ref.offline else {}
     try:
-        index = hf_hub_download(ref.source, "model.safetensors.index.json", **local)
+        index = hf_hub_download(
+            ref.source, "model.safetensors.index.json", local_files_only=ref.offline
+        )
         shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
     except Exception:
         shards = ["model.safetensors"]
     try:
-        return [Path(hf_hub_download(ref.source, s, **local)) for s in shards]
+        return [Path(hf_hub_download(ref.source, s, local_files_only=ref.offline)) for s in shards]
     except Exception as exc:
         raise TaskvecError(
             f"lens: cannot fetch the weights of '{ref.source}' ({type(exc).__name__}); "
