@@ -10,6 +10,7 @@ answers) are summarised per layer and position.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from taskvec.analysis.lens_plot import plot_gold, plot_tokens
 from taskvec.analysis.plotting import session_labels
 from taskvec.analysis.samples import session_samples
 from taskvec.errors import TaskvecError
-from taskvec.model.loading import load_tokenizer, resolve_model
+from taskvec.model.loading import ModelRef, load_tokenizer, resolve_model
 from taskvec.model.unembed import Unembedding, load_unembedding
 from taskvec.positions import VectorKey
 from taskvec.prompts.tokens import first_token_forms
@@ -33,6 +34,12 @@ def readable(token: str) -> str:
     """A token as a person can read it in a table: leading/trailing spaces and newlines made visible."""
     shown = token.replace(" ", "\u2423").replace("\n", "\\n").replace("\t", "\\t")
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown) or "''"
+
+
+@functools.lru_cache(maxsize=2)
+def _reader(ref: ModelRef) -> tuple[Unembedding, PreTrainedTokenizerBase]:
+    """The unembedding and tokenizer of a model, kept for the next lens of the same model (a report)."""
+    return load_unembedding(ref), load_tokenizer(ref)
 
 
 def lens_keys(session: Session, layers: Sequence[int] | None, position: str | None) -> list[str]:
@@ -160,7 +167,7 @@ def lens(
                 f"it has keys {', '.join(minus.keys)}"
             )
     ref = resolve_model(str(session.metadata["model"]))
-    unembed, tokenizer = load_unembedding(ref), load_tokenizer(ref)
+    unembed, tokenizer = _reader(ref)
     if unembed.weight.shape[1] != session.mean(keys[0]).shape[0]:
         raise TaskvecError(
             f"lens: the model '{ref.spec}' has hidden size {unembed.weight.shape[1]}, the session's vectors "

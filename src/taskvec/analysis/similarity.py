@@ -48,8 +48,10 @@ def spread(vectors: Sequence[np.ndarray]) -> float:
 
 
 def distance_in_spread(a: np.ndarray, b: np.ndarray) -> float:
-    """|mean(a) - mean(b)| over the pooled within-session spread of a and b (samples as rows)."""
-    return float(np.linalg.norm(a.mean(0) - b.mean(0))) / spread([a, b])
+    """|mean(a) - mean(b)| over the pooled within-session spread of a and b (samples as rows); NaN where the
+    samples do not spread (every prompt has the same token there, as at position `first`)."""
+    pooled = spread([a, b])
+    return float(np.linalg.norm(a.mean(0) - b.mean(0))) / pooled if pooled > 0 else math.nan
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -71,6 +73,8 @@ def samples_centered(vectors: np.ndarray, grand: np.ndarray, mean: np.ndarray) -
 
 
 def _interval(values: list[float]) -> tuple[float, float]:
+    if all(math.isnan(v) for v in values):
+        return math.nan, math.nan
     tail = (1 - LEVEL) / 2 * 100
     lo, hi = np.nanpercentile(values, (tail, 100 - tail))
     return float(lo), float(hi)
