@@ -21,8 +21,9 @@ PANELS = (
 def plot_separation(table: pd.DataFrame, labels: list[str], path: Path) -> Path:
     """One panel per measure against layer; colour = pair (a < b), line style = position; 95 % bootstrap
     bands on the cosines, fold spread on the probe."""
-    fig = new_figure(20, 5.2)
-    axes = fig.subplots(1, len(PANELS))
+    fig = new_figure(15, 8.5)
+    grid = fig.subplots(2, 3)
+    axes, legend_ax = list(grid.flat[: len(PANELS)]), grid.flat[-1]
     styles = dict(zip(table.position.unique(), ["-", "--", ":", "-."] * len(table)))
     for color, (a, b) in enumerate(combinations(labels, 2)):
         pair = table[(table.session_a == a) & (table.session_b == b)]
@@ -62,10 +63,10 @@ def plot_separation(table: pd.DataFrame, labels: list[str], path: Path) -> Path:
     axes[2].axhline(0, color="black", linewidth=0.6)
     axes[4].axhline(0.5, color="black", linewidth=0.6)
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize="small"
-    )
+    legend_ax.axis("off")
+    legend_ax.legend(handles, names, loc="center", fontsize="small", title="pair, position")
     fig.suptitle(
-        "What separates the sessions, per layer (shaded: 95 % bootstrap interval over samples; probe: fold spread)"
+        "What separates the sessions, per layer\n"
+        "(shaded: 95 % bootstrap interval over samples; probe: spread over folds)"
     )
     return save_figure(fig, path)

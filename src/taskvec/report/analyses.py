@@ -77,9 +77,9 @@ def compare_part(
 
 
 def best_layer(table: pd.DataFrame) -> tuple[int, str]:
-    """The layer and position where the sessions are furthest apart in units of their spread."""
-    mean = table.groupby(["layer", "position"], sort=False).distance_spread.mean()
-    layer, position = mean.idxmax() if mean.notna().any() else mean.index[0]
+    """The layer and position where the task vectors differ most (lowest mean cosine over the pairs)."""
+    mean = table.groupby(["layer", "position"], sort=False).cos_means.mean()
+    layer, position = mean.idxmin()
     return int(layer), str(position)
 
 
@@ -109,7 +109,7 @@ def project_part(
         out,
         *(["--results", *given] if given else []),
     )
-    caption = f"At the layer where the task vectors are furthest apart in units of the spread ({layer}, {position})."
+    caption = f"At the layer and position where the task vectors differ most (lowest cosine): {layer}, {position}."
     for path in projected.attrs["plots"]:
         section.figure(
             Figure(
