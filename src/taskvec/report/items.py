@@ -54,7 +54,8 @@ def _kind(folder: Path) -> str | None:
 def _walk(folder: Path, depth: int, found: dict[str, set[Path]]) -> None:
     kind = _kind(folder)
     if kind is not None:
-        found[kind].add(folder.resolve())
+        if not any(folder.resolve() == f.resolve() for f in found[kind]):
+            found[kind].add(folder)  # as given (relative stays relative, so commands read as typed)
         return
     if depth >= MAX_DEPTH:
         return
@@ -70,7 +71,7 @@ def find_items(paths: list[Path], output_dir: Path) -> Study:
     }
     for path in paths:
         if not path.exists():
-            found["session"].add(load_session(path, output_dir).task_vector_dir.resolve())
+            found["session"].add(load_session(path, output_dir).task_vector_dir)
             continue
         if not path.is_dir():
             raise TaskvecError(
@@ -86,7 +87,7 @@ def find_items(paths: list[Path], output_dir: Path) -> Study:
                 f"(searched {MAX_DEPTH} folders deep)"
             )
     return Study(
-        [load_session(p) for p in sorted(found["session"])],
+        [load_session(p) for p in sorted(found["session"], key=lambda p: p.name)],
         sorted(found["evaluation"]),
         sorted(found["patching"]),
         sorted(found["steering"]),
