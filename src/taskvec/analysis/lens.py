@@ -143,6 +143,19 @@ def _gold_tables(
     return pd.DataFrame(summary), pd.DataFrame(samples)
 
 
+def _check_minus(session: Session, minus: Session, keys: list[str]) -> None:
+    """OTHER must have every key read and vectors of the same width."""
+    missing = [k for k in keys if k not in minus.keys]
+    if missing:
+        raise TaskvecError(
+            f"lens: session '{minus.name}' has no vectors at {', '.join(missing)}; "
+            f"it has keys {', '.join(minus.keys)}"
+        )
+    widths = {s.name: s.mean(keys[0]).shape[0] for s in (session, minus)}
+    if len(set(widths.values())) > 1:
+        raise TaskvecError(f"lens: --minus needs sessions of one model (hidden sizes {widths})")
+
+
 def lens(
     session: Session,
     out: Path,
@@ -160,12 +173,7 @@ def lens(
         raise TaskvecError(f"lens: --top must be at least 1 (got {top})")
     keys = lens_keys(session, layers, position)
     if minus is not None:
-        missing = [k for k in keys if k not in minus.keys]
-        if missing:
-            raise TaskvecError(
-                f"lens: session '{minus.name}' has no vectors at {', '.join(missing)}; "
-                f"it has keys {', '.join(minus.keys)}"
-            )
+        _check_minus(session, minus, keys)
     ref = resolve_model(str(session.metadata["model"]))
     unembed, tokenizer = _reader(ref)
     if unembed.weight.shape[1] != session.mean(keys[0]).shape[0]:
@@ -173,6 +181,7 @@ def lens(
             f"lens: the model '{ref.spec}' has hidden size {unembed.weight.shape[1]}, the session's vectors "
             f"{session.mean(keys[0]).shape[0]}; the session was made with another model"
         )
+    top = min(top, unembed.weight.shape[0])
     rows = []
     for key in keys:
         parsed = VectorKey.parse(key)
@@ -191,7 +200,8 @@ def lens(
         gold, per_sample = _gold_tables(session, keys, unembed, tokenizer, golds)
         gold.to_csv(out / "lens_gold.csv", index=False)
         per_sample.to_csv(out / "lens_gold_samples.csv", index=False)
-        plots.append(plot_gold(gold, labels[0], len(tokenizer), out / "lens_gold_rank.png"))
+        vocab = unembed.weight.shape[0]
+        plots.append(plot_gold(gold, labels[0], vocab, out / "lens_gold_rank.png"))
     table.attrs.update(
         csv=out / "lens_tokens.csv", plots=plots, gold=gold, note=note, tied=unembed.tied
     )
