@@ -21,6 +21,7 @@ demo: .venv/.installed
 
 test: .venv/.installed
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest
 

@@ -1,11 +1,13 @@
-"""Evaluation benchmark: the previous generation path (left-padded `generate`, batch 16) vs taskvec's generator.
+"""Evaluation benchmark: the previous generation path (left-padded `generate`, batch 16) vs
+taskvec's generator.
 
 Usage: python benchmarks/bench_eval.py --workload eval-cpu | eval-gpu [--samples N] [--repeats R]
-eval-cpu: the embedded model, cot 5-shot and vanilla 5-shot prompt configs (max_new_tokens as shipped), greedy;
-  the outputs of every method must be identical. Ablations: taskvec without prompt-lookup drafts, and without
-  oneDNN-prepacked linears. eval-gpu: a random-weight Qwen2.5-1.5B-shaped model, 256 prompts
-  (900-token shared prefix + 60-240 question tokens), 128 new tokens forced (eos ignored); needs CUDA.
-Writes benchmarks/results/{workload}.json and prints a table; times are medians over --repeats runs.
+eval-cpu: the embedded model, cot 5-shot and vanilla 5-shot prompt configs (max_new_tokens as
+  shipped), greedy; the outputs of every method must be identical. Ablations: taskvec without
+  prompt-lookup drafts, and without oneDNN-prepacked linears. eval-gpu: a random-weight
+  Qwen2.5-1.5B-shaped model, 256 prompts (900-token shared prefix + 60-240 question tokens), 128 new
+  tokens forced (eos ignored); needs CUDA. Writes benchmarks/results/{workload}.json and prints a
+  table; times are medians over --repeats runs.
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ from taskvec.prompts.config import Generation  # noqa: E402
 Outputs = list[list[int]]
 Method = Callable[[], tuple[Outputs, GenerationStats | None]]
 EXTRACT_LAYERS = [0, 7, 14, 21, 29]
-BATCH = int(
-    EvalOptions.model_fields["batch_size"].default
-)  # taskvec evaluate's default --batch-size
+# taskvec evaluate's default --batch-size
+BATCH = int(EvalOptions.model_fields["batch_size"].default)
 CPU_CONFIGS = {"cot-5shot": "cot_5shot_answer.yaml", "vanilla-5shot": "vanilla_5shot_answer.yaml"}
 
 
@@ -49,8 +50,8 @@ def measure(
     device: torch.device,
     baseline_repeats: int | None = None,
 ) -> dict[str, Any]:
-    """Each method `repeats` times (the first, the baseline, `baseline_repeats` times if given): median seconds,
-    generated tokens/s, prefill/decode split, identical outputs."""
+    """Each method `repeats` times (the first, the baseline, `baseline_repeats` times if given):
+    median seconds, generated tokens/s, prefill/decode split, identical outputs."""
     rows: dict[str, dict[str, Any]] = {}
     reference: Outputs | None = None
     for name, fn in methods.items():
@@ -100,8 +101,9 @@ def measure(
 
 
 def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[str, Any]:
-    """The embedded model on the first `samples` test prompts of each shipped 5-shot config; `taskvec_with_extract`
-    also reads the default extraction config's layers at the last token (one pass for evaluation and extraction)."""
+    """The embedded model on the first `samples` test prompts of each shipped 5-shot config;
+    `taskvec_with_extract` also reads the default extraction config's layers at the last token
+    (one pass for evaluation and extraction)."""
     import taskvec.evaluation.run as ev
     from taskvec.model.generation import Reading
     from taskvec.model.loading import load_model
@@ -137,9 +139,8 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
             "taskvec_with_extract": lambda: taskvec(
                 Reading(EXTRACT_LAYERS, [[len(ids) - 1] for ids in prep.ids])
             ),
-            "taskvec_no_drafts": lambda: taskvec(
-                draft_tokens=0
-            ),  # ablations: what the drafts and the packed weights add
+            # ablations: what the drafts and the packed weights add
+            "taskvec_no_drafts": lambda: taskvec(draft_tokens=0),
             "taskvec_unpacked": lambda: taskvec(packed=False),
         }
         out[variant] = {
@@ -182,7 +183,8 @@ def hf_forced(
 
 
 def eval_gpu(repeats: int, n: int, shapes_file: Path, batch_size: int) -> dict[str, Any]:
-    """Random Qwen2.5-1.5B shapes in bf16, `n` prompts with a 900-token shared prefix, 128 forced new tokens."""
+    """Random Qwen2.5-1.5B shapes in bf16, `n` prompts with a 900-token shared prefix, 128 forced
+    new tokens."""
     if not torch.cuda.is_available():
         raise SystemExit(
             "eval-gpu: no CUDA device is visible; this workload runs only on a GPU machine"
@@ -275,7 +277,8 @@ def main() -> None:
     for variant, res in results.items():
         m = res["methods"]
         print(
-            f"{variant}: taskvec {m['taskvec']['speedup_vs_hf_generate_bs16']:.1f}x faster than hf_generate_bs16"
+            f"{variant}: taskvec {m['taskvec']['speedup_vs_hf_generate_bs16']:.1f}x faster than "
+            "hf_generate_bs16"
             + (
                 f"; evaluate+extract in one pass {res['extract_overhead']:.2f}x evaluate alone"
                 if "extract_overhead" in res

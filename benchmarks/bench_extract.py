@@ -121,8 +121,8 @@ def taskvec(
     packed: bool,
     shared: bool = True,
 ) -> Vectors:
-    """The engine; `shared=False` is the path before shared-prefix attention (prefix cache copied per row, packed
-    batches under a block-diagonal mask)."""
+    """The engine; `shared=False` is the path before shared-prefix attention (prefix cache copied
+    per row, packed batches under a block-diagonal mask)."""
     engine = Extractor(wl.model, wl.layers, budget, batch_size, prefix_cache, packed)
     engine.shared = engine.shared and shared
     return {i: v for batch in engine.run(wl.items) for i, v in zip(batch.idxs, batch.vectors)}
@@ -179,8 +179,8 @@ Method = Callable[[Workload], Vectors]
 def measure(
     wl: Workload, methods: dict[str, Method], repeats: int, baseline_repeats: int | None = None
 ) -> dict[str, object]:
-    """Run every method `repeats` times (the first, the reference, `baseline_repeats` times if given; after a small
-    warm-up); medians, throughput, memory, accuracy."""
+    """Run every method `repeats` times (the first, the reference, `baseline_repeats` times if
+    given; after a small warm-up); medians, throughput, memory, accuracy."""
     device = next(wl.model.parameters()).device
     warm = Workload(wl.name, wl.model, wl.items[:2], wl.layers)
     tokens = sum(len(it.ids) for it in wl.items)
@@ -307,7 +307,8 @@ def seed_gpu(
     names: list[str] | None,
     save: Callable[[dict[str, object]], None],
 ) -> dict[str, object]:
-    """Qwen2.5-shaped random models, 256 prompts, layers 4..27, position last; with and without a shared prefix.
+    """Qwen2.5-shaped random models, 256 prompts, layers 4..27, position last; with and without a
+    shared prefix.
 
     `save` is called after each variant, so a run cut short keeps what it measured."""
     all_shapes = json.loads(shapes_file.read_text())
@@ -397,7 +398,8 @@ def print_table(results: dict[str, object]) -> None:
         if not isinstance(res, dict) or "methods" not in res:
             continue
         print(
-            f"\n{variant}: {res['n_prompts']} prompts, {res['tokens_total']} tokens ({res['tokens_distinct']} distinct), "
+            f"\n{variant}: {res['n_prompts']} prompts, {res['tokens_total']} tokens "
+            f"({res['tokens_distinct']} distinct), "
             f"floor {res['floor_tflop']:.2f} TFLOP"
         )
         print(
@@ -406,9 +408,10 @@ def print_table(results: dict[str, object]) -> None:
         )
         for name, m in res["methods"].items():
             frac = m["fraction_of_bf16_peak"]
+            peak = f"{100 * frac:.1f}" if frac else "-"
             print(
                 f"{name:<26}{m['seconds']:9.3f}{m['speedup_vs_baseline']:9.1f}{m['samples_per_s']:11.1f}"
-                f"{m['tokens_per_s']:11.0f}{m['useful_tflops']:9.3f}{(f'{100 * frac:.1f}' if frac else '-'):>7}"
+                f"{m['tokens_per_s']:11.0f}{m['useful_tflops']:9.3f}{peak:>7}"
                 f"{m['peak_memory_mb']:9.0f}{m['max_rel_diff_vs_baseline']:14.2e}"
             )
 

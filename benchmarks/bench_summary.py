@@ -1,4 +1,5 @@
-"""End-of-run pass: task vectors + vectors.safetensors from the in-memory table vs streamed back from the files.
+"""End-of-run pass: task vectors + vectors.safetensors from the in-memory table vs streamed back
+from the files.
 
     python benchmarks/bench_summary.py [--samples 4096] [--hidden 576] [--repeats 3]
 
@@ -67,10 +68,12 @@ def main() -> None:
 
         files, memory = _timed(from_files, args.repeats), _timed(from_memory, args.repeats)
     print(
-        f"{n} samples x {len(LAYERS) * 2} keys x {hidden}, torch threads {torch.get_num_threads()}, medians of {args.repeats}:"
+        f"{n} samples x {len(LAYERS) * 2} keys x {hidden}, torch threads "
+        f"{torch.get_num_threads()}, medians of {args.repeats}:"
     )
     print(
-        f"  statistics streamed from files: {files:.2f} s ({1e3 * files / n:.2f} ms/sample; no vectors.safetensors)"
+        f"  statistics streamed from files: {files:.2f} s ({1e3 * files / n:.2f} ms/sample; no "
+        "vectors.safetensors)"
     )
     print(
         f"  in-memory table (+ vectors.safetensors): {memory:.2f} s ({1e3 * memory / n:.2f} ms/sample)"

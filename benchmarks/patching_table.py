@@ -1,6 +1,8 @@
 """Print the README's per-task patching table (markdown) from patching.json files.
 
-Usage: python benchmarks/patching_table.py results/words_plain_*/patching.json results/words_chat_*/patching.json
+Usage:
+    python benchmarks/patching_table.py results/words_plain_*/patching.json \
+        results/words_chat_*/patching.json
 Each file is one prompt style (its config tag names the column group).
 """
 
@@ -21,7 +23,8 @@ def _layer(value: int | None) -> str:
 
 
 def table(summaries: list[dict[str, Any]]) -> str:
-    """One row per task: zero-shot / few-shot / TV (own layer) / best layer for each summary, then the means."""
+    """One row per task: zero-shot / few-shot / TV (own layer) / best layer for each summary,
+    then the means."""
     tags = [s["config"].get("tag") or "patching" for s in summaries]
     head = "| task | " + " | ".join(f"{t}: zero / few / TV / layer" for t in tags) + " |"
     lines = [head, "|---|" + "---|" * len(summaries)]
@@ -34,7 +37,8 @@ def table(summaries: list[dict[str, Any]]) -> str:
                 continue
             t = found[0]["test"]
             cells.append(
-                f"{_f(t['zero_shot'])} / {_f(t['few_shot'])} / {_f(t['task_vector_per_task'])} / {_layer(t['layer'] if s['layer_choice'] == 'per_task' else None)}"
+                f"{_f(t['zero_shot'])} / {_f(t['few_shot'])} / {_f(t['task_vector_per_task'])} / "
+                f"{_layer(t['layer'] if s['layer_choice'] == 'per_task' else None)}"
             )
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     for key, label in (
@@ -43,7 +47,8 @@ def table(summaries: list[dict[str, Any]]) -> str:
     ):
         cells = [
             f"{_f(s[key]['zero_shot'])} / {_f(s[key]['few_shot'])} / {_f(s[key]['task_vector_per_task'])} "
-            f"(shared layer {_layer(s['best_layer'])}: {_f(s[key]['task_vector_shared'])}); n={s[key]['n_tasks']}"
+            f"(shared layer {_layer(s['best_layer'])}: {_f(s[key]['task_vector_shared'])}); "
+            f"n={s[key]['n_tasks']}"
             for s in summaries
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

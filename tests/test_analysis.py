@@ -1,4 +1,5 @@
-"""compare, project and correlate on sessions the real pipeline wrote, checked against direct torch computations."""
+"""compare, project and correlate on sessions the real pipeline wrote, checked against direct
+torch computations."""
 
 from __future__ import annotations
 
@@ -71,9 +72,8 @@ def test_compare_matches_direct_torch(cot: Session, vanilla: Session, tmp_path: 
         )
         assert row.cos_means == pytest.approx(cos, abs=1e-5)
         assert row.samples_cos_mean == pytest.approx(per_sample.mean().item(), abs=1e-5)
-        assert (
-            row.q50 == pytest.approx(per_sample.median().item(), abs=1e-4) or N_SAMPLES % 2 == 0
-        )  # even n: midpoint
+        # even n: midpoint
+        assert row.q50 == pytest.approx(per_sample.median().item(), abs=1e-4) or N_SAMPLES % 2 == 0
         assert row.samples_cos_std == pytest.approx(per_sample.std().item(), abs=1e-5)
     assert (tmp_path / "compare.csv").exists()
     assert [p.name for p in table.attrs["plots"]] == [
@@ -102,10 +102,10 @@ def test_compare_with_itself_is_one_and_three_sessions_add_a_heatmap(
 def test_heatmap_values_fit_their_cells_with_many_layers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """10 layers, 2 positions, long labels: panels wrap (at most 5 a row) and every cell value has room in its cell."""
-    cmp = importlib.import_module(
-        "taskvec.analysis.compare"
-    )  # the package exports the function under the module's name
+    """10 layers, 2 positions, long labels: panels wrap (at most 5 a row) and every cell value
+    has room in its cell."""
+    # the package exports the function under the module's name
+    cmp = importlib.import_module("taskvec.analysis.compare")
 
     labels = ["past_tense_chat_0shot", "past_tense_chat_5shot", "past_tense_cot_5shot"]
     layers = [0, 5, 10, 15, 18, 20, 21, 22, 25, 29]
@@ -158,9 +158,8 @@ def test_compare_needs_a_shared_key(
 
 
 def test_project_pca(cot: Session, vanilla: Session, tmp_path: Path) -> None:
-    table = project(
-        [cot, vanilla], layer=-1, position=None, out=tmp_path
-    )  # -1 is the last block, 3; default position last
+    # -1 is the last block, 3; default position last
+    table = project([cot, vanilla], layer=-1, position=None, out=tmp_path)
     assert len(table) == 2 * N_SAMPLES + 2 and list(table.kind).count("mean") == 2
     assert table.attrs["plots"] == [tmp_path / "project_layer_3_pos_last.png"]
     _assert_image(tmp_path / "project_layer_3_pos_last.png")

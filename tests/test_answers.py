@@ -107,12 +107,13 @@ SCORE = [
     ("The answer is 12.3.", 12.35, "12.35", False),
     ("The answer is 12.36.", 12.35, "12.35", False),
     ("The answer is 46166.67.", 46167, "46167", True),
+    # 1e-4 relative (4.6) is wider than the half unit
     (
         "The answer is 46168.",
         46167,
         "46167",
         True,
-    ),  # 1e-4 relative (4.6) is wider than the half unit
+    ),
     ("The answer is 46172.", 46167, "46167", False),
     ("The answer is 6029.", 6028.98, "6028.98", True),  # within 1e-4 relative
     ("The answer is 6.7.", 6.72, "6.72", False),  # less precise than the gold and beyond 1e-4
@@ -162,9 +163,8 @@ def test_gold_decimals(gold: float, gold_text: str | None, decimals: int) -> Non
 
 
 def test_is_correct_edges() -> None:
-    assert is_correct(
-        12.355, 12.35, "12.35"
-    )  # the half-unit boundary is inclusive despite binary rounding
+    # the half-unit boundary is inclusive despite binary rounding
+    assert is_correct(12.355, 12.35, "12.35")
     assert not is_correct(float("nan"), 1.0, "1")
     assert is_correct(1.00005, 1.0, None)  # without text: the gold's shortest form, "1"
     assert not is_correct(100.02, 100.0, "100.00")

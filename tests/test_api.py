@@ -9,7 +9,10 @@ import taskvec
 
 
 def test_import_taskvec_imports_no_torch() -> None:
-    code = "import sys, taskvec; print('torch' in sys.modules, sorted(taskvec.__all__) == sorted(set(taskvec.__all__)))"
+    code = (
+        "import sys, taskvec; "
+        "print('torch' in sys.modules, sorted(taskvec.__all__) == sorted(set(taskvec.__all__)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
@@ -46,7 +49,8 @@ LAYERS = [
 
 
 def test_imports_go_one_way() -> None:
-    """A module imports from its own layer and the layers before it, never from a later one (docs/architecture.md)."""
+    """A module imports from its own layer and the layers before it, never from a later one
+    (docs/architecture.md)."""
     import ast
     from pathlib import Path
 

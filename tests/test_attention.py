@@ -46,9 +46,8 @@ def test_matches_sdpa_on_the_concatenation(seed: int) -> None:
         torch.randn(1, kv_heads, prefix_len, dim, generator=g),
     )
     causal = torch.arange(own)[None] <= torch.arange(own - q, own)[:, None]
-    padding = (
-        torch.rand(rows, 1, 1, own, generator=g) > 0.3
-    )  # some own columns are padding, per row
+    # some own columns are padding, per row
+    padding = torch.rand(rows, 1, 1, own, generator=g) > 0.3
     mask = (causal[None, None] & padding).expand(rows, 1, q, own)
     shared = [(torch.zeros(0), torch.zeros(0)), prefix]  # block 1's prefix; block 0's is never read
     got, _ = shared_prefix_attention(module, query, key, value, mask, shared_prefix=shared)  # type: ignore[arg-type]

@@ -13,7 +13,8 @@ from tests.tiny import make_model, make_tokenizer
 N_LAYERS = 4
 TEXTS = [
     "You are a careful financial analyst.\n\nRevenue 120, costs 150. Result:\nAnswer:",
-    "You are a careful financial analyst.\n\nRevenue 1,200 to 1,500, so the change is 300 / 1,200 = 25%. Result:\nAnswer:",
+    "You are a careful financial analyst.\n\nRevenue 1,200 to 1,500, so the change is 300 / 1,200 "
+    "= 25%. Result:\nAnswer:",
     "You are a careful financial analyst.\n\nCompute the gross margin:\nAnswer:",
     "Question: ratio?\nAnswer:",
 ]
@@ -37,7 +38,8 @@ def prompts() -> list[list[int]]:
 def greedy_reference(
     model: torch.nn.Module, ids: list[int], n: int, layer: int | None, vector: torch.Tensor | None
 ) -> list[int]:
-    """Greedy tokens from full forwards, the prompt's last token patched at `layer` in every one (if given)."""
+    """Greedy tokens from full forwards, the prompt's last token patched at `layer` in every one
+    (if given)."""
     out, seq = [], list(ids)
     patches = {layer: ([0], vector)} if layer is not None else {}
     with patching(decoder_blocks(model), patches, position=len(ids) - 1):

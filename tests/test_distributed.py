@@ -1,4 +1,5 @@
-"""torchrun data parallelism on the CPU (gloo): two ranks equal one process; a killed rank leaves a resumable session."""
+"""torchrun data parallelism on the CPU (gloo): two ranks equal one process; a killed rank leaves
+a resumable session."""
 
 from __future__ import annotations
 
@@ -90,9 +91,8 @@ def test_a_killed_rank_leaves_a_resumable_session(
         saved,
         killed.stderr[-2000:],
     )
-    assert (
-        main(["extract", "--config", str(config), "--quiet", "--resume", session.name]) == 0
-    )  # now with one process
+    # now with one process
+    assert main(["extract", "--config", str(config), "--quiet", "--resume", session.name]) == 0
     runs = _meta(session)["runs"]
     assert [r["world_size"] for r in runs] == [2, 1] and runs[1]["n_kept"] == saved
     _assert_same_result(reference, session)

@@ -86,7 +86,8 @@ def test_matches_plain_forward(
 
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
 def test_without_shared_prefix_attention_the_cache_path_matches(packed: bool) -> None:
-    """An eager model cannot take `shared_prefix`: the prefix cache is expanded per row (or masked, packed) instead."""
+    """An eager model cannot take `shared_prefix`: the prefix cache is expanded per row (or
+    masked, packed) instead."""
     model = make_model("llama", N_LAYERS)
     model.set_attn_implementation("eager")
     items, layers = _items(), [0, 2, N_LAYERS - 1]

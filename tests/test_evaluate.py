@@ -1,4 +1,5 @@
-"""The evaluation run on a tiny random model: files and fields, same samples as extraction, batching, errors."""
+"""The evaluation run on a tiny random model: files and fields, same samples as extraction,
+batching, errors."""
 
 from __future__ import annotations
 
@@ -183,10 +184,11 @@ def test_answer_stop_pattern(text: str, stops: bool) -> None:
         ('The answer is "went".', True),
         ("The answer is: New Delhi.", True),
         ("The answer is walked", False),  # the closing full stop is part of the sentence
+        # more than four words is not an answer
         (
             "The answer is the past tense of the verb go.",
             False,
-        ),  # more than four words is not an answer
+        ),
         ("The answer is 12.", False),  # after a digit the full stop may be a decimal point
         ("The answer is 12.5.\n", True),
     ],
@@ -206,9 +208,10 @@ def test_stop_pattern_follows_the_answer_type() -> None:
         == ev.answer_stop_pattern(fmt, "number")
         == ev.answer_stop_pattern(fmt)
     )
+    # no closing punctuation: the line ends it
     assert ev.stop_pattern("Answer: {answer}", words) == re.compile(
         r"Answer:\s*:?\s*" + ev._TEXT_ANSWER + r"\s*\n(?:(?<!\d\.)|\s)", re.IGNORECASE
-    )  # no closing punctuation: the line ends it
+    )
     assert ev.stop_pattern("{answer}", words) is None
 
 
@@ -350,7 +353,8 @@ def test_run_py_entry_point() -> None:
 def test_predictions_are_appended_as_samples_finish(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Interrupted after 3 predictions: they are on disk, status `interrupted`, and the message says how to resume."""
+    """Interrupted after 3 predictions: they are on disk, status `interrupted`, and the message
+    says how to resume."""
     config = write_prompt(tmp_path, str(tiny_model_dir))
     original = PredictionLog.append
     calls: list[int] = []
@@ -380,7 +384,8 @@ def test_predictions_are_appended_as_samples_finish(
 def test_resume_gives_the_uninterrupted_file(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Keep 2 predictions and a torn third line of a finished run; --resume redoes the rest into the same file."""
+    """Keep 2 predictions and a torn third line of a finished run; --resume redoes the rest into
+    the same file."""
     config = write_prompt(tmp_path, str(tiny_model_dir))
     assert run_cli(config, tmp_path / "full", "--max-samples", "6", "--batch-size", "2") == 0
     (full,) = (tmp_path / "full").iterdir()
@@ -448,7 +453,8 @@ def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
 def test_truncated_output_is_not_an_answer(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Output that hits max_new_tokens without an answer sentence is `truncated` and wrong, and metrics say so."""
+    """Output that hits max_new_tokens without an answer sentence is `truncated` and wrong, and
+    metrics say so."""
     prep = ev.prepare_evaluation(
         write_prompt(tmp_path, str(tiny_model_dir)), max_samples=3, output_dir=tmp_path / "out"
     )
@@ -503,7 +509,8 @@ def test_quiet_prints_only_the_results(
 def test_one_pass_writes_the_extraction_session(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each names the other."""
+    """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each
+    names the other."""
     from taskvec.session.reader import load_session
 
     extract = write_configs(

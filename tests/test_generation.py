@@ -16,7 +16,8 @@ MAX_NEW = 12
 
 
 def prompts(seed: int = 0) -> list[list[int]]:
-    """Two groups sharing a 40-token prefix (one with a nested 20-token extension), and two unrelated prompts."""
+    """Two groups sharing a 40-token prefix (one with a nested 20-token extension), and two
+    unrelated prompts."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(n: int) -> list[int]:
@@ -79,7 +80,8 @@ def run(
 
 @pytest.fixture(scope="module")
 def eos_case(model: torch.nn.Module) -> tuple[list[list[int]], list[int], list[list[int]]]:
-    """Eos tokens picked from the free-running outputs so rows end at different steps; and the bs1 references."""
+    """Eos tokens picked from the free-running outputs so rows end at different steps; and the
+    bs1 references."""
     ids = prompts()
     free = [reference(model, p, []) for p in ids]
     eos = sorted({free[0][2], free[3][6], free[6][9]})
@@ -144,9 +146,8 @@ def test_stats_count_prefill_once(model: torch.nn.Module, eos_case: tuple) -> No
     )
     list(shared.run(ids)), list(alone.run(ids))
     assert alone.stats.prefill_tokens == sum(map(len, ids))
-    assert (
-        shared.stats.prefill_tokens == sum(map(len, ids)) - 5 * 40 - 1 * 20
-    )  # the 40- and 20-token prefixes run once
+    # the 40- and 20-token prefixes run once
+    assert shared.stats.prefill_tokens == sum(map(len, ids)) - 5 * 40 - 1 * 20
     assert shared.stats.generated_tokens == alone.stats.generated_tokens == sum(map(len, refs))
 
 
@@ -195,15 +196,15 @@ def test_sampling_is_seeded_and_independent_of_batching(model: torch.nn.Module) 
 def test_reading_equals_extraction(
     model: torch.nn.Module, eos_case: tuple, prefix_cache: bool
 ) -> None:
-    """Vectors read during the prefill equal the extraction engine's, inside the shared prefix and after it."""
+    """Vectors read during the prefill equal the extraction engine's, inside the shared prefix
+    and after it."""
     from taskvec.model.engine import Extractor
     from taskvec.model.generation import Reading
     from taskvec.prompts.item import Item
 
     ids, eos, refs = eos_case
-    indices = [
-        [len(p) - 1, 0, min(45, len(p) - 3), len(p) - 2] for p in ids
-    ]  # 45 lies in the nested prefix
+    # 45 lies in the nested prefix
+    indices = [[len(p) - 1, 0, min(45, len(p) - 3), len(p) - 2] for p in ids]
     settings = Generation(max_new_tokens=MAX_NEW, do_sample=False)
     gen = Generator(
         model, settings, eos, 3, prefix_cache=prefix_cache, reading=Reading([0, 2], indices)
@@ -226,8 +227,9 @@ def test_reading_equals_extraction(
 def test_prompt_lookup_drafts_leave_greedy_tokens_unchanged(
     model: torch.nn.Module, batch_size: int
 ) -> None:
-    """40 free-running tokens (the tiny models fall into loops the drafts predict): some drafts are accepted,
-    some rejected and masked out, and every token still equals bs1 `generate`; `draft_tokens=0` checks none."""
+    """40 free-running tokens (the tiny models fall into loops the drafts predict): some drafts
+    are accepted, some rejected and masked out, and every token still equals bs1 `generate`;
+    `draft_tokens=0` checks none."""
     ids = prompts()
     refs = [reference(model, p, [], 40) for p in ids]
     settings = Generation(max_new_tokens=40, do_sample=False)
@@ -247,9 +249,8 @@ def test_drafts_never_make_a_step_wider_than_the_batch(model: torch.nn.Module) -
     original = gen.model.forward
 
     def spy(*args: object, **kwargs: torch.Tensor) -> object:
-        if (
-            kwargs["logits_to_keep"] == kwargs["input_ids"].shape[1]
-        ):  # a decode step (a prefill keeps one)
+        # a decode step (a prefill keeps one)
+        if kwargs["logits_to_keep"] == kwargs["input_ids"].shape[1]:
             shapes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
         return original(*args, **kwargs)
 

@@ -74,9 +74,8 @@ def test_setup_takes_the_cpu_index_when_it_answers(loopback_index: str) -> None:
 
 
 def test_setup_falls_back_in_seconds_when_the_cpu_index_stalls(silent_port: int) -> None:
-    out = _install_torch(
-        {"TORCH_CPU_INDEX": f"http://127.0.0.1:{silent_port}"}
-    )  # subprocess timeout 30 s bounds it
+    # subprocess timeout 30 s bounds it
+    out = _install_torch({"TORCH_CPU_INDEX": f"http://127.0.0.1:{silent_port}"})
     assert "did not answer" in out and out.strip().endswith("PIP install -q torch==2.13.0")
 
 
@@ -176,17 +175,15 @@ def test_offline_hub_is_detected_up_front(
     from taskvec.model.loading import hub_unreachable, resolve_model
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(
-        constants, "ENDPOINT", "http://127.0.0.1:9"
-    )  # nothing listens: refused at once
+    # nothing listens: refused at once
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     hub_unreachable.cache_clear()
     try:
         ref = resolve_model("Qwen/Qwen2.5-1.5B-Instruct")
         assert ref.offline and ref.kwargs() == {"local_files_only": True}
         hub_unreachable.cache_clear()
-        monkeypatch.setattr(
-            constants, "ENDPOINT", f"http://127.0.0.1:{silent_port}"
-        )  # listening: reachable
+        # listening: reachable
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{silent_port}")
         assert not resolve_model("Qwen/Qwen2.5-1.5B-Instruct").offline
     finally:
         hub_unreachable.cache_clear()
@@ -296,9 +293,10 @@ def test_session_config_reruns_from_anywhere_and_resume_checks_the_data(
     assert list(meta["data_sha256"]) == [str((tmp_path / "data" / "rows.jsonl").resolve())]
     meta["status"] = "interrupted"
     (session / "metadata.json").write_text(json.dumps(meta))
+    # same rows, new bytes
     (tmp_path / "data" / "rows.jsonl").write_text(
         (tmp_path / "data" / "rows.jsonl").read_text() + "\n"
-    )  # same rows, new bytes
+    )
     capsys.readouterr()
     assert (
         main(
@@ -427,7 +425,8 @@ def test_correlate_refuses_predictions_of_another_prompt_config(
 def test_analyses_write_to_a_folder_named_after_their_inputs(
     tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Same-tag sessions get short unique labels; outputs go under OUTPUT_DIR/analysis; every file is printed."""
+    """Same-tag sessions get short unique labels; outputs go under OUTPUT_DIR/analysis; every
+    file is printed."""
     from taskvec.analysis.plotting import session_labels
     from taskvec.session.reader import load_session
 

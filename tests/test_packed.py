@@ -1,4 +1,5 @@
-"""oneDNN-prepacked linears: the same products, only while the block runs; growing KV caches append in place."""
+"""oneDNN-prepacked linears: the same products, only while the block runs; growing KV caches
+append in place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Task-vector patching: the hook changes exactly what it should, the fast path equals a full forward, runs end to end."""
+"""Task-vector patching: the hook changes exactly what it should, the fast path equals a full
+forward, runs end to end."""
 
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def test_replacing_with_own_vector_changes_nothing(model: torch.nn.Module, ids: 
 
 
 def block_outputs(model: torch.nn.Module, ids: list[int]) -> dict[int, torch.Tensor]:
-    """Every block's output at every position, read by hooks registered after any patching hook (so they see its result)."""
+    """Every block's output at every position, read by hooks registered after any patching hook
+    (so they see its result)."""
     with (
         torch.inference_mode(),
         capture(decoder_blocks(model), list(range(N_LAYERS)), torch.arange(len(ids)), None) as got,
@@ -99,9 +101,8 @@ def test_hook_touches_only_the_intended_layer_and_position(
     for i in range(layer):  # blocks before L: untouched
         torch.testing.assert_close(patched[i], base[i], rtol=0, atol=0)
     torch.testing.assert_close(patched[layer][last], vec)  # block L at the last token: the vector
-    for i in range(
-        layer, N_LAYERS
-    ):  # every earlier position, at L and every later block: untouched (causal)
+    # every earlier position, at L and every later block: untouched (causal)
+    for i in range(layer, N_LAYERS):
         torch.testing.assert_close(patched[i][:last], base[i][:last], rtol=0, atol=1e-5)
     assert not torch.allclose(patched[N_LAYERS - 1][last], base[N_LAYERS - 1][last])
 
@@ -114,9 +115,8 @@ def test_sweep_rows_equal_single_layer_runs_and_full_forward(
     vectors = {layer: torch.randn(64) for layer in range(N_LAYERS)}
     kv = prefix_cache(model, ids)
     swept = last_token_logits(model, ids, kv, vectors, list(range(N_LAYERS)))
-    torch.testing.assert_close(
-        swept[0], full_logits(model, ids), rtol=0, atol=1e-4
-    )  # unpatched row = zero-shot
+    # unpatched row = zero-shot
+    torch.testing.assert_close(swept[0], full_logits(model, ids), rtol=0, atol=1e-4)
     for i, layer in enumerate(range(N_LAYERS)):
         single = last_token_logits(model, ids, kv, vectors, [layer])
         torch.testing.assert_close(swept[1 + i], single[1], rtol=0, atol=1e-5)
@@ -259,6 +259,11 @@ def test_patch_end_to_end_writes_json_and_plot_and_never_overwrites(
         if own is None:
             assert test["task_vector"] == test["zero_shot"]
     assert summary["config"]["mode"] == "replace"
+    assert summary["start_token"]["zero_shot"] == {
+        "setting": "auto",
+        "token": "<|endoftext|>",
+        "added_by": "prompt",
+    }
 
 
 @pytest.mark.parametrize(

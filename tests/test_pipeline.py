@@ -152,7 +152,8 @@ def test_plain_text_prompts_and_entry_point_agree(tiny_model_dir: Path, tmp_path
     assert "session: vanilla_0shot_train_tiny-qwen2_task_vector_" in proc.stdout
     session = sorted((tmp_path / "out" / "task_vector").iterdir())[-1]
     first = json.loads((session / "prompts.jsonl").read_text().splitlines()[0])
-    assert first["prompt"].endswith("\nAnswer:") and first["add_special_tokens"] is True
+    assert first["prompt"].startswith("<|endoftext|>") and first["prompt"].endswith("\nAnswer:")
+    assert first["add_special_tokens"] is False  # the start token is in the text
 
 
 def test_session_config_yaml_reruns_to_the_same_vectors(session: Path, tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ specs = st.one_of(st.sampled_from(["last", "first"]), st.integers(-300, 300))
 
 @given(n=st.integers(1, 256), spec=specs)
 def test_resolve_position_is_python_indexing(n: int, spec: int | str) -> None:
-    """'last' = n-1, 'first' = 0, k = k and -k = n-k when in range; otherwise an error naming sample, length and spec."""
+    """'last' = n-1, 'first' = 0, k = k and -k = n-k when in range; otherwise an error naming
+    sample, length and spec."""
     expected = {"last": -1, "first": 0}.get(spec, spec) if isinstance(spec, str) else spec
     if -n <= expected < n:
         assert resolve_position(spec, n, "s") == range(n)[expected]
@@ -36,11 +37,11 @@ def test_resolve_position_is_python_indexing(n: int, spec: int | str) -> None:
 def test_padding_side_never_changes_the_token_read(
     lengths: list[int], spec: int | str, left: bool
 ) -> None:
-    """In a padded batch, the resolved index shifted by the row's padding reads the same token as the unpadded prompt."""
+    """In a padded batch, the resolved index shifted by the row's padding reads the same token as
+    the unpadded prompt."""
     width = max(lengths)
-    rows = [
-        torch.arange(1, n + 1) * 1000 + r for r, n in enumerate(lengths)
-    ]  # every token distinct
+    # every token distinct
+    rows = [torch.arange(1, n + 1) * 1000 + r for r, n in enumerate(lengths)]
     batch = torch.zeros(len(lengths), width, dtype=torch.long)
     for r, (row, n) in enumerate(zip(rows, lengths)):
         (batch[r, width - n :] if left else batch[r, :n]).copy_(row)
@@ -68,7 +69,8 @@ def _model() -> torch.nn.Module:
 def test_engine_reads_the_same_token_alone_or_batched(
     lengths: list[int], shared: int, position: int, packed: bool
 ) -> None:
-    """Any mix of lengths, shared prefix and position: batched (packed or padded, prefix reused) equals one at a time."""
+    """Any mix of lengths, shared prefix and position: batched (packed or padded, prefix reused)
+    equals one at a time."""
     g = torch.Generator().manual_seed(sum(lengths) + shared)
     prefix = torch.randint(0, 400, (shared,), generator=g).tolist()
     items = []
@@ -107,8 +109,7 @@ def test_any_partition_merges_to_one_pass(
         part.update(data[start:stop])
         total.merge(part)
     assert total.count == n
-    condition = (
-        1 + offset / scale
-    )  # float64 rounding grows with how far the data sit from zero relative to their spread
+    # float64 rounding grows with how far the data sit from zero relative to their spread
+    condition = 1 + offset / scale
     torch.testing.assert_close(total.mean, data.mean(0), rtol=1e-13 * condition, atol=1e-12 * scale)
     torch.testing.assert_close(total.std(), data.std(0), rtol=1e-10 + 1e-13 * condition, atol=0)

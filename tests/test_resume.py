@@ -1,4 +1,5 @@
-"""Interruption and resume: a stopped run keeps its work, says how to go on, and resumes to the same result."""
+"""Interruption and resume: a stopped run keeps its work, says how to go on, and resumes to the
+same result."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ import yaml
 
 import taskvec.session.store
 from taskvec.cli import main
+from taskvec.extraction.check import disk_estimate
+from taskvec.extraction.prepare import prepare
 from taskvec.model.engine import BatchResult, Extractor
 from taskvec.session.layout import SessionPaths
-from taskvec.session.store import session_lock
+from taskvec.session.reader import list_sessions, load_session
+from taskvec.session.store import FILE_MODE, session_lock
 from tests.conftest import REPO, write_configs
 
 N = 24
@@ -128,9 +132,8 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
         "--resume",
         session.name,
     ]
-    subprocess.run(
-        entry, check=True, capture_output=True
-    )  # the seed-compatible entry point takes the same flags
+    # the seed-compatible entry point takes the same flags
+    subprocess.run(entry, check=True, capture_output=True)
     assert main(["extract", "--config", str(config), "--quiet", "--resume", str(session)]) == 2
     assert "already complete" in capsys.readouterr().err
     meta = _meta(session)
@@ -175,11 +178,15 @@ def test_sigkill_mid_run_then_resume(reference: Path, tiny_model_dir: Path, tmp_
     while time.monotonic() < deadline and len(list(raw_root.glob("*/sample_*.pt"))) < 6:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.05)
+    out = config.parent / "out"
+    assert [s.status for s in list_sessions(out)] == ["running"]  # its writer holds the lock
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     (session,) = _sessions(config)
     saved = sorted(_raw_dir(session).glob("sample_*.pt"))
     assert 6 <= len(saved) < N and _meta(session)["status"] == "running"
+    assert [s.status for s in list_sessions(out)] == ["stopped"]  # no live writer
+    assert load_session(session).describe()[1][1].startswith("stopped (recorded as running")
     saved[0].write_bytes(saved[0].read_bytes()[:100])  # a torn file is redone, not trusted
     assert (
         main(["extract", "--config", str(config), "--quiet", "--resume", str(_raw_dir(session))])
@@ -303,7 +310,8 @@ def test_resume_refuses_a_different_config(
     (tmp_path / "prompt2.yaml").write_text(yaml.safe_dump({**prompt, "n_shot": 3}))
     changed.write_text(yaml.safe_dump({**data, "prompt_config": str(tmp_path / "prompt2.yaml")}))
     assert "prompt_config.n_shot: session 5, now 3" in _resume_err(changed, session.name, capsys)
-    assert "did you mean" in _resume_err(config, session.name[:-1], capsys)
+    typo = session.name.replace("_train_", "_trian_")
+    assert "did you mean" in _resume_err(config, typo, capsys)
     assert sorted(p.name for p in _raw_dir(session).iterdir()) == before, (
         "a refused resume touches nothing"
     )
@@ -356,6 +364,17 @@ def test_out_of_range_positions_error_or_skip(
     assert {p.name for p in _raw_dir(session).glob("sample_*.pt")} == files
 
 
+def test_disk_estimate_matches_a_session_whose_files_share_one_mode(
+    reference: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    parts = disk_estimate(prepare(_config(tmp_path, tiny_model_dir)))
+    files = [p for d in (reference, _raw_dir(reference)) for p in d.iterdir()]
+    on_disk = {p.name: p.stat().st_size for p in files}
+    assert parts["vectors.safetensors"] == pytest.approx(on_disk["vectors.safetensors"], rel=0.05)
+    assert sum(parts.values()) == pytest.approx(sum(on_disk.values()), rel=0.1)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(FILE_MODE)}
+
+
 def test_validate_reports_without_loading_weights(
     tiny_model_dir: Path,
     tmp_path: Path,
@@ -384,7 +403,8 @@ def test_validate_reports_without_loading_weights(
 def test_large_runs_stream_statistics_from_files(
     reference: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above the in-memory cap the statistics come from the files, to the same bits, and there is no consolidated file."""
+    """Above the in-memory cap the statistics come from the files, to the same bits, and there is
+    no consolidated file."""
     monkeypatch.setattr(taskvec.session.store, "CONSOLIDATE_MAX_BYTES", 0)
     config = _config(tmp_path, tiny_model_dir)
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
@@ -405,7 +425,8 @@ def test_disk_full_hidden_by_the_writer_is_named(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """torch.save on a full disk raises its own RuntimeError, not ENOSPC; the user still reads 'no space left'."""
+    """torch.save on a full disk raises its own RuntimeError, not ENOSPC; the user still reads
+    'no space left'."""
     config = _config(tmp_path, tiny_model_dir)
     save, calls = torch.save, []
 
@@ -425,7 +446,7 @@ def test_disk_full_hidden_by_the_writer_is_named(
     err = capsys.readouterr().err
     (session,) = _sessions(config)
     assert (
-        f"no space left on device in {_raw_dir(session)}; 3 of {N} samples are saved; free space and resume with"
-        in err
+        f"no space left on device in {_raw_dir(session)}; 3 of {N} samples are saved; free space "
+        "and resume with" in err
     )
     assert "inline_container" not in err and _meta(session)["status"] == "interrupted"

@@ -48,11 +48,40 @@ def test_lookup_by_name_task_vector_dir_and_raw_dir(
 
 def test_unknown_session_names_close_matches(sessions: tuple[Path, list[str]]) -> None:
     out, (cot, _) = sessions
+    typo = cot[:10] + "x" + cot[11:]
     with pytest.raises(TaskvecError, match="did you mean: " + cot.replace(".", r"\.")) as err:
-        load_session(cot[:-3], out)
+        load_session(typo, out)
     assert "\n" not in str(err.value)
+    with pytest.raises(TaskvecError, match="did you mean: cot_5shot_train"):
+        load_session("cot_5shot_trian", out)
     with pytest.raises(TaskvecError, match="no session 'nothing-like-it'.*taskvec ls"):
         load_session("nothing-like-it", out)
+
+
+def test_prefix_stem_and_last_name_a_session(
+    sessions: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, (cot, vanilla) = sessions
+    assert load_session(cot[:12], out).name == cot  # a unique prefix
+    assert load_session("vanilla_0shot_train", out).name == vanilla  # the label stem
+    time = vanilla.rsplit("_", 1)[-1]
+    assert load_session(f"vanilla_0shot_train@{time}", out).name == vanilla
+    assert load_session("@last", out).name == vanilla  # the newest
+    assert main(["show", "@last", "--output-dir", str(out)]) == 0
+    assert vanilla in capsys.readouterr().out
+
+
+def test_ambiguous_prefix_lists_the_sessions(
+    tmp_path: Path, sessions: tuple[Path, list[str]]
+) -> None:
+    out, (cot, _) = sessions
+    copy = copy_session(out, cot, tmp_path)
+    other = cot.replace("_task_vector_", "_task_vector_x")  # same stem, another run
+    for sub in ("task_vector", "raw_representations"):
+        (copy / sub / cot).rename(copy / sub / other)
+    copy_session(out, cot, tmp_path)
+    with pytest.raises(TaskvecError, match="'cot_5shot' matches 2 sessions.*@last"):
+        load_session("cot_5shot", copy)
 
 
 def test_fields_match_the_files(sessions: tuple[Path, list[str]]) -> None:
@@ -80,9 +109,8 @@ def test_vectors_equal_stacked_sample_files_on_both_paths(
     fallback = load_session(cot, copy_session(out, cot, tmp_path / "plain"))
     fast_out = copy_session(out, cot, tmp_path / "fast")
     raw = fast_out / "raw_representations" / cot
-    write_consolidated(
-        raw, order=[5, 0, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10]
-    )  # rows out of order on purpose
+    # rows out of order on purpose
+    write_consolidated(raw, order=[5, 0, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10])
     for f in raw.glob("sample_*.pt"):
         f.unlink()  # the fast path must not need them
     fast = load_session(cot, fast_out)
@@ -121,7 +149,8 @@ def test_interrupted_session_loads_what_it_has(
 def test_sample_ids_follow_sample_idx_when_samples_were_skipped(
     sessions: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
-    """With `skipped` samples, metadata's sample_ids lists only the extracted ones and sample_idxs maps them."""
+    """With `skipped` samples, metadata's sample_ids lists only the extracted ones and
+    sample_idxs maps them."""
     out, (cot, _) = sessions
     copy = copy_session(out, cot, tmp_path)
     (copy / "raw_representations" / cot / "sample_00003.pt").unlink()

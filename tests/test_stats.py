@@ -9,9 +9,8 @@ from taskvec.session.stats import RunningStats
 
 def test_matches_torch_over_uneven_blocks() -> None:
     g = torch.Generator().manual_seed(0)
-    data = (
-        torch.randn(53, 16, generator=g) * 1e3 + 5e4
-    )  # large offset: naive sum-of-squares would lose digits
+    # large offset: naive sum-of-squares would lose digits
+    data = torch.randn(53, 16, generator=g) * 1e3 + 5e4
     stats = RunningStats(16)
     for start, stop in [(0, 1), (1, 20), (20, 21), (21, 53)]:
         stats.update(data[start:stop])

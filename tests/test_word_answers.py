@@ -36,7 +36,8 @@ CORPUS = [
 
 
 def metaspace_tokenizer() -> PreTrainedTokenizerFast:
-    """A SentencePiece-style (Llama, Mistral) tokenizer: words carry a '▁' marker instead of a byte-level 'Ġ'."""
+    """A SentencePiece-style (Llama, Mistral) tokenizer: words carry a '▁' marker instead of a
+    byte-level 'Ġ'."""
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
@@ -179,7 +180,7 @@ def test_evaluation_scores_text_answers(
     assert result.metrics["accuracy"] == 0.5
 
 
-# --- defects 2-4: the patching scorer, per tokenizer family ---------------------------------------------------
+# --- defects 2-4: the patching scorer, per tokenizer family
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -196,10 +197,11 @@ def test_scorer_keeps_case_and_knows_every_first_token_form(family: str) -> None
             assert word.startswith(tok.decode([t]).strip()) and tok.decode([t]).strip()
     scorer = AnswerScorer(tok, WORDS)
     for word in WORDS:
+        # a chat turn starts without a space, plain text after "Answer:" with one
         for text in (
             word,
             " " + word,
-        ):  # a chat turn starts without a space, plain text after "Answer:" with one
+        ):
             assert generate_and_score(scorer, tok, word, text + " and more"), (family, word, text)
         for other in (word.lower(), word.upper()):
             assert generate_and_score(scorer, tok, word, " " + other) == (other == word)
@@ -208,7 +210,8 @@ def test_scorer_keeps_case_and_knows_every_first_token_form(family: str) -> None
 def generate_and_score(
     scorer: AnswerScorer, tok: PreTrainedTokenizerFast, gold: str, text: str
 ) -> bool:
-    """Feed the tokens of `text` as a greedy continuation would come, stopping where the runner stops; score it."""
+    """Feed the tokens of `text` as a greedy continuation would come, stopping where the runner
+    stops; score it."""
     ids = tok.encode(text, add_special_tokens=False)
     for k in range(1, len(ids) + 1):
         so_far = tok.decode(ids[:k])
@@ -252,7 +255,7 @@ def test_multi_token_answers_need_the_whole_word() -> None:
         assert scorer.labels == [] and scorer.restricted(torch.zeros(0)) is None
 
 
-# --- defect 5: one file split deterministically, overlapping splits refused ----------------------------------
+# --- defect 5: one file split deterministically, overlapping splits refused
 
 
 def test_path_alone_is_split_disjoint_and_deterministic(tmp_path: Path) -> None:
@@ -321,7 +324,7 @@ def test_overlapping_splits_are_refused(tmp_path: Path, tiny_model_dir: Path) ->
         )
 
 
-# --- defect 6: a flat sweep has no best layer ------------------------------------------------------------------
+# --- defect 6: a flat sweep has no best layer
 
 
 def test_flat_sweep_has_no_best_layer() -> None:
@@ -366,7 +369,7 @@ def test_plot_stars_only_a_real_best_layer(
     assert ("no effect" in ax.get_title()) == (best is None)
 
 
-# --- the suite --------------------------------------------------------------------------------------------------
+# --- the suite
 
 
 @pytest.mark.parametrize("name", list(WORD_TASKS))
@@ -405,14 +408,14 @@ def test_word_task_facts_spot_checks() -> None:
 def test_cot_word_configs_validate(
     prompt: str, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The shipped cot configs pass `taskvec validate`; other tasks have no rationales, so cot 5-shot names the fix."""
+    """The shipped cot configs pass `taskvec validate`; other tasks have no rationales, so cot
+    5-shot names the fix."""
     config = write_configs(tmp_path, str(tiny_model_dir), prompt, split="test", max_samples=4)
     assert main(["validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     prompt_cfg = yaml.safe_load((tmp_path / "prompt.yaml").read_text())
-    shown = (
-        "The answer is" if prompt_cfg["n_shot"] else "Give the past tense of the verb."
-    )  # in the first prompt printed
+    # in the first prompt printed
+    shown = "The answer is" if prompt_cfg["n_shot"] else "Give the past tense of the verb."
     assert "config OK" in out and shown in out
     (tmp_path / "prompt.yaml").write_text(
         yaml.safe_dump({**prompt_cfg, "dataset": {**prompt_cfg["dataset"], "name": "plural"}})

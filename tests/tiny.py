@@ -21,7 +21,8 @@ CHAT_TEMPLATE = (
 CORPUS = [
     "Question: What is the percentage change in revenue from 120 to 150 million? Answer: The answer is 25.",
     "Let's think step by step. Revenue grew from 1,200 to 1,500, so the change is 300 / 1,200 = 25%.",
-    "Compute the gross margin, net income, ratio, interest, growth rate and earnings per share of the company.",
+    "Compute the gross margin, net income, ratio, interest, growth rate and earnings per share of "
+    "the company.",
     "You are a careful financial analyst. Answer with a number. 0 1 2 3 4 5 6 7 8 9 . , % $ ( ) - + = / *",
 ]
 
@@ -82,7 +83,8 @@ def save_tiny(
 
 
 def script_model(model: torch.nn.Module, tokens: list[int]) -> torch.nn.Module:
-    """Rewire a tiny model so that, fed `tokens[0]`, greedy decoding writes `tokens[1:]` and then token 0 for ever.
+    """Rewire a tiny model so that, fed `tokens[0]`, greedy decoding writes `tokens[1:]` and then
+    token 0 for ever.
 
     The blocks write nothing (output projections zeroed), each scripted token's embedding is
     its own unit direction, and the LM head maps that direction to the token's successor.

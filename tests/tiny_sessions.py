@@ -16,7 +16,8 @@ PROMPTS = ("cot_5shot_answer.yaml", "vanilla_0shot_answer.yaml")
 
 
 def extract_sessions(root: Path, model_dir: Path, max_samples: int = 12) -> tuple[Path, list[str]]:
-    """Run the real pipeline once per prompt config into `root/out`; returns the output dir and session names."""
+    """Run the real pipeline once per prompt config into `root/out`; returns the output dir and
+    session names."""
     names = []
     for prompt in PROMPTS:
         work = root / prompt.removesuffix(".yaml")
@@ -45,7 +46,8 @@ def sample_records(raw_dir: Path) -> list[dict]:
 
 
 def copy_session(output_dir: Path, name: str, dest: Path) -> Path:
-    """Copy a session's two directories under `dest` (without vectors.safetensors); returns the new output dir."""
+    """Copy a session's two directories under `dest` (without vectors.safetensors); returns the
+    new output dir."""
     for sub in ("task_vector", "raw_representations"):
         shutil.copytree(
             output_dir / sub / name,
@@ -56,7 +58,8 @@ def copy_session(output_dir: Path, name: str, dest: Path) -> Path:
 
 
 def write_consolidated(raw_dir: Path, order: list[int] | None = None) -> None:
-    """vectors.safetensors as the pipeline writes it ({key: (n, hidden)}, `_sample_idx`), rows in `order` if given."""
+    """vectors.safetensors as the pipeline writes it ({key: (n, hidden)}, `_sample_idx`), rows in
+    `order` if given."""
     records = sample_records(raw_dir)
     if order is not None:
         records = [records[i] for i in order]

@@ -19,6 +19,9 @@ _LAZY = {
     "list_sessions": "taskvec.session.reader",
     "load_session": "taskvec.session.reader",
     "VectorKey": "taskvec.positions",
+    # task vectors as values: arithmetic, save/load, steering hooks, expressions over sessions
+    "TaskVector": "taskvec.session.vector",
+    "parse_vector": "taskvec.session.expression",
     # the flows
     "prepare": "taskvec.extraction.prepare",
     "run_extraction": "taskvec.extraction.run",

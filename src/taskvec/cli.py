@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 def _extract(args: argparse.Namespace) -> None:
     from taskvec.config import check_configs
 
-    check_configs(
-        Path(args.config)
-    )  # a typo is reported in about a second, before torch is imported
+    # a typo is reported in about a second, before torch is imported
+    check_configs(Path(args.config))
     from taskvec.extraction.run import extract
 
     paths = extract(Path(args.config), progress=not args.quiet, resume=args.resume)
@@ -47,7 +46,8 @@ def _next_steps(paths: SessionPaths) -> None:
         f"print(s.mean('{key}').shape, s.vectors('{key}').shape)\""
     )
     print(
-        "  taskvec extract --config configs/smollm2-135m/extract_vanilla_0shot.yaml   # a second session (0-shot prompts)"
+        "  taskvec extract --config configs/smollm2-135m/extract_vanilla_0shot.yaml   # a second "
+        "session (0-shot prompts)"
     )
     print(f"  taskvec compare {task_vector_dir.name} vanilla_0shot_...   # names from `taskvec ls`")
 
@@ -88,7 +88,8 @@ def _print_files(table: pd.DataFrame) -> None:
 
 
 def _analysis_dir(args: argparse.Namespace, sessions: list[Session]) -> Path:
-    """`--out`, or `{output_dir}/analysis/{command}_{session labels}` so results of different inputs never mix."""
+    """`--out`, or `{output_dir}/analysis/{command}_{session labels}` so results of different
+    inputs never mix."""
     if args.out is not None:
         return Path(args.out)
     from taskvec.analysis.plotting import session_labels
@@ -249,14 +250,16 @@ def _evaluate(args: argparse.Namespace) -> None:
     m = result.metrics
     print(f"results: {result.directory}")
     print(
-        f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, {m['n_parse_failures']} without an answer, "
+        f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, "
+        f"{m['n_parse_failures']} without an answer, "
         f"{m['n_truncated']} truncated)"
     )
     if m.get("extraction_session"):
         print(f"extraction session (same pass): {m['extraction_session']}")
     t = m["timings"]
     print(
-        f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s ({t['tokens_per_s']:.1f} tokens/s, "
+        f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s "
+        f"({t['tokens_per_s']:.1f} tokens/s, "
         f"prefill {t['prefill_share']:.0%} of model time)"
     )
 
@@ -278,7 +281,8 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--extract",
         metavar="EXTRACTION_CONFIG",
-        help="also write this extraction config's session from the same prefill (same prompts: set its split and max_samples to match)",
+        help="also write this extraction config's session from the same prefill "
+        "(same prompts: set its split and max_samples to match)",
     )
     ev.add_argument("--split", help="dataset split (default: test)")
     ev.add_argument(
@@ -294,7 +298,8 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
         "--draft-tokens",
         type=int,
         metavar="N",
-        help="greedy: prompt-lookup drafts a row checks per step while the batch has room; 0 turns them off (default: 8)",
+        help="greedy: prompt-lookup drafts a row checks per step while the batch has room; "
+        "0 turns them off (default: 8)",
     )
     ev.add_argument("--model", help="overrides the prompt config's model")
     ev.add_argument(

@@ -39,7 +39,8 @@ class ExtractionConfig(BaseModel):
     max_samples: int | None = Field(None, ge=1)
     on_out_of_range: Literal["error", "skip"] = Field(
         "error",
-        description="a position outside some sample's prompt: stop with an error, or skip that sample (recorded)",
+        description="a position outside some sample's prompt: stop with an error, "
+        "or skip that sample (recorded)",
     )
     tag: str | None = None
     batch_size: int = Field(64, ge=1, description="upper bound on samples per forward")
@@ -88,7 +89,8 @@ class ExtractionConfig(BaseModel):
 
 
 def load_config(path: Path) -> ExtractionConfig:
-    """Read and validate an extraction config; relative prompt paths resolve against CWD, then the file's folder."""
+    """Read and validate an extraction config; relative prompt paths resolve against CWD, then
+    the file's folder."""
     missing = f"--config: file '{path}' not found; pass the path of an extraction config YAML"
     cfg = load_yaml_model(path, ExtractionConfig, "config", missing)
     prompt = cfg.prompt_config
@@ -103,7 +105,8 @@ def load_config(path: Path) -> ExtractionConfig:
 
 
 def check_configs(path: Path) -> None:
-    """Validate an extraction config and its prompt config (YAML and schema only; imports neither torch nor transformers)."""
+    """Validate an extraction config and its prompt config (YAML and schema only; imports neither
+    torch nor transformers)."""
     cfg = load_config(path)
     if isinstance(cfg.prompt_config, Path):
         load_prompt_config(cfg.prompt_config)

@@ -1,4 +1,5 @@
-"""The one exception type shown to users as a single line, without a traceback; SIGTERM taken as Ctrl-C; visible warnings."""
+"""The one exception type shown to users as a single line, without a traceback; SIGTERM taken as
+Ctrl-C; visible warnings."""
 
 import signal
 import sys

@@ -26,7 +26,8 @@ def check_position(spec: Position) -> Position:
         return int(text)
     except ValueError:
         raise TaskvecError(
-            f"token_positions: unknown position {spec!r}; use 'last', 'first' or an integer (negative counts from the end)"
+            f"token_positions: unknown position {spec!r}; use 'last', 'first' or an integer "
+            "(negative counts from the end)"
         ) from None
 
 
@@ -40,7 +41,8 @@ def resolve_position(spec: Position, n_tokens: int, sample_id: str) -> int:
         index = int(spec) if int(spec) >= 0 else n_tokens + int(spec)
     if not 0 <= index < n_tokens:
         raise TaskvecError(
-            f"token_positions: position {spec} is out of range for sample '{sample_id}' with {n_tokens} tokens; "
+            f"token_positions: position {spec} is out of range for sample '{sample_id}' with "
+            f"{n_tokens} tokens; "
             f"use a position within -{n_tokens}..{n_tokens - 1}"
         )
     return index
@@ -50,7 +52,8 @@ def normalise_layer(layer: int, n_layers: int) -> int:
     """Non-negative block index of `layer` (negative counts from the end)."""
     if not -n_layers <= layer < n_layers:
         raise TaskvecError(
-            f"layers: layer {layer} is out of range for a model with {n_layers} blocks; use 0..{n_layers - 1} "
+            f"layers: layer {layer} is out of range for a model with {n_layers} blocks; use "
+            f"0..{n_layers - 1} "
             f"or -{n_layers}..-1"
         )
     return layer % n_layers
@@ -63,7 +66,8 @@ KEY_PATTERN = re.compile(r"layer_(\d+)_pos_(last|first|-?\d+)")
 class VectorKey:
     """The name of one vector: block `layer` (non-negative) read at `position` as written in the config.
 
-    `str(key)` is the file key `layer_{L}_pos_{P}` (`layer_12_pos_-2`); `key.std` names its standard deviation.
+    `str(key)` is the file key `layer_{L}_pos_{P}` (`layer_12_pos_-2`); `key.std` names its standard
+    deviation.
     """
 
     layer: int

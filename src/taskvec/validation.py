@@ -44,7 +44,8 @@ def _unknown_key(err: ErrorDetails, where: str, model: type[BaseModel] | None) -
 def describe_validation_error(
     exc: ValidationError, where: str, model: type[BaseModel] | None = None
 ) -> str:
-    """One error of `exc` as `where: field 'x': problem; fix`; unknown keys first (a typo also makes a field look missing)."""
+    """One error of `exc` as `where: field 'x': problem; fix`; unknown keys first (a typo also
+    makes a field look missing)."""
     errors = exc.errors()
     unknown = [e for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
@@ -73,7 +74,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def load_yaml_model(path: Path, model: type[M], what: str, missing: str) -> M:
-    """Read a YAML mapping and validate it as `model`; every failure is one line naming `what` (`missing`: the fix for no file)."""
+    """Read a YAML mapping and validate it as `model`; every failure is one line naming `what`
+    (`missing`: the fix for no file)."""
     if not path.is_file():
         raise TaskvecError(missing)
     try:

@@ -57,9 +57,8 @@ def test_rationale_arithmetic_holds_and_ends_at_the_answer() -> None:
         equations = _EQUATION.findall(sample.rationale)
         assert equations, (kind, sample.rationale)
         for expression, result in equations:
-            value = eval(
-                expression.replace("^", "**"), {"__builtins__": {}}
-            )  # digits and operators only
+            # digits and operators only
+            value = eval(expression.replace("^", "**"), {"__builtins__": {}})
             assert math.isclose(value, float(result), rel_tol=1e-4, abs_tol=0.0051), (
                 kind,
                 expression,

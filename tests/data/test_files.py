@@ -96,6 +96,18 @@ def test_list_fields_join_as_lines(tmp_path: Path) -> None:
     assert load_split(cfg, "all")[0].context == "line a\nline b"
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_rationale_and_context_columns_are_read_by_name(tmp_path: Path, suffix: str) -> None:
+    rows = [{"id": "a", "question": "Q?", "answer": "1", "rationale": "One.", "context": "Ctx."}]
+    path = write(tmp_path / f"d{suffix}", rows)
+    sample = load_split(DatasetConfig(source="file", splits={"test": path}), "test")[0]
+    assert (sample.id, sample.rationale, sample.context) == ("a", "One.", "Ctx.")
+    mapped = DatasetConfig(
+        source="file", splits={"test": path}, fields=FieldMap(context="question")
+    )
+    assert load_split(mapped, "test")[0].context == "Q?"  # a mapping still wins
+
+
 def test_path_alone_is_split_into_disjoint_train_and_test(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", ROWS)
     cfg = DatasetConfig(source="file", path=path, fields=FieldMap(question="q", answer="ans"))

@@ -1,4 +1,5 @@
-"""Rationales of the word tasks: true to the facts, deterministic, and followed by the answer sentence in cot prompts."""
+"""Rationales of the word tasks: true to the facts, deterministic, and followed by the answer
+sentence in cot prompts."""
 
 from __future__ import annotations
 
@@ -26,18 +27,20 @@ COT_5SHOT = Path(__file__).parents[2] / "configs" / "smollm2-135m" / "words_chat
             "carry is a regular verb ending in a consonant and -y, so change -y to -i and add -ed: carried.",
         ),
         ("stop", "stopped", "stop is a regular verb whose final p doubles before -ed: stopped."),
+        # a vowel before the y: no change
         (
             "play",
             "played",
             "play is a regular verb, so add -ed: played.",
-        ),  # a vowel before the y: no change
+        ),
         ("go", "went", "go is an irregular verb; its past tense is went."),
         ("cut", "cut", "cut is an irregular verb; its past tense is cut."),
+        # -d without a final -e
         (
             "hear",
             "heard",
             "hear is an irregular verb; its past tense is heard.",
-        ),  # -d without a final -e
+        ),
         ("pay", "paid", "pay is an irregular verb; its past tense is paid."),  # not *payed
     ],
 )
@@ -77,7 +80,8 @@ REGULAR = {
 
 
 def test_every_past_tense_pair_is_classified_as_a_grammar_says() -> None:
-    """Against a hand-made list of regular and irregular verbs from the table; each rationale ends with the answer."""
+    """Against a hand-made list of regular and irregular verbs from the table; each rationale
+    ends with the answer."""
     pairs = dict(WORD_TASKS["past_tense"].pairs())
     assert IRREGULAR | REGULAR <= set(pairs)
     for verb, past in pairs.items():

@@ -41,9 +41,8 @@ def test_extract_with_embedded_model(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "session: cot_5shot_test_SmolLM2-135M-Instruct.Q4_1_task_vector_" in proc.stdout
-    assert (
-        "tok/s" in proc.stderr and "4/4 samples" in proc.stderr
-    )  # the bar counts tokens computed, and samples
+    # the bar counts tokens computed, and samples
+    assert "tok/s" in proc.stderr and "4/4 samples" in proc.stderr
     session = next((tmp_path / "out" / "task_vector").iterdir())
     meta = json.loads((session / "metadata.json").read_text())
     assert meta["n_model_layers"] == 30 and meta["hidden_size"] == 576 and meta["layers"] == [3, 29]

@@ -1,4 +1,5 @@
-"""The README's Start-here block, as written, in a clean shell in a fresh clone (the newcomer's first minutes)."""
+"""The README's Start-here block, as written, in a clean shell in a fresh clone (the newcomer's
+first minutes)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,8 @@ def _start_here() -> str:
 def test_start_here_runs_as_written_in_a_clean_shell(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    (clone / ".venv").symlink_to(
-        REPO / ".venv"
-    )  # the set-up itself is what scripts/install-torch.sh's tests cover
+    # the set-up itself is what scripts/install-torch.sh's tests cover
+    (clone / ".venv").symlink_to(REPO / ".venv")
     (
         clone / ".venv" / ".installed"
     ).touch()  # newer than the clone's pyproject.toml: make reuses the environment

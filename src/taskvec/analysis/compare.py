@@ -38,7 +38,8 @@ HEATMAP_COLUMNS = 5  # layers per heatmap row; more would shrink the cells below
 
 
 def common_keys(sessions: Sequence[Session]) -> list[str]:
-    """Keys every session has, in the first session's order; an error names each session's keys if none is shared."""
+    """Keys every session has, in the first session's order; an error names each session's keys
+    if none is shared."""
     shared = set.intersection(*(set(s.keys) for s in sessions))
     if not shared:
         listing = "; ".join(f"{s.name}: {', '.join(s.keys)}" for s in sessions)
@@ -202,7 +203,8 @@ def _plot_per_sample(
 
 
 def _pair_grid(table: pd.DataFrame, layer: int, position: str, labels: list[str]) -> np.ndarray:
-    """The (n, n) cosine of mean vectors at one layer and position (1 on the diagonal; NaN if the key is missing)."""
+    """The (n, n) cosine of mean vectors at one layer and position (1 on the diagonal; NaN if the
+    key is missing)."""
     index = {label: i for i, label in enumerate(labels)}
     grid = np.eye(len(labels))
     sub = table[(table.layer == layer) & (table.position == position)]
@@ -227,9 +229,8 @@ def _plot_heatmaps(table: pd.DataFrame, keys: list[str], labels: list[str], out:
         cell * cols + label_in + 1.5, cell * per_position * len(positions) + label_in + 0.8
     )
     axes = fig.subplots(per_position * len(positions), cols, squeeze=False)
-    lo = min(
-        float(table.cos_means.min()), 0.99
-    )  # the colour scale spans the data, never a single value
+    # the colour scale spans the data, never a single value
+    lo = min(float(table.cos_means.min()), 0.99)
     image = None
     for r in range(len(positions)):  # a block's last row may have fewer layers than columns
         for unused in axes[(r + 1) * per_position - 1][len(layers) - (per_position - 1) * cols :]:

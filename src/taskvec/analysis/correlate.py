@@ -32,6 +32,7 @@ from taskvec.analysis.probe import (
 )
 from taskvec.analysis.samples import session_kinds, session_samples
 from taskvec.errors import TaskvecError
+from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
 from taskvec.session.reader import Session
 
@@ -88,9 +89,15 @@ def check_same_prompts(session: Session, results_dir: Path) -> None:
     meta = session.metadata
     problems = [
         f"{f}: session {meta.get(f)!r}, predictions {metrics[f]!r}"
-        for f in ("model", "split", "prompt_type", "n_shot")
+        for f in ("split", "prompt_type", "n_shot")
         if f in metrics and metrics[f] != meta.get(f)
     ]
+    if "model" in metrics and recorded_identity(metrics) != recorded_identity(meta):
+        problems.insert(
+            0,
+            f"model: session {meta.get('model')!r} ({recorded_identity(meta)}), predictions "
+            f"{metrics['model']!r} ({recorded_identity(metrics)})",
+        )
     written = {row["sample_id"]: row["prompt"] for row in session.prompts}
     predictions = folder / PREDICTIONS_FILE
     lines = predictions.read_text().splitlines() if predictions.is_file() else []

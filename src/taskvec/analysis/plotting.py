@@ -15,8 +15,8 @@ DPI = 120
 
 
 def session_labels(sessions: Sequence[Session]) -> list[str]:
-    """Short, unique labels: the name stem before `_{model_short}_task_vector_`; stems that repeat get their run's
-    time (`cot_5shot_train@031502`), and numbers if that still repeats."""
+    """Short, unique labels: the name stem before `_{model_short}_task_vector_`; stems that
+    repeat get their run's time (`cot_5shot_train@031502`), and numbers if that still repeats."""
     stems = [
         s.name.split("_task_vector_")[0].removesuffix(f"_{s.metadata.get('model_short', '')}")
         for s in sessions
@@ -59,8 +59,9 @@ def plain_numbers(ax: Axes) -> None:
 
 
 def layer_ticks(ax: Axes, layers: Sequence[int]) -> None:
-    """A tick at every layer when they are spread out, else integer ticks matplotlib spaces (labels never collide);
-    the axis spans the layers even where every value is NaN (a probe that could not run)."""
+    """A tick at every layer when they are spread out, else integer ticks matplotlib spaces
+    (labels never collide); the axis spans the layers even where every value is NaN (a probe that
+    could not run)."""
     ordered = sorted(set(layers))
     pad = max(0.5, 0.05 * (ordered[-1] - ordered[0]))
     ax.set_xlim(ordered[0] - pad, ordered[-1] + pad)

@@ -18,7 +18,8 @@ from taskvec.session.reader import Session
 
 
 def project_key(sessions: Sequence[Session], layer: int, position: str | None) -> str:
-    """The key at `layer` (negative counts from the end of the model) and `position` (default: the first session's first)."""
+    """The key at `layer` (negative counts from the end of the model) and `position` (default:
+    the first session's first)."""
     first = sessions[0]
     if layer < 0:
         layer += int(first.metadata["n_model_layers"])

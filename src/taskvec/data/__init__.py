@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import taskvec.data.easy  # noqa: F401  (registers the finance_easy task set)
 from taskvec.data.base import DatasetConfig, FieldMap, Sample
 from taskvec.data.builtin import SPLITS as BUILTIN_SPLITS
-from taskvec.data.builtin import TASK_SET_NAMES, generate_labeled, generate_split
+from taskvec.data.builtin import generate_labeled, generate_split, task_set_names
 from taskvec.data.files import file_splits, load_file_split, load_finqa_split
 from taskvec.data.hub import hub_splits, load_hub_split
 from taskvec.data.numbers import parse_number
@@ -23,10 +24,11 @@ __all__ = [
     "sample_kinds",
 ]
 
+# "finance" (numeric), "short" and its tasks, the word-task suite
 BUILTIN_NAMES = (
-    *TASK_SET_NAMES,
+    *task_set_names(),
     *WORD_TASKS,
-)  # "finance" (numeric), "short" and its tasks, the word-task suite
+)  # "finance", "finance_easy", "short", each of their kinds; the word tasks
 
 
 def _check_builtin_name(cfg: DatasetConfig) -> None:

@@ -37,8 +37,12 @@ class FieldMap(BaseModel):
     )
     question: str = "question"
     answer: str = "answer"
-    rationale: str | None = None
-    context: str | None = None
+    rationale: str | None = Field(
+        None, description="worked solution column; unset: a column named `rationale` if present"
+    )
+    context: str | None = Field(
+        None, description="passage column; unset: a column named `context` if present"
+    )
 
 
 class DatasetConfig(BaseModel):

@@ -204,7 +204,8 @@ def debt_to_equity(rng: random.Random) -> Problem:
     debt = round(short + long, 1)
     ratio = round(debt / equity, 2)
     return Problem(
-        f"{_possessive(company)} {year} balance sheet shows short-term debt of {_usd_m(short)}, long-term debt of "
+        f"{_possessive(company)} {year} balance sheet shows short-term debt of {_usd_m(short)}, "
+        "long-term debt of "
         f"{_usd_m(long)} and shareholders' equity of {_usd_m(equity)}. What is its debt-to-equity ratio?",
         ratio,
         f"Total debt is short-term plus long-term debt: {_n(short, 1)} + {_n(long, 1)} = {_n(debt, 1)} "
@@ -225,7 +226,8 @@ def cagr(rng: random.Random) -> Problem:
     rate = round((growth - 1) * 100, 2)
     return Problem(
         f"{_possessive(company)} revenue grew from {_usd_m(start)} in {start_year} to {_usd_m(end)} in "
-        f"{start_year + years}. What was the compound annual growth rate over these {years} years, in percent?",
+        f"{start_year + years}. What was the compound annual growth rate over these {years} years, "
+        "in percent?",
         rate,
         f"Revenue multiplied by {_n(end, 1)} / {_n(start, 1)} = {_n(ratio, 4)} over {years} years. "
         f"The yearly factor is {_n(ratio, 4)}^(1/{years}) = {_n(growth, 4)}, "
@@ -434,7 +436,8 @@ def difference(rng: random.Random) -> Problem:
     change = round(new - old, 1)
     direction = "an increase" if change >= 0 else "a decrease"
     return Problem(
-        f"{_possessive(company)} {item} was {_usd_m(old)} at the end of {year} and {_usd_m(new)} at the end of "
+        f"{_possessive(company)} {item} was {_usd_m(old)} at the end of {year} and {_usd_m(new)} "
+        "at the end of "
         f"{year + 1}. By how many millions of dollars did it change ({year + 1} minus {year})?",
         change,
         f"The change is the {year + 1} balance minus the {year} balance: "
@@ -533,25 +536,31 @@ def above_one(rng: random.Random) -> Problem:
     return _word(
         "above_one",
         label,
-        f"Current assets {_short_m(assets)}, current liabilities {_short_m(liabilities)}. Current ratio above 1:",
+        f"Current assets {_short_m(assets)}, current liabilities {_short_m(liabilities)}. Current "
+        "ratio above 1:",
         f"The current ratio is {_n(assets, 1)} / {_n(liabilities, 1)} = {_n(assets / liabilities)}.",
     )
 
 
+TASK_SETS: dict[str, dict[str, Generator]] = {"finance": KINDS, "short": SHORT_KINDS}
+"""Named task sets; `easy.py` adds `finance_easy`. Every kind is also a set of its own."""
+
+
 def task_set(name: str | None) -> dict[str, Generator]:
-    """The kinds of a builtin task set: `finance` (default), `short` (all one-word kinds) or one short kind."""
-    if name in (None, "finance"):
-        return KINDS
-    if name == "short":
-        return SHORT_KINDS
-    if name in SHORT_KINDS:
-        return {name: SHORT_KINDS[name]}
+    """The kinds of builtin task set `name` (default `finance`), or the one kind so named."""
+    if name in TASK_SETS or name is None:
+        return TASK_SETS[name or "finance"]
+    for kinds in TASK_SETS.values():
+        if name in kinds:
+            return {name: kinds[name]}
     raise TaskvecError(
-        f"builtin task set '{name}' is unknown; use one of: {', '.join(TASK_SET_NAMES)}"
+        f"builtin task set '{name}' is unknown; use one of: {', '.join(task_set_names())}"
     )
 
 
-TASK_SET_NAMES = ("finance", "short", *SHORT_KINDS)
+def task_set_names() -> tuple[str, ...]:
+    """Every name `task_set` accepts: the sets, then each kind."""
+    return (*TASK_SETS, *(kind for kinds in TASK_SETS.values() for kind in kinds))
 
 
 # --- splits -----------------------------------------------------------------------------
@@ -579,7 +588,8 @@ def _draw(generator: Generator, rng: random.Random, split: str, seen: set[str]) 
 def generate_labeled(
     split: str, n: int, seed: int = 0, name: str = "finance"
 ) -> list[tuple[str, Sample]]:
-    """`n` samples of `split` of task set `name` with their kind names; kinds are dealt in shuffled rounds so all appear."""
+    """`n` samples of `split` of task set `name` with their kind names; kinds are dealt in
+    shuffled rounds so all appear."""
     if split not in SPLITS:
         raise TaskvecError(
             f"builtin dataset has no split '{split}'; use one of: {', '.join(SPLITS)}"

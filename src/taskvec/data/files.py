@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 _EXTENSIONS = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+    ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
 }  # fmt: skip
 _PATH_ONLY_SPLITS = ["train", "test", "all"]
 
@@ -78,7 +79,8 @@ def _resolve(path: Path, field: str, base_dir: Path | None) -> Path:
 
 
 def absolute_paths(cfg: DatasetConfig, base_dir: Path | None) -> DatasetConfig:
-    """`cfg` with every file path that exists made absolute (as `split_file` finds it), so it reads from any directory."""
+    """`cfg` with every file path that exists made absolute (as `split_file` finds it), so it
+    reads from any directory."""
 
     def absolute(path: Path) -> Path:
         path = path.expanduser()
@@ -228,7 +230,8 @@ def _sample_id(row: Record, index: int, fields: FieldMap, prefix: str, where: st
         return f"{prefix}_{index}"
     if row.get(column) in (None, ""):
         raise TaskvecError(
-            f"row {index} in {where} has no value in column '{column}'; fill it or set `dataset.fields.id` to another column"
+            f"row {index} in {where} has no value in column '{column}'; fill it or set "
+            "`dataset.fields.id` to another column"
         )
     return str(row[column])
 
@@ -256,16 +259,22 @@ def _to_sample(
         except ValueError as exc:
             raise TaskvecError(
                 f"row '{sample_id}' in {where}: cannot read answer {raw!r} as a number; fix the value, point "
-                "`dataset.fields.answer` at a numeric column, or set `dataset.answer_type: text` for word answers"
+                "`dataset.fields.answer` at a numeric column, or set `dataset.answer_type: text` "
+                "for word answers"
             ) from exc
     return Sample(
         id=sample_id,
         question=question,
         answer=answer,
         answer_text=answer_text,
-        rationale=_text(row.get(fields.rationale)) if fields.rationale else "",
-        context=_text(row.get(fields.context)) if fields.context else "",
+        rationale=_by_name(fields.rationale, "rationale", row),
+        context=_by_name(fields.context, "context", row),
     )
+
+
+def _by_name(mapped: str | None, name: str, row: Record) -> str:
+    """An optional text field: from the column `dataset.fields` maps, else the one named `name`."""
+    return _text(row.get(mapped if mapped is not None else name))
 
 
 def _answer(raw: Any) -> tuple[float, str]:

@@ -41,7 +41,8 @@ def _reason(exc: Exception) -> str:
 def _unreachable(name: str, exc: Exception) -> TaskvecError:
     """The error for a dataset that could not be fetched (offline, unknown name, no access)."""
     return TaskvecError(
-        f"cannot load Hugging Face dataset '{name}' ({_reason(exc)}); if offline, download it elsewhere and use "
+        f"cannot load Hugging Face dataset '{name}' ({_reason(exc)}); if offline, download it "
+        "elsewhere and use "
         "`source: file` with a local `path`"
     )
 

@@ -29,7 +29,10 @@ def past_tense_rationale(verb: str, past: str) -> str:
     if verb.endswith("e") and past == verb + "d":
         return f"{verb} is a regular verb ending in -e, so add -d: {past}."
     if _ends_consonant_y(verb) and past == verb[:-1] + "ied":
-        return f"{verb} is a regular verb ending in a consonant and -y, so change -y to -i and add -ed: {past}."
+        return (
+            f"{verb} is a regular verb ending in a consonant and -y, "
+            f"so change -y to -i and add -ed: {past}."
+        )
     if verb[-1] not in _VOWELS and past == verb + verb[-1] + "ed":
         return f"{verb} is a regular verb whose final {verb[-1]} doubles before -ed: {past}."
     return f"{verb} is an irregular verb; its past tense is {past}."

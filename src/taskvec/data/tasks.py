@@ -179,7 +179,8 @@ WORD_TASKS: dict[str, WordTask] = {
 
 
 def task_rows(name: str, split: str, seed: int = 0) -> list[Pair]:
-    """The (input, answer) pairs of `split` of word task `name`, in seeded order (see the module docstring)."""
+    """The (input, answer) pairs of `split` of word task `name`, in seeded order (see the module
+    docstring)."""
     if name not in WORD_TASKS:
         raise TaskvecError(f"word task '{name}' is unknown; use one of: {', '.join(WORD_TASKS)}")
     pairs = WORD_TASKS[name].pairs()

@@ -219,7 +219,8 @@ _EDGE_PUNCT = ".,;:!?\"'`*()[]{}<>"
 
 
 def normalise_text(text: str, case_sensitive: bool = True) -> str:
-    """A text answer's comparable form: whitespace collapsed, edge quotes/brackets/punctuation stripped, case kept unless not `case_sensitive`."""
+    """A text answer's comparable form: whitespace collapsed, edge quotes/brackets/punctuation
+    stripped, case kept unless not `case_sensitive`."""
     words = " ".join(text.split()).strip(_EDGE_PUNCT + " ")
     return words if case_sensitive else words.casefold()
 

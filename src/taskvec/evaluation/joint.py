@@ -3,6 +3,7 @@ normal extraction session, and the session and the results directory name each o
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,23 +15,32 @@ from taskvec.errors import TaskvecError
 from taskvec.extraction.prepare import Prepared, prepare
 from taskvec.extraction.session_files import new_session, session_metadata
 from taskvec.model.generation import Reading
+from taskvec.model.loading import ModelRef
 from taskvec.prompts.render import RenderedPrompt
 from taskvec.session.layout import CONSOLIDATED
-from taskvec.session.store import SampleTable, SessionWriter, check_finite, save_json
+from taskvec.session.store import (
+    SampleTable,
+    SessionWriter,
+    check_finite,
+    save_json,
+    take_lock,
+)
 
 
 def prepare_extraction(
-    config_path: Path, samples: list[str], prompts: list[RenderedPrompt], model: str
+    config_path: Path, samples: list[str], prompts: list[RenderedPrompt], model: ModelRef
 ) -> Prepared:
     """Validate an extraction config for one pass with an evaluation: same model, samples and prompt texts."""
     if not config_path.is_file():
         raise TaskvecError(
-            f"--extract: file '{config_path}' not found; pass an extraction config YAML (see task_vector_config.yaml)"
+            f"--extract: file '{config_path}' not found; pass an extraction config YAML (see "
+            "task_vector_config.yaml)"
         )
     prep = prepare(config_path)
-    if prep.model_ref.spec != model:
+    if prep.model_ref.identity != model.identity:
         raise TaskvecError(
-            f"--extract: the extraction config's model is '{prep.model_ref.spec}', the evaluation's '{model}'; use one model"
+            f"--extract: the extraction config's model is '{prep.model_ref.spec}', the evaluation's "
+            f"'{model.spec}'; use one model"
         )
     ours = [(s.id, p.text) for s, p in zip(prep.samples, prep.prompts)]
     theirs = list(zip(samples, (p.text for p in prompts)))
@@ -39,8 +49,10 @@ def prepare_extraction(
             (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
         )
         raise TaskvecError(
-            f"--extract: the extraction config gives {len(ours)} prompts, the evaluation {len(theirs)}, differing from prompt {diff} on; "
-            "give both the same prompt config, split and max_samples (evaluation defaults to split test, extraction to train)"
+            f"--extract: the extraction config gives {len(ours)} prompts, the evaluation "
+            f"{len(theirs)}, differing from prompt {diff} on; "
+            "give both the same prompt config, split and max_samples (evaluation defaults to "
+            "split test, extraction to train)"
         )
     return prep
 
@@ -51,6 +63,7 @@ class SessionSink:
     def __init__(self, prep: Prepared, device: torch.device, dtype: torch.dtype) -> None:
         self.prep, self.device, self.dtype = prep, device, dtype
         self.paths = new_session(prep)
+        self.lock = take_lock(self.paths)  # held until close: `ls` tells a live run from a dead one
         self.items = {it.idx: it for it in prep.items}
         hidden = prep.text_config.hidden_size
         self.writer = SessionWriter(self.paths, prep.keys)
@@ -62,7 +75,8 @@ class SessionSink:
 
     @property
     def reading(self) -> Reading:
-        """What generation reads: the session's layers, at each sample's token indices (none for skipped samples)."""
+        """What generation reads: the session's layers, at each sample's token indices (none for
+        skipped samples)."""
         return Reading(
             self.prep.layers,
             [
@@ -79,7 +93,14 @@ class SessionSink:
         self.table.put([idx], vectors[None])
 
     def close(self, status: str, results_dir: Path) -> None:
-        """Wait for the files; when complete write the task vectors; then metadata naming the results directory."""
+        """Wait for the files; when complete write the task vectors; then metadata naming the
+        results directory."""
+        try:
+            self._close(status, results_dir)
+        finally:
+            os.close(self.lock)
+
+    def _close(self, status: str, results_dir: Path) -> None:
         self.writer.close()
         consolidated = self.table.summarise() if status == "complete" else False
         lengths = [len(it.ids) for it in self.prep.items]

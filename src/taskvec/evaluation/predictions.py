@@ -1,4 +1,5 @@
-"""predictions.jsonl as an append-only log: one whole line per finished sample, a torn last line redone on resume."""
+"""predictions.jsonl as an append-only log: one whole line per finished sample, a torn last line
+redone on resume."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ def _line(row: dict[str, Any]) -> bytes:
 
 
 class PredictionLog:
-    """Appends each prediction as one `write` of a whole line, flushed to disk, so a crash loses at most that line."""
+    """Appends each prediction as one `write` of a whole line, flushed to disk, so a crash loses
+    at most that line."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
     def read(self) -> dict[int, dict[str, Any]]:
-        """The sound lines by `sample_idx`; a torn or unreadable tail is cut off the file (its samples are redone)."""
+        """The sound lines by `sample_idx`; a torn or unreadable tail is cut off the file (its
+        samples are redone)."""
         if not self.path.is_file():
             return {}
         data = self.path.read_bytes()
@@ -54,7 +57,8 @@ class PredictionLog:
             self._fd = None
 
     def finalise(self, rows: list[dict[str, Any]]) -> None:
-        """Replace the log (finish order) by every row in sample order, atomically: the file a single run writes."""
+        """Replace the log (finish order) by every row in sample order, atomically: the file a
+        single run writes."""
         self.close()
         save_text(
             self.path,

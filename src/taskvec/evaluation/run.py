@@ -38,8 +38,9 @@ from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.answers import extract_answer, score, score_text
 from taskvec.evaluation.joint import SessionSink, prepare_extraction
 from taskvec.evaluation.predictions import PredictionLog
+from taskvec.evaluation.progress import Progress, Work
 from taskvec.extraction.prepare import Prepared
-from taskvec.model.generation import Finished, GenerationStats, Generator
+from taskvec.model.generation import Finished, GenerationStats, Generator, plan_generation
 from taskvec.model.loading import (
     ModelRef,
     dtype_name,
@@ -51,7 +52,7 @@ from taskvec.model.loading import (
 )
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
-from taskvec.prompts.render import RenderedPrompt
+from taskvec.prompts.render import RenderedPrompt, start_token
 from taskvec.session.layout import session_name
 from taskvec.session.resume import config_differences
 from taskvec.session.store import check_writable, create_unique_dir, save_json, save_text
@@ -118,12 +119,14 @@ def _options(overrides: dict[str, Any]) -> EvalOptions:
 
 
 def prepare_evaluation(config_path: Path, **overrides: Any) -> EvalPrepared:
-    """Validate the prompt config and `overrides` (see `EvalOptions`), load data, render and tokenise prompts."""
+    """Validate the prompt config and `overrides` (see `EvalOptions`), load data, render and
+    tokenise prompts."""
     start = time.perf_counter()
     options = _options(overrides)
     if not config_path.is_file():
         raise TaskvecError(
-            f"--config: file '{config_path}' not found; pass a prompt config YAML (shipped ones live under configs/{{model_family}}/)"
+            f"--config: file '{config_path}' not found; pass a prompt config YAML (shipped ones "
+            "live under configs/{model_family}/)"
         )
     prompt_cfg = load_prompt_config(config_path)
     if options.model:
@@ -280,9 +283,10 @@ def generate_padded(
 ) -> list[list[int]]:
     """The previous code path (the benchmark's `hf_generate_bs16`): `model.generate` on whole prompts.
 
-    Same output contract as `generate`. Prompts run longest first in left-padded batches with an attention mask, so (up to
-    floating-point noise) a prompt's greedy output does not depend on the batch it lands
-    in. It runs with `generation_config(settings)`; the model's own generation config is left as it is.
+    Same output contract as `generate`. Prompts run longest first in left-padded batches with an
+    attention mask, so (up to floating-point noise) a prompt's greedy output does not depend on the
+    batch it lands in. It runs with `generation_config(settings)`; the model's own generation config
+    is left as it is.
     """
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -329,7 +333,10 @@ def _rerun_header(prep: EvalPrepared) -> str:
     args = f"--split {o.split} --batch-size {o.batch_size}" + (
         f" --max-samples {o.max_samples}" if o.max_samples else ""
     )
-    return f"# Resolved prompt config of an evaluation; re-run with: python run.py --config config.yaml {args}\n"
+    return (
+        "# Resolved prompt config of an evaluation; "
+        f"re-run with: python run.py --config config.yaml {args}\n"
+    )
 
 
 def _prediction(
@@ -399,7 +406,8 @@ def _scored(
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy and counts over finished rows (truncated rows count as wrong; see `accuracy_with_fallback`)."""
+    """Accuracy and counts over finished rows (truncated rows count as wrong; see
+    `accuracy_with_fallback`)."""
     n = max(len(rows), 1)
     return {
         "accuracy": sum(r["correct"] for r in rows) / n,
@@ -441,9 +449,11 @@ def _metrics(
         "n_total": len(prep.samples),
         "split": o.split,
         "model": prep.model_ref.spec,
+        "model_id": prep.model_ref.identity,
         "model_short": prep.model_ref.short_name,
         "prompt_type": cfg.prompt_type,
         "n_shot": cfg.n_shot,
+        "start_token": start_token(cfg, prep.tokenizer).record(),
         "generation": {
             **cfg.generation.model_dump(mode="json"),
             "batch_size": o.batch_size,
@@ -451,7 +461,8 @@ def _metrics(
             "prefix_cache": o.prefix_cache,
             "draft_tokens": o.draft_tokens,
         },
-        "truncated_policy": "a generation that reaches max_new_tokens without an answer sentence is `truncated` and counts as wrong",
+        "truncated_policy": "a generation that reaches max_new_tokens without an answer sentence "
+        "is `truncated` and counts as wrong",
         "dtype": dtype_name(dtype),
         "device": str(device),
         "timings": runs[-1].get("timings", {}) if runs else {},
@@ -470,7 +481,8 @@ def _metrics(
 
 @contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
-    """With `quiet`, nothing from loading reaches the terminal (transformers' logs and its GGUF progress bar)."""
+    """With `quiet`, nothing from loading reaches the terminal (transformers' logs and its GGUF
+    progress bar)."""
     if not quiet:
         yield
         return
@@ -483,28 +495,6 @@ def _quiet(quiet: bool) -> Iterator[None]:
     finally:
         hf_logging.set_verbosity(level)
         hf_logging.enable_progress_bar()
-
-
-class _Progress:
-    """Finished samples with generated tokens, tokens/s and an ETA from the samples' finishing rate."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = tqdm(
-            total=total, unit="sample", disable=not enabled, desc="evaluate", dynamic_ncols=True
-        )
-        self.start = self.shown = time.perf_counter()
-
-    def step(self, stats: GenerationStats) -> None:
-        now = time.perf_counter()
-        if now - self.shown >= 1.0:
-            self.shown = now
-            rate = stats.generated_tokens / max(now - self.start, 1e-9)
-            self.bar.set_postfix_str(
-                f"{stats.generated_tokens} tokens, {rate:.1f} tok/s", refresh=True
-            )
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def _generate_rows(
@@ -531,7 +521,9 @@ def _generate_rows(
         reading=sink.reading if sink else None,
         draft_tokens=o.draft_tokens,
     )
-    bar = _Progress(len(prep.ids) - len(rows), progress)
+    todo = [ids for i, ids in enumerate(prep.ids) if i not in rows]
+    plan = plan_generation(todo, o.prefix_cache).tokens_computed([len(ids) for ids in todo])
+    bar = Progress(Work(plan, len(todo), prep.prompt_config.generation.max_new_tokens), progress)
     try:
         for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
             row = rows[done.idx] = _scored(done.idx, prep, done, stop)
@@ -542,8 +534,7 @@ def _generate_rows(
                 raise
             if sink is not None and done.vectors is not None:
                 sink.add(done.idx, done.vectors)
-            bar.bar.update(1)
-            bar.step(generator.stats)
+            bar.finish(len(done.tokens), generator.stats)
     finally:
         bar.close()
     return generator.stats
@@ -598,15 +589,13 @@ def run_evaluation(
     o = prep.options
     device = resolve_device(o.device)
     dtype = resolve_dtype(o.dtype, device)
-    rows, runs = (
-        _resume_state(prep, resume) if resume is not None else ({}, [])
-    )  # checked before the weights load
+    # checked before the weights load
+    rows, runs = _resume_state(prep, resume) if resume is not None else ({}, [])
     torch.manual_seed(o.seed)
     t0 = time.perf_counter()
+    # before the directory exists: a load error writes nothing
     with _quiet(not progress):
-        model = load_model(
-            prep.model_ref, dtype, device
-        )  # before the directory exists: a load error writes nothing
+        model = load_model(prep.model_ref, dtype, device)
     t1 = time.perf_counter()
     directory = resume if resume is not None else _new_results(prep)
     sink = SessionSink(prep.extraction, device, dtype) if prep.extraction is not None else None
@@ -692,7 +681,8 @@ def _stopped(
 def _resume_state(
     prep: EvalPrepared, directory: Path
 ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
-    """The sound predictions of `directory` and its earlier runs, after checking it was made by this config."""
+    """The sound predictions of `directory` and its earlier runs, after checking it was made by
+    this config."""
     metrics_path = directory / "metrics.json"
     if not metrics_path.is_file() or not (directory / "config.yaml").is_file():
         raise TaskvecError(
@@ -730,7 +720,8 @@ def saved_options(directory: Path) -> dict[str, Any]:
     path = directory / "metrics.json"
     if not path.is_file():
         raise TaskvecError(
-            f"--resume: '{directory}' is not an evaluation results directory (no metrics.json); pass the directory `taskvec evaluate` printed"
+            f"--resume: '{directory}' is not an evaluation results directory (no metrics.json); "
+            "pass the directory `taskvec evaluate` printed"
         )
     config = json.loads(path.read_text()).get("config", {})
     return {k: v for k, v in config.items() if k in EvalOptions.model_fields}
@@ -752,7 +743,8 @@ def evaluate(
     """
     if resume is not None and extract is not None:
         raise TaskvecError(
-            "--extract: cannot be combined with --resume; run `taskvec extract --config ... --resume SESSION` for the session"
+            "--extract: cannot be combined with --resume; run `taskvec extract --config ... "
+            "--resume SESSION` for the session"
         )
     if resume is not None:
         overrides = {
@@ -768,6 +760,6 @@ def evaluate(
     prep = prepare_evaluation(config_path, **overrides)
     if extract is not None:
         prep.extraction = prepare_extraction(
-            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref.spec
+            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref
         )
     return run_evaluation(prep, progress, resume)

@@ -1,4 +1,5 @@
-"""Everything an extraction run needs except the weights, checked and tokenised; building it writes nothing."""
+"""Everything an extraction run needs except the weights, checked and tokenised; building it
+writes nothing."""
 
 from __future__ import annotations
 
@@ -78,10 +79,8 @@ def prepare(config_path: Path) -> Prepared:
     check_writable(cfg.output_dir)
     resolve_device(cfg.device)
     base_dir = given.parent if isinstance(given, Path) else config_path.parent
-    if prompt_cfg.dataset.source in (
-        "file",
-        "finqa",
-    ):  # absolute paths: the session's config.yaml re-runs from anywhere
+    # absolute paths: the session's config.yaml re-runs from anywhere
+    if prompt_cfg.dataset.source in ("file", "finqa"):
         prompt_cfg = prompt_cfg.model_copy(
             update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)}
         )
@@ -93,7 +92,8 @@ def prepare(config_path: Path) -> Prepared:
     layers = [normalise_layer(layer, n_layers) for layer in cfg.layers]
     if len(set(layers)) != len(layers):
         raise TaskvecError(
-            f"layers: {cfg.layers} name the same block twice (negative layers count from the end); list each once"
+            f"layers: {cfg.layers} name the same block twice (negative layers count from the end); "
+            "list each once"
         )
     tokenizer = load_tokenizer(ref)
     prompts, items, skipped = [], [], []

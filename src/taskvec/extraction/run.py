@@ -1,4 +1,5 @@
-"""Extraction end to end: load the weights, run every prepared prompt, write (or resume) the session, record the run."""
+"""Extraction end to end: load the weights, run every prepared prompt, write (or resume) the
+session, record the run."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _resume_target(
     ]
     if changed:
         raise TaskvecError(
-            f"--resume: data file '{changed[0]}' changed since the session was written (its SHA-256 differs); "
+            f"--resume: data file '{changed[0]}' changed since the session was written (its "
+            "SHA-256 differs); "
             "restore it or start a new session"
         )
     then, now = previous.get("dtype"), dtype_name(dtype)
@@ -67,7 +69,8 @@ def _on_main(world: World, work: Callable[[], T]) -> T:
 
 
 def _sound_done(prep: Prepared, paths: SessionPaths, table: SampleTable) -> tuple[set[int], int]:
-    """Samples of a resumed session whose files are sound (kept in `table`), and how many were not (deleted, to redo)."""
+    """Samples of a resumed session whose files are sound (kept in `table`), and how many were
+    not (deleted, to redo)."""
     ids = {it.idx: prep.samples[it.idx].id for it in prep.items}
     done, redone = set(), 0
     for idx, record in sound_samples(paths, prep.items, ids, table.flat, table.hidden):
@@ -99,17 +102,16 @@ def run_extraction(
 def _run(
     prep: Prepared, progress: bool, resume: str | None, world: World, device: torch.device
 ) -> SessionPaths:
-    """Check a resume target, load the weights, open (or reopen) the session, run the batches, record the ending."""
+    """Check a resume target, load the weights, open (or reopen) the session, run the batches,
+    record the ending."""
     cfg = prep.config
     dtype = resolve_dtype(cfg.dtype, device)
-    target = (
-        _resume_target(prep, resume, dtype) if resume is not None else None
-    )  # checked before the weights load
+    # checked before the weights load
+    target = _resume_target(prep, resume, dtype) if resume is not None else None
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    model = load_model(
-        prep.model_ref, dtype, device, cfg.device_map
-    )  # before the session exists: a load error writes nothing
+    # before the session exists: a load error writes nothing
+    model = load_model(prep.model_ref, dtype, device, cfg.device_map)
     load_s = time.perf_counter() - t0
     batching = choose_batching(cfg.batching, device, prep.model_config)
     engine = Extractor(
@@ -131,9 +133,8 @@ def _run(
         done, redone = _on_main(
             world, lambda: _sound_done(prep, paths, table) if target and table else (set(), 0)
         )
-        tree = engine.plan(
-            prep.items
-        )  # the full run's plan, so finished batches are skipped and the rest run as before
+        # the full run's plan, so finished batches are skipped and the rest run as before
+        tree = engine.plan(prep.items)
         recorder = SessionRecorder(
             paths,
             lambda **extra: session_metadata(prep, paths, device, dtype, extra),
@@ -212,13 +213,13 @@ def _extract_batches(
     dtype: torch.dtype,
     progress: bool,
 ) -> None:
-    """The loop: this rank's batches through the model, checked, written, kept for the statistics; a bar counting tokens."""
+    """The loop: this rank's batches through the model, checked, written, kept for the
+    statistics; a bar counting tokens."""
     elsewhere = world.shard(engine.schedule(prep.items, tree)) if world.size > 1 else set()
     mine = sum(1 for it in prep.items if it.idx not in done and it.idx not in elsewhere)
     by_idx = {it.idx: it for it in prep.items}
-    work = engine.work(
-        prep.items, tree, done | elsewhere
-    )  # the bar counts tokens: prefixes make early samples slow
+    # the bar counts tokens: prefixes make early samples slow
+    work = engine.work(prep.items, tree, done | elsewhere)
     n_run = 0
     with (
         sigterm_as_interrupt(),

@@ -1,4 +1,5 @@
-"""What an extraction session says about itself: config.yaml (re-runs as it is), prompts.jsonl and metadata.json."""
+"""What an extraction session says about itself: config.yaml (re-runs as it is), prompts.jsonl
+and metadata.json."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from taskvec.extraction.prepare import Prepared
 from taskvec.model.loading import dtype_name
 from taskvec.prompts.config import PromptConfig
+from taskvec.prompts.render import start_token
 from taskvec.session.layout import SessionPaths, session_name
 from taskvec.session.store import create_session, save_text, save_yaml
 from taskvec.versions import package_versions
@@ -20,9 +22,8 @@ def resolved_config(prep: Prepared) -> dict[str, Any]:
     """config.yaml: the extraction config as run, model resolved and the prompt config inlined."""
     cfg = prep.config.model_dump(mode="json")
     cfg["model"] = prep.model_ref.spec
-    cfg["prompt_config"] = prep.prompt_config.model_dump(
-        mode="json"
-    )  # inlined: this file re-runs as it is
+    # inlined: this file re-runs as it is
+    cfg["prompt_config"] = prep.prompt_config.model_dump(mode="json")
     return cfg
 
 
@@ -55,12 +56,14 @@ def session_metadata(
     dtype: torch.dtype,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """metadata.json: the run's fixed fields (model, layers, positions, prompts, samples, versions) plus `extra`."""
+    """metadata.json: the run's fixed fields (model, layers, positions, prompts, samples,
+    versions) plus `extra`."""
     cfg = prep.config
     return {
         "session_name": paths.name,
         "status": "running",
         "model": prep.model_ref.spec,
+        "model_id": prep.model_ref.identity,
         "model_source": prep.model_ref.source,
         "gguf_file": prep.model_ref.gguf_file,
         "model_short": prep.model_ref.short_name,
@@ -80,15 +83,15 @@ def session_metadata(
         "data_sha256": prep.data_sha256,
         "split": cfg.split,
         "max_samples": cfg.max_samples,
-        "n_split_samples_used": len(
-            prep.samples
-        ),  # fewer than max_samples when the split is shorter (warned)
+        # fewer than max_samples when the split is shorter (warned)
+        "n_split_samples_used": len(prep.samples),
         "n_samples": len(prep.items),
         "sample_ids": [prep.samples[it.idx].id for it in prep.items],
         "sample_idxs": [it.idx for it in prep.items],
         "skipped": prep.skipped,
         "use_chat_template": prep.prompt_config.use_chat_template,
         "add_special_tokens": prep.prompts[0].add_special_tokens,
+        "start_token": start_token(prep.prompt_config, prep.tokenizer).record(),
         "dtype": dtype_name(dtype),
         "device": str(device),
         "seed": cfg.seed,

@@ -21,9 +21,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "taskvec"
-SharedPrefix = Sequence[
-    tuple[torch.Tensor, torch.Tensor]
-]  # per block: keys, values of one row, (1, kv_heads, P, head_dim)
+# per block: keys, values of one row, (1, kv_heads, P, head_dim)
+SharedPrefix = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
 def shared_prefix_attention(
@@ -38,12 +37,14 @@ def shared_prefix_attention(
     segments: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """Attention output `(rows, q, heads, head_dim)`: sdpa, or prefix + own keys merged when `shared_prefix` is given.
+    """Attention output `(rows, q, heads, head_dim)`: sdpa, or prefix + own keys merged when
+    `shared_prefix` is given.
 
-    `query` is `(rows, heads, q, head_dim)`, `key`/`value` `(rows, kv_heads, s, head_dim)` (the row's own tokens,
-    the last `q` of them the queries), `attention_mask` transformers' boolean `(rows, 1, q, s)` mask over those
-    `s` columns or None (causal). `segments` (packed input: one row holding several prompts' suffixes back to back,
-    no cache) attends causally within each segment only, so the masked-out blocks are never computed.
+    `query` is `(rows, heads, q, head_dim)`, `key`/`value` `(rows, kv_heads, s, head_dim)` (the
+    row's own tokens, the last `q` of them the queries), `attention_mask` transformers' boolean
+    `(rows, 1, q, s)` mask over those `s` columns or None (causal). `segments` (packed input: one
+    row holding several prompts' suffixes back to back, no cache) attends causally within each
+    segment only, so the masked-out blocks are never computed.
     """
     if shared_prefix is None and segments is None:
         return sdpa_attention_forward(
@@ -55,9 +56,8 @@ def shared_prefix_attention(
         return _packed(query, key, value, segments, prefix, scale), None
     q, s = query.shape[2], key.shape[2]
     if query.device.type == "cpu":
-        causal = (
-            attention_mask is None and q == s
-        )  # no cache, no padding: the kernel's own causal mask
+        # no cache, no padding: the kernel's own causal mask
+        causal = attention_mask is None and q == s
         return _fused_cpu(
             query,
             key,
@@ -79,7 +79,8 @@ def _attend(
     prefix: tuple[torch.Tensor, torch.Tensor] | None,
     scale: float,
 ) -> torch.Tensor:
-    """Softmax attention of each row's queries over the prefix (one copy, if any) and its own masked columns."""
+    """Softmax attention of each row's queries over the prefix (one copy, if any) and its own
+    masked columns."""
     rows, heads, q, dim = query.shape
     kv_heads = key.shape[1]
     group = heads // kv_heads
@@ -123,15 +124,17 @@ def _fused_cpu(
 ) -> torch.Tensor:
     """`_attend` on the CPU from torch's fused flash kernel; `own_mask` None means causal rows with no cache.
 
-    The kernel returns each query's log-sum-exp, so the prefix part (a kv head's queries of every row as one
-    sequence against the prefix's one copy) and the own part merge exactly as one softmax over both. With a mask,
-    a kv head's group of query heads is one block of queries against its keys (never copied per head).
+    The kernel returns each query's log-sum-exp, so the prefix part (a kv head's queries of every
+    row as one sequence against the prefix's one copy) and the own part merge exactly as one softmax
+    over both. With a mask, a kv head's group of query heads is one block of queries against its
+    keys (never copied per head).
     """
     rows, heads, q, dim = query.shape
     kv_heads = key.shape[1]
     group = heads // kv_heads
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     grouped = query.reshape(rows, kv_heads, group * q, dim)
+    # the kernel gives 0 where a query sees no own key
     if own_mask is None:  # one query per head keeps the kernel's causal order
         own, own_lse = flash(
             query,
@@ -146,9 +149,7 @@ def _fused_cpu(
             ~tiled, float("-inf")
         )
         own, own_lse = flash(grouped, key, value, attn_mask=additive, scale=scale)
-        own_lse = own_lse.masked_fill(
-            ~tiled.any(-1), float("-inf")
-        )  # the kernel gives 0 where a query sees no own key
+        own_lse = own_lse.masked_fill(~tiled.any(-1), float("-inf"))
     if prefix is None:
         return own.reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
     own, own_lse = (
@@ -180,9 +181,8 @@ def _packed(
     offsets = torch.arange(longest, device=device)
     valid = offsets[None] < lens[:, None]  # (segments, longest)
     index = (starts[:, None] + offsets[None]).clamp_(max=query.shape[2] - 1)
-    q, k, v = (
-        t[0][:, index].transpose(0, 1) for t in (query, key, value)
-    )  # (segments, heads, longest, dim)
+    # (segments, heads, longest, dim)
+    q, k, v = (t[0][:, index].transpose(0, 1) for t in (query, key, value))
     if device.type == "cpu":  # segments right-padded: causal is enough
         return _fused_cpu(q, k, v, None, prefix, scale)[valid][None]
     own_mask = _own_mask(None, longest, longest, device) & valid[:, None, None, :]
@@ -190,15 +190,14 @@ def _packed(
     return out[valid][None]
 
 
+# an additive float mask is 0 where attended
 def _own_mask(mask: torch.Tensor | None, q: int, s: int, device: torch.device) -> torch.Tensor:
     """Which own columns each query sees, boolean `(rows or 1, 1, q, s)`: the given mask, or causal."""
     if mask is None:
         return (
             torch.arange(s, device=device)[None] <= torch.arange(s - q, s, device=device)[:, None]
         )[None, None]
-    return (mask if mask.dtype == torch.bool else mask == 0)[
-        :, :1
-    ]  # an additive float mask is 0 where attended
+    return (mask if mask.dtype == torch.bool else mask == 0)[:, :1]
 
 
 def register() -> str:
@@ -209,8 +208,9 @@ def register() -> str:
 
 
 def supports_shared_prefix(model: PreTrainedModel) -> bool:
-    """Whether `model` can take `shared_prefix=`: it runs this implementation, switched to from `sdpa` here
-    (the same computation without a shared prefix). Other implementations (eager, flash) are left alone: False."""
+    """Whether `model` can take `shared_prefix=`: it runs this implementation, switched to from
+    `sdpa` here (the same computation without a shared prefix). Other implementations (eager,
+    flash) are left alone: False."""
     config = model.config
     if config._attn_implementation == "sdpa":
         model.set_attn_implementation(register())

@@ -31,7 +31,8 @@ Keep = Callable[[int, str], bool]  # (prompt index, continuation text so far) ->
 
 @dataclass(frozen=True)
 class RowOutput:
-    """One row's greedy continuation (decoded, special tokens skipped) and its first-step logits at `watch` ids."""
+    """One row's greedy continuation (decoded, special tokens skipped) and its first-step logits
+    at `watch` ids."""
 
     text: str
     watched: torch.Tensor
@@ -54,7 +55,8 @@ class RunSpec:
 
 
 def _repeat_rows(value: Any, n: int, rows: int) -> Any:
-    """`value` (a tensor or a tuple of them) with its batch of `n` rows repeated to `rows` rows; others as they are."""
+    """`value` (a tensor or a tuple of them) with its batch of `n` rows repeated to `rows` rows;
+    others as they are."""
     if isinstance(value, tuple):
         return tuple(_repeat_rows(v, n, rows) for v in value)
     if isinstance(value, torch.Tensor) and value.dim() > 1 and value.shape[0] == n and rows != n:
@@ -66,8 +68,9 @@ def _repeat_rows(value: Any, n: int, rows: int) -> Any:
 def _growing(
     blocks: nn.ModuleList, n: int, vectors: dict[int, torch.Tensor], mode: str, scale: float
 ) -> Iterator[None]:
-    """While active, block L's output gains n rows: the first n (unpatched) with the last token replaced by (or plus
-    scale times) vectors[L]; each block's per-row inputs (mask, rotary embeddings, positions) follow the row count."""
+    """While active, block L's output gains n rows: the first n (unpatched) with the last token
+    replaced by (or plus scale times) vectors[L]; each block's per-row inputs (mask, rotary
+    embeddings, positions) follow the row count."""
 
     def pre_hook(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         rows = (args[0] if args else kwargs["hidden_states"]).shape[0]
@@ -165,9 +168,8 @@ class GreedyRunner:
         else:
             logits = self._step(last, mask, positions, cache)
         rep = torch.arange(n, device=self.device).repeat(r)
-        order = [
-            1 + sorted(spec.layers).index(layer) for layer in spec.layers
-        ]  # spec order -> sorted groups
+        # spec order -> sorted groups
+        order = [1 + sorted(spec.layers).index(layer) for layer in spec.layers]
         watched = logits[:, list(spec.watch)].float().cpu()
         tokens = self._decode_loop(
             logits,
@@ -199,9 +201,8 @@ class GreedyRunner:
         blocks run on the grown batch. Returns group-major logits and a cache holding all rows.
         """
         n, kv = last.shape[0], from_cache(cache)
-        groups = [
-            1 + sum(layer < k for layer in layers) for k in range(len(self.blocks))
-        ]  # row groups entering block k
+        # row groups entering block k
+        groups = [1 + sum(layer < k for layer in layers) for k in range(len(self.blocks))]
         grown = to_cache(
             [(k.repeat(g, 1, 1, 1), v.repeat(g, 1, 1, 1)) for (k, v), g in zip(kv, groups)]
             if kv
@@ -216,9 +217,8 @@ class GreedyRunner:
         ):
             logits = self._step(last, mask, positions, grown)
         full = []
-        for k, block_kv in enumerate(
-            from_cache(grown)
-        ):  # every row at every block: not-yet-patched rows share the unpatched entries
+        # every row at every block: not-yet-patched rows share the unpatched entries
+        for k, block_kv in enumerate(from_cache(grown)):
             index = torch.tensor(
                 [
                     (g if g == 0 or layers[g - 1] < k else 0) * n + b
@@ -233,7 +233,8 @@ class GreedyRunner:
     def _heads(
         self, prompts: list[Sequence[int]], prefix: Prefix
     ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-        """Run every prompt but its last token on the prefix, left-padded; the cache, its mask, the last token's position."""
+        """Run every prompt but its last token on the prefix, left-padded; the cache, its mask,
+        the last token's position."""
         device, start = self.device, prefix.length
         heads = [list(p[start:-1]) for p in prompts]
         width, n = max(len(h) for h in heads), len(prompts)
@@ -281,7 +282,8 @@ class GreedyRunner:
         owners: list[int],
         keep: Keep,
     ) -> list[list[int]]:
-        """Greedy tokens per row; a row stops at a special token, when `keep` rejects its text, or at `max_new`."""
+        """Greedy tokens per row; a row stops at a special token, when `keep` rejects its text,
+        or at `max_new`."""
         tokens: list[list[int]] = [[] for _ in owners]
         alive = list(range(len(owners)))
         for step in range(max_new):

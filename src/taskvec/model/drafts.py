@@ -1,4 +1,5 @@
-"""Draft tokens for greedy decoding by prompt lookup: what followed the latest earlier occurrence of the row's last words.
+"""Draft tokens for greedy decoding by prompt lookup: what followed the latest earlier occurrence of
+the row's last words.
 
 A row's context (its prompt and what it has generated) often repeats itself: numbers copied
 from the question, the demonstrations' phrasing ("is calculated by dividing"), a degenerate
@@ -17,16 +18,16 @@ MAX_NGRAM = 3
 
 
 def lookup(context: np.ndarray, limit: int) -> list[int]:
-    """Up to `limit` tokens predicted to follow `context` (1-D token ids); none when its tail occurred nowhere before."""
+    """Up to `limit` tokens predicted to follow `context` (1-D token ids); none when its tail
+    occurred nowhere before."""
     if limit <= 0:
         return []
     for n in range(min(MAX_NGRAM, len(context) - 1), 0, -1):
         hits = np.flatnonzero((sliding_window_view(context[:-1], n) == context[-n:]).all(axis=1))
         if hits.size:
             extended, start = context.tolist(), int(hits[-1]) + n
-            for j in range(
-                limit
-            ):  # past the end it copies its own drafts: a loop continues as a loop
+            # past the end it copies its own drafts: a loop continues as a loop
+            for j in range(limit):
                 extended.append(extended[start + j])
             return extended[len(context) :]
     return []

@@ -133,10 +133,10 @@ class Extractor:
         self.packed = packed
         self.cache_kw = cache_kw(self.base)
         self.hidden = int(model.config.get_text_config().hidden_size)
-        self.shared = supports_shared_prefix(
-            model
-        )  # padded batches read the prefix once instead of a copy per row
-        self.tokens_done = 0  # tokens run through the model so far (prefixes and suffixes): the progress bar's unit
+        # padded batches read the prefix once instead of a copy per row
+        self.shared = supports_shared_prefix(model)
+        # tokens run through the model so far (prefixes and suffixes): the progress bar's unit
+        self.tokens_done = 0
 
     @property
     def device(self) -> torch.device:
@@ -260,7 +260,8 @@ class Extractor:
 
     @torch.inference_mode()
     def _extend(self, parent: Prefix, ids: Sequence[int] | np.ndarray, wanted: list[int]) -> Prefix:
-        """Append `ids[parent.length:]` to the parent prefix: its KV cache, and the vectors of `wanted` positions."""
+        """Append `ids[parent.length:]` to the parent prefix: its KV cache, and the vectors of
+        `wanted` positions."""
         start = parent.length
         input_ids = _as_ids(ids[start:])[None].to(self.device)
         positions = torch.arange(start, len(ids), device=self.device)[None]
@@ -313,11 +314,12 @@ class Extractor:
             device=device,
             dtype=self.model.dtype,
         )
+        # layers may sit on several GPUs
         if in_suffix:
             rows, cols = [x[0] for x in in_suffix], [x[1] for x in in_suffix]
             out[rows, :, cols] = torch.stack(
                 [captured[layer].to(device) for layer in self.layers], dim=1
-            )  # layers may sit on several GPUs
+            )
         for r, it in enumerate(batch):
             for p, t in enumerate(it.token_indices):
                 if t < start:

@@ -1,4 +1,5 @@
-"""Generation with shared-prefix reuse and continuous batching: rows leave as they finish, waiting prompts join.
+"""Generation with shared-prefix reuse and continuous batching: rows leave as they finish, waiting
+prompts join.
 
 The prompts' shared prefixes (the prefix plan extraction uses, `plan_prefix_tree`) are
 prefilled once; each prompt then prefills only its own suffix on top of its prefix's KV
@@ -88,7 +89,8 @@ class _Row:
 
 @dataclass
 class _Active:
-    """The rows decoding together: one left-padded KV cache (appended in place), its mask (rows, width), the rows' state."""
+    """The rows decoding together: one left-padded KV cache (appended in place), its mask (rows,
+    width), the rows' state."""
 
     rows: list[_Row] = field(default_factory=list)
     cache: DynamicCache | None = None
@@ -210,7 +212,8 @@ class Generator:
         parent: dict[int, PrefixNode],
         prefixes: dict[int, _Prefix],
     ) -> _Prefix:
-        """`node`'s prefix (KV cache of one row, vectors read inside it), computed once on top of its parent's."""
+        """`node`'s prefix (KV cache of one row, vectors read inside it), computed once on top of
+        its parent's."""
         if id(node) in prefixes:
             return prefixes[id(node)]
         up = parent.get(id(node))
@@ -246,7 +249,8 @@ class Generator:
     def _forward(
         self, module: torch.nn.Module, index: list[int], **inputs: Any
     ) -> tuple[Any, torch.Tensor | None]:
-        """`module(**inputs)`, and with a Reading the outputs of its blocks at flattened token rows `index`, (len, layers, hidden)."""
+        """`module(**inputs)`, and with a Reading the outputs of its blocks at flattened token
+        rows `index`, (len, layers, hidden)."""
         if self.reading is None or not index or self.blocks is None:
             return module(**inputs), None
         rows = torch.tensor(index, dtype=torch.long, device=self.device)
@@ -258,7 +262,8 @@ class Generator:
 
     @torch.inference_mode()
     def _extend(self, below: _Prefix, ids: torch.Tensor, start: int, wanted: list[int]) -> _Prefix:
-        """Run `ids` (one row, positions from `start`) through every block on top of `below`; read `wanted` tokens."""
+        """Run `ids` (one row, positions from `start`) through every block on top of `below`;
+        read `wanted` tokens."""
         t0 = time.perf_counter()
         cache = to_cache(below.kv)
         positions = torch.arange(start, start + ids.shape[1], device=self.device)[None]
@@ -302,7 +307,8 @@ class Generator:
         start: int,
         prefix: _Prefix,
     ) -> Iterator[Finished]:
-        """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first tokens, add them to `active`."""
+        """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first
+        tokens, add them to `active`."""
         logits, new_kv, new_mask, vectors = self._prefill(prompts, idxs, start, prefix)
         rows = [_Row(i, p, rng=self._rng(i), vectors=v) for i, p, v in zip(idxs, prompts, vectors)]
         keep = [r for r, row in enumerate(rows) if not self._advance(row, logits[r])]
@@ -313,9 +319,8 @@ class Generator:
             return
         new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
         rows = [rows[r] for r in keep]
-        room = (
-            self.settings.max_new_tokens
-        )  # a row's tokens fit; masked-out drafts may overflow it (the cache then grows)
+        # a row's tokens fit; masked-out drafts may overflow it (the cache then grows)
+        room = self.settings.max_new_tokens
         if active.cache is None or active.mask is None:
             active.cache, active.mask, active.rows = growing_cache(new_kv, room), new_mask, rows
             return
@@ -332,8 +337,9 @@ class Generator:
     def _prefill(
         self, prompts: list[list[int]], idxs: list[int], start: int, prefix: _Prefix
     ) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
-        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on their node's prefix
-        (expanded per row after the shared root prefix; the cache and mask start after the root prefix)."""
+        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on
+        their node's prefix (expanded per row after the shared root prefix; the cache and mask
+        start after the root prefix)."""
         t0 = time.perf_counter()
         lens = [len(p) - start for p in prompts]
         width, own = max(lens), start - self.shared_len
@@ -361,9 +367,8 @@ class Generator:
             **self._shared_kw(),
         )
         new_kv = from_cache(cache)
-        if width > min(
-            lens
-        ):  # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
+        # padded columns hold whatever pad tokens computed: zero them so no NaN can leak
+        if width > min(lens):
             new_kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in new_kv]
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(lens)
@@ -376,7 +381,8 @@ class Generator:
         wanted: list[tuple[int, int]],
         read: torch.Tensor | None,
     ) -> list[torch.Tensor | None]:
-        """Per row, (layers, positions, hidden) float32 on CPU: read in the suffix, or known from the prefix."""
+        """Per row, (layers, positions, hidden) float32 on CPU: read in the suffix, or known from
+        the prefix."""
         if self.reading is None:
             return [None] * len(idxs)
         found = {(r, t): read[j] for j, (r, t) in enumerate(wanted)} if read is not None else {}
@@ -393,8 +399,9 @@ class Generator:
         ]
 
     def _drafts(self, rows: list[_Row]) -> list[list[int]]:
-        """Per row, prompt-lookup drafts to check in this step (greedy only): as many as keep the step within
-        `batch_size` tokens, so drafts fill the room rows that finished left, never more than `draft_tokens` a row."""
+        """Per row, prompt-lookup drafts to check in this step (greedy only): as many as keep the
+        step within `batch_size` tokens, so drafts fill the room rows that finished left, never
+        more than `draft_tokens` a row."""
         per_row = (
             min(self.draft_tokens, self.batch_size // len(rows) - 1) if not self._warpers else 0
         )
@@ -420,10 +427,11 @@ class Generator:
         positions = torch.zeros(len(drafts), width, dtype=torch.long)
         fed = torch.zeros(len(drafts), width, dtype=torch.bool)
         for r, (row, draft) in enumerate(zip(active.rows, drafts)):
+            # the last token's position
             last, n = (
                 len(row.prompt) + len(row.tokens) - 1,
                 1 + len(draft),
-            )  # the last token's position
+            )
             ids[r, width - n :] = torch.tensor([row.tokens[-1], *draft])
             positions[r] = torch.arange(last + n - width, last + n).clamp_(min=last)
             fed[r, width - n :] = True
@@ -471,8 +479,8 @@ class Generator:
         active.mask = mask[:, unused:]
 
     def _accept(self, row: _Row, guesses: list[int], draft: list[int]) -> tuple[bool, int]:
-        """Append the model's greedy token after the last token, then after each draft it agreed with, up to the
-        first disagreement or the row's end: (finished, drafts accepted)."""
+        """Append the model's greedy token after the last token, then after each draft it agreed
+        with, up to the first disagreement or the row's end: (finished, drafts accepted)."""
         accepted = 0
         for token in guesses:
             finished = self._append(row, token)

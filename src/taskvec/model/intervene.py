@@ -24,7 +24,8 @@ def patching(
     mode: str = "replace",
     scale: float = 1.0,
 ) -> Iterator[None]:
-    """While active, block L's output at token `position` of batch rows `rows` becomes `vector` (or += scale*vector).
+    """While active, block L's output at token `position` of batch rows `rows` becomes `vector` (or
+    += scale*vector).
 
     `patches[L] = (rows, vector)`; `vector` is (hidden,). Every forward inside the block is
     patched, so run exactly one (the prefill). Hooks are removed on every exit path.
@@ -83,7 +84,8 @@ def last_token_logits(
     mode: str = "replace",
     scale: float = 1.0,
 ) -> torch.Tensor:
-    """Next-token logits after `ids`, (1 + len(layers), vocab): row 0 unpatched, row 1+i patched at `layers[i]`.
+    """Next-token logits after `ids`, (1 + len(layers), vocab): row 0 unpatched, row 1+i patched at
+    `layers[i]`.
 
     Only the last token runs (on the cached prefix, expanded over the rows), so one
     call costs one token per row.

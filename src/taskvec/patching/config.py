@@ -12,7 +12,8 @@ from taskvec.validation import load_yaml_model
 
 
 class PatchConfig(BaseModel):
-    """A patching run: where task vectors come from, the zero-shot prompts they are patched into, the sweep."""
+    """A patching run: where task vectors come from, the zero-shot prompts they are patched into,
+    the sweep."""
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(None, description="overrides the prompt configs' model")
@@ -38,7 +39,8 @@ class PatchConfig(BaseModel):
     test_split: str = "test"
     layer_choice: Literal["per_task", "shared"] = Field(
         "per_task",
-        description="test each task at its own best dev layer, or all at the best mean one (both are reported)",
+        description="test each task at its own best dev layer, "
+        "or all at the best mean one (both are reported)",
     )
     tv_max_samples: int = Field(
         50,
@@ -73,7 +75,8 @@ class PatchConfig(BaseModel):
             )
         if self.task_vectors is not None and self.tasks and len(self.tasks) > 1:
             raise ValueError(
-                "a `task_vectors` session holds one task's vectors; with several `tasks` use `fewshot_prompt_config`"
+                "a `task_vectors` session holds one task's vectors; with several `tasks` use "
+                "`fewshot_prompt_config`"
             )
         if self.mode == "replace" and self.scale != 1.0:
             raise ValueError("`scale` applies to mode: add only; remove it or set `mode: add`")
@@ -82,5 +85,8 @@ class PatchConfig(BaseModel):
 
 def load_patch_config(path: Path) -> PatchConfig:
     """Read and validate a patch config YAML, with one-line errors; relative paths are taken as written."""
-    missing = f"--config: file '{path}' not found; pass a patch config YAML (see configs/smollm2-135m/words_patch_chat.yaml)"
+    missing = (
+        f"--config: file '{path}' not found; pass a patch config YAML "
+        "(see configs/smollm2-135m/words_patch_chat.yaml)"
+    )
     return load_yaml_model(path, PatchConfig, "patch config", missing)

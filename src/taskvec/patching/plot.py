@@ -1,4 +1,5 @@
-"""patching.png: dev accuracy per patched layer, one line per task, the mean in bold; the legend outside the axes."""
+"""patching.png: dev accuracy per patched layer, one line per task, the mean in bold; the legend
+outside the axes."""
 
 from __future__ import annotations
 

@@ -25,14 +25,15 @@ from taskvec.patching.config import PatchConfig, load_patch_config
 from taskvec.positions import VectorKey, normalise_layer
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import PromptConfig, load_prompt_config
+from taskvec.prompts.render import start_token
 from taskvec.session.reader import load_session
 from taskvec.session.store import check_writable
 
 
 @dataclass(frozen=True)
 class Queries:
-    """One split's queries: zero-shot token ids (patched), few-shot ones (the baseline; empty without a few-shot
-    config) and the gold answers, in the same order."""
+    """One split's queries: zero-shot token ids (patched), few-shot ones (the baseline; empty
+    without a few-shot config) and the gold answers, in the same order."""
 
     zero: list[list[int]]
     few: list[list[int]]
@@ -41,7 +42,8 @@ class Queries:
 
 @dataclass(frozen=True)
 class TaskPrompts:
-    """One task: the few-shot prompts averaged into its vector, dev and test queries, their sample ids, an example."""
+    """One task: the few-shot prompts averaged into its vector, dev and test queries, their
+    sample ids, an example."""
 
     name: str
     vector_prompts: list[list[int]]
@@ -64,6 +66,7 @@ class PatchPrepared:
     layers: list[int]
     tasks: list[TaskPrompts]
     session_vectors: dict[int, torch.Tensor] | None
+    start_tokens: dict[str, dict[str, str | None]]  # zero_shot / few_shot: how the prompts begin
 
 
 def _resolve(base: Path, path: Path) -> Path:
@@ -76,13 +79,15 @@ def _prompt_config(
     full = _resolve(base, path)
     if not full.is_file():
         raise TaskvecError(
-            f"{field_name}: file '{path}' not found; point it at a prompt config YAML (e.g. configs/smollm2-135m/short_plain_0shot.yaml)"
+            f"{field_name}: file '{path}' not found; point it at a prompt config YAML (e.g. "
+            "configs/smollm2-135m/short_plain_0shot.yaml)"
         )
     cfg = load_prompt_config(full)
     if task is not None:
         if cfg.dataset.source != "builtin":
             raise TaskvecError(
-                f"tasks: names builtin task sets but {field_name} uses dataset.source '{cfg.dataset.source}'; remove `tasks`"
+                f"tasks: names builtin task sets but {field_name} uses dataset.source "
+                f"'{cfg.dataset.source}'; remove `tasks`"
             )
         cfg = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"name": task})})
     if model is not None:
@@ -104,7 +109,8 @@ def _normalise_layers(layers: list[int], n_layers: int) -> list[int]:
 def _task_prompts(
     cfg: PatchConfig, base: Path, task: str | None, tokenizer: PreTrainedTokenizerBase
 ) -> TaskPrompts:
-    """One task's prompts; the dev split's first tv_max_samples build the vector, the next dev_max_samples are swept."""
+    """One task's prompts; the dev split's first tv_max_samples build the vector, the next
+    dev_max_samples are swept."""
     zero = _prompt_config(
         base, cfg.zero_shot_prompt_config, "zero_shot_prompt_config", task, cfg.model
     )
@@ -125,7 +131,8 @@ def _task_prompts(
     dev_zero_s, _ = select_samples(zero, cfg.dev_split, n_dev, base)
     if len(dev_zero_s) < n_dev:
         raise TaskvecError(
-            f"dev_split: '{cfg.dev_split}' has {len(dev_zero_s)} samples, fewer than tv_max_samples + dev_max_samples = {n_dev}; lower them or enlarge the split"
+            f"dev_split: '{cfg.dev_split}' has {len(dev_zero_s)} samples, fewer than "
+            f"tv_max_samples + dev_max_samples = {n_dev}; lower them or enlarge the split"
         )
     test_s, _ = select_samples(zero, cfg.test_split, cfg.test_max_samples, base)
     tv_s, dev_s = dev_zero_s[: cfg.tv_max_samples], dev_zero_s[cfg.tv_max_samples :]
@@ -159,7 +166,8 @@ def _task_prompts(
 
 
 def _check_disjoint(ids: dict[str, list[str]], cfg: PatchConfig) -> None:
-    """Refuse vector, dev and test queries that share a sample id (the same row would be both learned from and scored)."""
+    """Refuse vector, dev and test queries that share a sample id (the same row would be both
+    learned from and scored)."""
     for a, b in (("vector", "test"), ("dev", "test"), ("vector", "dev")):
         shared = sorted(set(ids[a]) & set(ids[b]))
         if shared:
@@ -178,25 +186,29 @@ def _session_vectors(
     available = [layer for layer in session.layers if str(VectorKey(layer, "last")) in session.keys]
     if not available:
         raise TaskvecError(
-            f"task_vectors: session '{session.name}' has no `last` position vectors; extract with token_positions: [last]"
+            f"task_vectors: session '{session.name}' has no `last` position vectors; extract with "
+            "token_positions: [last]"
         )
     wanted = _normalise_layers(cfg.layers, n_layers) if cfg.layers is not None else available
     missing = [layer for layer in wanted if layer not in available]
     if missing:
         raise TaskvecError(
-            f"layers: session '{session.name}' has no vectors for layer(s) {missing}; use some of {available} or re-extract"
+            f"layers: session '{session.name}' has no vectors for layer(s) {missing}; use some of "
+            f"{available} or re-extract"
         )
     vectors = {layer: session.mean(str(VectorKey(layer, "last"))).float() for layer in wanted}
     if vectors[wanted[0]].numel() != hidden:
         raise TaskvecError(
-            f"task_vectors: session '{session.name}' holds {vectors[wanted[0]].numel()}-dim vectors but the model's "
+            f"task_vectors: session '{session.name}' holds {vectors[wanted[0]].numel()}-dim "
+            "vectors but the model's "
             f"hidden size is {hidden}; use a session extracted from the same model"
         )
     return vectors
 
 
 def prepare_patching(config_path: Path) -> PatchPrepared:
-    """Validate the patch config, both prompt configs, the splits and layers; render and tokenise every prompt (no weights)."""
+    """Validate the patch config, both prompt configs, the splits and layers; render and tokenise
+    every prompt (no weights)."""
     cfg = load_patch_config(config_path)
     base = config_path.parent
     check_writable(cfg.output_dir)
@@ -205,14 +217,12 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
     zero = _prompt_config(
         base, cfg.zero_shot_prompt_config, "zero_shot_prompt_config", None, cfg.model
     )
-    few_model = (
-        _prompt_config(
-            base, cfg.fewshot_prompt_config, "fewshot_prompt_config", None, cfg.model
-        ).model
+    few = (
+        _prompt_config(base, cfg.fewshot_prompt_config, "fewshot_prompt_config", None, cfg.model)
         if cfg.fewshot_prompt_config
         else None
     )
-    model = zero.model or few_model
+    model = zero.model or (few.model if few is not None else None)
     if model is None:
         raise TaskvecError(
             "model: neither the patch config nor the prompt configs name a model; add `model:`"
@@ -233,4 +243,9 @@ def prepare_patching(config_path: Path) -> PatchPrepared:
     tokenizer = load_tokenizer(ref)
     names: list[str | None] = list(cfg.tasks) if cfg.tasks else [None]
     tasks = [_task_prompts(cfg, base, task, tokenizer) for task in names]
-    return PatchPrepared(config_path, cfg, ref, tokenizer, n_layers, layers, tasks, session_vectors)
+    starts = {"zero_shot": start_token(zero, tokenizer).record()}
+    if few is not None:
+        starts["few_shot"] = start_token(few, tokenizer).record()
+    return PatchPrepared(
+        config_path, cfg, ref, tokenizer, n_layers, layers, tasks, session_vectors, starts
+    )

@@ -1,4 +1,5 @@
-"""A patching run end to end: prepare (no weights), sweep the layers on dev, test, write patching.json and patching.png."""
+"""A patching run end to end: prepare (no weights), sweep the layers on dev, test, write
+patching.json and patching.png."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ class PatchResult:
 
 
 def run_patching(prep: PatchPrepared, progress: bool = True) -> PatchResult:
-    """Load the model, sweep the layers on dev, test at the chosen layers, write patching.json and patching.png."""
+    """Load the model, sweep the layers on dev, test at the chosen layers, write patching.json
+    and patching.png."""
     cfg, layers = prep.config, prep.layers
     timings: dict[str, float] = {}
     start = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Scoring one-word (text) answers of next-token runs: the greedy continuation, and a label-restricted first token.
+"""Scoring one-word (text) answers of next-token runs: the greedy continuation, and a
+label-restricted first token.
 
 The rule (`AnswerScorer.rule`) generalises the paper's first-token scoring to answers of
 several tokens: a prediction is correct when the model's greedy continuation spells the
@@ -47,22 +48,25 @@ class AnswerScorer:
         """How predictions are scored, in words (recorded in patching.json)."""
         case = "case-sensitive" if self.case_sensitive else "case-insensitive"
         return (
-            f"greedy continuation (up to {self.max_new_tokens} tokens) spells the whole answer at a token boundary "
+            f"greedy continuation (up to {self.max_new_tokens} tokens) spells the whole answer at "
+            "a token boundary "
             f"({case}, leading whitespace ignored; first-token scoring for one-token answers)"
         )
 
     def _restricted_labels(
         self, tokenizer: PreTrainedTokenizerBase, words: list[str]
     ) -> tuple[list[str], list[int], list[list[int]]]:
-        """The labels for restricted scoring, the token ids to watch, and each label's forms (positions in watch)."""
+        """The labels for restricted scoring, the token ids to watch, and each label's forms
+        (positions in watch)."""
         forms = {w: first_token_forms(tokenizer, w) for w in words}
         all_ids = [t for f in forms.values() for t in f]
+        # not a classification task, or first tokens collide: no restricted score
         if not words or len(words) > MAX_RESTRICTED_LABELS or len(all_ids) != len(set(all_ids)):
             return (
                 [],
                 [],
                 [],
-            )  # not a classification task, or first tokens collide: no restricted score
+            )
         watch = sorted(set(all_ids))
         return words, watch, [[watch.index(t) for t in forms[w]] for w in words]
 
@@ -84,7 +88,8 @@ class AnswerScorer:
         return " ".join(text.split())
 
     def restricted(self, watched: torch.Tensor) -> str | None:
-        """The label whose best first-token form scores highest in `watched` (logits at `self.watch`), or None."""
+        """The label whose best first-token form scores highest in `watched` (logits at
+        `self.watch`), or None."""
         if not self.labels:
             return None
         best = [float(watched[f].max()) for f in self._forms]

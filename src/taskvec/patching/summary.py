@@ -14,7 +14,8 @@ ICL_THRESHOLD = (
 
 
 def task_summary(run: TaskRun, layers: list[int], test: dict[str, Any]) -> dict[str, Any]:
-    """One task's entry of `per_task`: how it was scored, its dev curve and best layer, its test accuracies."""
+    """One task's entry of `per_task`: how it was scored, its dev curve and best layer, its test
+    accuracies."""
     task = run.task
     return {
         "task": task.name,
@@ -70,7 +71,8 @@ def summarise(
     dev_curve: dict[int, float],
     shared: int | None,
 ) -> dict[str, Any]:
-    """patching.json without config, versions and timings: the mean dev curve, the shared best layer, test means, per task."""
+    """patching.json without config, versions and timings: the mean dev curve, the shared best
+    layer, test means, per task."""
     learned = [t for t in per_task if (t["test"]["few_shot"] or 0.0) >= ICL_THRESHOLD]
     return {
         "model": prep.model_ref.spec,
@@ -79,6 +81,7 @@ def summarise(
         "mode": prep.config.mode,
         "scale": prep.config.scale,
         "layer_choice": prep.config.layer_choice,
+        "start_token": prep.start_tokens,
         "tasks": [t["task"] for t in per_task],
         "dev": {
             "layers": prep.layers,
@@ -133,6 +136,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{'':>9} {fmt(m['task_vector_shared']):>9}  TV/few {fmt(m['task_vector_over_few_shot'])}"
         )
     lines.append(
-        f"layer choice: {summary['layer_choice']}; shared best layer {layer_text(summary['best_layer'])} of {summary['n_layers']}"
+        f"layer choice: {summary['layer_choice']}; shared best layer "
+        f"{layer_text(summary['best_layer'])} of {summary['n_layers']}"
     )
     return "\n".join(lines)

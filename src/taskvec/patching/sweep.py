@@ -18,7 +18,8 @@ from taskvec.patching.scoring import AnswerScorer
 
 @dataclass(frozen=True)
 class Scores:
-    """Per prompt and row (0 = unpatched, 1+i = patched at the i-th layer run): correct or not, restricted label, prediction."""
+    """Per prompt and row (0 = unpatched, 1+i = patched at the i-th layer run): correct or not,
+    restricted label, prediction."""
 
     correct: list[list[bool]]
     restricted: list[list[bool | None]]
@@ -62,7 +63,8 @@ def score_rows(
 
 
 def best_layer(curve: dict[int, float], zero_shot: float) -> int | None:
-    """The layer with the highest dev accuracy (ties: the shallower), or None when none beats zero-shot (no effect)."""
+    """The layer with the highest dev accuracy (ties: the shallower), or None when none beats
+    zero-shot (no effect)."""
     layer = max(curve, key=lambda k: (curve[k], -k))
     return layer if curve[layer] > zero_shot else None
 

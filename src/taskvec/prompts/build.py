@@ -17,7 +17,8 @@ from taskvec.prompts.render import RenderedPrompt, render_prompt
 def select_samples(
     cfg: PromptConfig, split: str, max_samples: int | None, base_dir: Path
 ) -> tuple[list[Sample], list[Sample]]:
-    """The first `max_samples` of `split` and the demonstration pool; splits are checked before anything loads."""
+    """The first `max_samples` of `split` and the demonstration pool; splits are checked before
+    anything loads."""
     demo_split = cfg.demonstrations.split
     if cfg.dataset.source != "hf":
         splits = available_splits(cfg.dataset)
@@ -44,7 +45,8 @@ def warn_if_short(max_samples: int | None, samples: list[Sample], split: str) ->
     """Say so when `max_samples` asks for more than the split has (the run uses them all)."""
     if max_samples is not None and max_samples > len(samples):
         warn(
-            f"max_samples: {max_samples} asked for, but split '{split}' has {len(samples)} samples; using all {len(samples)}"
+            f"max_samples: {max_samples} asked for, but split '{split}' has {len(samples)} "
+            f"samples; using all {len(samples)}"
         )
 
 
@@ -75,6 +77,8 @@ def _check_rationales(cfg: PromptConfig, demos: list[Sample]) -> None:
     bare = [d.id for d in demos if not d.rationale]
     if cfg.prompt_type == "cot" and bare:
         raise TaskvecError(
-            f"prompt_type: cot needs a rationale (worked solution) for every demonstration, but sample '{bare[0]}' of split "
-            f"'{cfg.demonstrations.split}' has none; map the column with `dataset.fields.rationale`, or use `prompt_type: vanilla`"
+            "prompt_type: cot needs a rationale (worked solution) for every demonstration, but "
+            f"sample '{bare[0]}' of split "
+            f"'{cfg.demonstrations.split}' has none; map the column with "
+            "`dataset.fields.rationale`, or use `prompt_type: vanilla`"
         )

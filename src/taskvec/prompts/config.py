@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskvec.data.base import DatasetConfig
 from taskvec.validation import load_yaml_model
@@ -49,7 +49,19 @@ class PromptConfig(BaseModel):
     context_template: str = "{context}\n\n"
     answer_format: str = "The answer is {answer}."
     use_chat_template: bool = True
+    start_token: str = Field(
+        "auto",
+        min_length=1,
+        description="auto (the tokenizer's own, else <|endoftext|> for plain prompts), off, "
+        "or the token every prompt begins with",
+    )
     generation: Generation = Field(default_factory=Generation)
+
+    @field_validator("start_token", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        """`start_token: false` (or null) in YAML means off."""
+        return "off" if value is False or value is None else value
 
     @model_validator(mode="after")
     def _templates(self) -> PromptConfig:
@@ -66,7 +78,8 @@ class PromptConfig(BaseModel):
                 template.format(**{placeholder: "x"})
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(
-                    f"{name} {template!r} cannot be formatted ({exc!r}); use only {{{placeholder}}} and write braces as {{{{ }}}}"
+                    f"{name} {template!r} cannot be formatted ({exc!r}); use only "
+                    f"{{{placeholder}}} and write braces as {{{{ }}}}"
                 ) from None
         return self
 

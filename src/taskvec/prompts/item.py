@@ -1,4 +1,5 @@
-"""A tokenised prompt and the tokens to read from it: what prompt building hands to the model and the session."""
+"""A tokenised prompt and the tokens to read from it: what prompt building hands to the model and
+the session."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from transformers import PreTrainedTokenizerBase
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError
 from taskvec.prompts.config import PromptConfig
+from taskvec.prompts.start import StartToken, resolve_start
 
 Message = dict[str, str]
 
@@ -62,18 +63,27 @@ def messages_to_plain(messages: list[Message]) -> str:
     return "\n\n".join(blocks)
 
 
+def start_token(cfg: PromptConfig, tokenizer: PreTrainedTokenizerBase) -> StartToken:
+    """How `cfg`'s prompts begin with `tokenizer` (its `start_token` setting resolved)."""
+    return resolve_start(cfg.start_token, cfg.use_chat_template, tokenizer)
+
+
 def render_prompt(
     cfg: PromptConfig, query: Sample, demos: list[Sample], tokenizer: PreTrainedTokenizerBase
 ) -> RenderedPrompt:
-    """The prompt text for `query`; chat-templated text already holds its special tokens."""
+    """The prompt text for `query`, start token included; chat-templated text already holds its
+    special tokens, and only a plain prompt whose start token the tokenizer adds is tokenised
+    with special tokens."""
     messages = build_messages(cfg, query, demos)
     ids = tuple(d.id for d in demos)
+    start = start_token(cfg, tokenizer)
     if not cfg.use_chat_template:
-        return RenderedPrompt(query.id, messages_to_plain(messages), True, ids)
+        text = messages_to_plain(messages)
+        return RenderedPrompt(query.id, start.prefix + text, start.added_by == "tokenizer", ids)
     if not getattr(tokenizer, "chat_template", None):
         raise TaskvecError(
             "use_chat_template: the tokenizer has no chat template; set `use_chat_template: false` "
             "in the prompt config or use an instruct model"
         )
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return RenderedPrompt(query.id, str(text), False, ids)
+    chat = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return RenderedPrompt(query.id, start.prefix + str(chat), False, ids)

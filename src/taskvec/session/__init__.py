@@ -1,1 +1,2 @@
-"""A session on disk: its layout, running statistics, the writer, metadata over a run, resuming and reading."""
+"""A session on disk: its layout, running statistics, the writer, metadata over a run, resuming
+and reading."""

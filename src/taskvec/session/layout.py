@@ -1,7 +1,8 @@
 """Every path and file name of a session, in one place (the seed-compatible layout).
 
 ```
-{output_dir}/task_vector/{name}/           config.yaml, metadata.json, prompts.jsonl, task_vectors.pt, layer_{L}.pt
+{output_dir}/task_vector/{name}/           config.yaml, metadata.json, prompts.jsonl,
+                                           task_vectors.pt, layer_{L}.pt
 {output_dir}/raw_representations/{name}/   sample_{idx:05d}.pt, vectors.safetensors
 ```
 """

@@ -20,8 +20,11 @@ import yaml
 from safetensors import safe_open
 
 from taskvec.errors import TaskvecError
+from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
 from taskvec.session.layout import CONSOLIDATED, RAW_DIR, TASK_VECTOR_DIR, SessionPaths
+from taskvec.session.store import writer_alive
+from taskvec.session.vector import TaskVector
 
 DEFAULT_OUTPUT_DIR = Path("outputs")
 NAME_TIME = re.compile(r"_task_vector_(\d{8})_(\d{6})")
@@ -52,12 +55,13 @@ class Session:
             ) from None
 
     def __repr__(self) -> str:
-        return f"Session({self.name!r}, status={self.status!r}, samples={len(self.sample_ids)}/{self.metadata.get('n_samples')})"
+        samples = f"{len(self.sample_ids)}/{self.metadata.get('n_samples')}"
+        return f"Session({self.name!r}, status={self.status!r}, samples={samples})"
 
     @property
     def status(self) -> str:
-        """`running`, `interrupted`, `failed` or `complete` (sessions from before status was recorded are complete)."""
-        return str(self.metadata.get("status", "complete"))
+        """`running`, `stopped`, `interrupted`, `failed` or `complete` (see `live_status`)."""
+        return live_status(self.task_vector_dir, self.metadata)
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -94,9 +98,10 @@ class Session:
         """`{key: mean, key_std: std}` from task_vectors.pt; only complete sessions have it."""
         path = self.paths.task_vectors
         if self.status != "complete":
-            when = "if its run is no longer alive, " if self.status == "running" else ""
+            when = "once its run ends, " if self.status == "running" else ""
             raise TaskvecError(
-                f"session '{self.name}' is {self.status}, not complete, so it has no task vectors yet; {when}finish it with "
+                f"session '{self.name}' is {self.status}, not complete, so it has no task vectors "
+                f"yet; {when}finish it with "
                 f"`taskvec extract --config {self.paths.config} --resume {self.name}`"
             )
         if not path.exists():
@@ -111,10 +116,29 @@ class Session:
         """(hidden,) standard deviation over samples (correction=1)."""
         return self.task_vectors[f"{self.check_key(key)}_std"]
 
+    def task_vector(self, position: str | int = "last") -> TaskVector:
+        """The mean vectors at `position` of every layer extracted there, as a `TaskVector`."""
+        wanted = str(position)
+        if wanted not in self.positions:
+            raise TaskvecError(
+                f"session '{self.name}' has no position '{wanted}'; it has "
+                f"{', '.join(self.positions)} (pass one of them as position)"
+            )
+        keys = [key for key in self.vector_keys if str(key.position) == wanted]
+        return TaskVector(
+            {key.layer: self.mean(str(key)) for key in keys},
+            wanted,
+            recorded_identity(self.metadata) or str(self.metadata.get("model")),
+            int(self.metadata["hidden_size"]),
+            self.name,
+            (self.name,),
+        )
+
     def check_key(self, key: str) -> str:
         if key not in self.keys:
             raise TaskvecError(
-                f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: {', '.join(self.keys)})"
+                f"session '{self.name}' has no key '{key}'{close_names(key, self.keys)} (keys: "
+                f"{', '.join(self.keys)})"
             )
         return key
 
@@ -139,9 +163,8 @@ class Session:
     @property
     def sample_ids(self) -> list[str]:
         """Ids of the samples that have vectors, in sample_idx order (the rows of `vectors`)."""
-        ids = self.metadata[
-            "sample_ids"
-        ]  # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
+        ids = self.metadata["sample_ids"]
         id_of = dict(zip(self.metadata.get("sample_idxs", range(len(ids))), ids))
         return [id_of[i] for i in self.sample_idx]
 
@@ -161,7 +184,7 @@ class Session:
         timings = meta.get("timings") or {}
         return [
             ("session", self.name),
-            ("status", self.status),
+            ("status", self._status_line()),
             (
                 "model",
                 f"{meta.get('model')} ({meta.get('model_short')}, {meta.get('n_model_layers')} blocks)",
@@ -194,8 +217,17 @@ class Session:
             *self._where(),
         ]
 
+    def _status_line(self) -> str:
+        if self.status != "stopped":
+            return self.status
+        return (
+            "stopped (recorded as running, but no live process writes it: it was killed, or "
+            "could not record its ending, e.g. on a full disk)"
+        )
+
     def _where(self) -> list[tuple[str, str]]:
-        """Where the vectors are; for an unfinished session, that the task vectors are missing and how to resume."""
+        """Where the vectors are; for an unfinished session, that the task vectors are missing
+        and how to resume."""
         raw = (
             "per-sample vectors",
             f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""),
@@ -219,7 +251,8 @@ class Session:
             self._vectors[key] = f.get_tensor(key)[order]
 
     def _read_sample_files(self) -> None:
-        """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without vectors.safetensors)."""
+        """Read every sample_{idx}.pt once and cache all keys (the fallback for runs without
+        vectors.safetensors)."""
         records = [
             torch.load(self.paths.sample_file(i), weights_only=True) for i in self.sample_idx
         ]
@@ -243,6 +276,20 @@ class SessionSummary:
     status: str
 
 
+def live_status(task_vector_dir: Path, metadata: dict[str, Any]) -> str:
+    """The recorded status, except that `running` with no live writer is `stopped`.
+
+    A run records `running` when it starts and its ending when it ends; killed (SIGKILL, OOM,
+    power loss) or unable to write its metadata (a full disk), it never records the ending.
+    Its process held the session lock, which the OS drops when the process dies.
+    Sessions from before status was recorded are `complete`.
+    """
+    status = str(metadata.get("status", "complete"))
+    if status == "running" and not writer_alive(task_vector_dir):
+        return "stopped"
+    return status
+
+
 def _created_from_name(name: str) -> str | None:
     match = NAME_TIME.search(name)
     if match is None:
@@ -263,7 +310,7 @@ def _summary(paths: SessionPaths) -> SessionSummary:
             meta.get("split"),
             meta.get("n_samples"),
             meta.get("created_at") or _created_from_name(name),
-            str(meta.get("status", "complete")),
+            live_status(paths.task_vector_dir, meta),
         )
     except (OSError, ValueError, AttributeError):
         return SessionSummary(
@@ -290,9 +337,52 @@ def list_sessions(output_dir: str | Path) -> list[SessionSummary]:
     return sorted(summaries, key=lambda s: (s.created_at is None, s.created_at or "", s.name))
 
 
+LAST = "@last"
+
+
+def _stem(summary: SessionSummary) -> str:
+    """The label the analyses print: the name before `_{model_short}_task_vector_`."""
+    stem = summary.name.split("_task_vector_")[0]
+    return stem.removesuffix(f"_{summary.model_short}") if summary.model_short else stem
+
+
+def _run_time(name: str) -> str:
+    match = NAME_TIME.search(name)
+    return match.group(2) if match else ""
+
+
+def resolve_name(word: str, output_dir: Path) -> str:
+    """The full session name `word` means under `output_dir`: the name itself, `@last` (the
+    newest session), the label stem the analyses print (`vanilla_5shot_train`, or with its
+    run's time `vanilla_5shot_train@051956`) or a unique prefix of the name.
+
+    A word that means no session comes back unchanged (the caller says it is missing); one
+    that means several is an error listing them.
+    """
+    summaries = list_sessions(output_dir) if output_dir.is_dir() else []
+    names = [s.name for s in summaries]
+    if word in names or not summaries:
+        return word
+    if word == LAST:
+        return names[-1]
+    stem, _, time = word.partition("@")
+    matches = [
+        s.name for s in summaries if _stem(s) == stem and (not time or _run_time(s.name) == time)
+    ]
+    matches = matches or [name for name in names if name.startswith(word)]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
+        raise TaskvecError(
+            f"'{word}' matches {len(matches)} sessions under '{output_dir}' ({shown}); give more of "
+            f"the name, the stem with its run's time (`{_stem(summaries[0])}@HHMMSS`) or `@last`"
+        )
+    return matches[0] if matches else word
+
+
 def session_paths(path: str | Path, output_dir: str | Path | None = None) -> SessionPaths:
-    """The paths of a session given by either of its directories or by its name under `output_dir`
-    (default `outputs`); they need not exist."""
+    """The paths of a session given by either of its directories, or by its name (or a unique
+    prefix, its label stem, `@last`: see `resolve_name`) under `output_dir` (default
+    `outputs`); they need not exist."""
     given = Path(path)
     if given.is_dir() and given.parent.name == RAW_DIR:
         return SessionPaths.under(given.parent.parent, given.name)
@@ -301,26 +391,27 @@ def session_paths(path: str | Path, output_dir: str | Path | None = None) -> Ses
         or SessionPaths(given.name, given, given).metadata.exists()
     ):
         return SessionPaths(given.name, given, given.parent.parent / RAW_DIR / given.name)
-    return SessionPaths.under(
-        Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR, str(path)
-    )
+    root = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
+    return SessionPaths.under(root, resolve_name(str(path), root))
 
 
 def missing_session(path: str | Path, root: Path) -> str:
-    """Why `path` names no session under `root`, with close names, for an error message."""
+    """Why `path` names no session under `root`, with close names and stems, for an error message."""
+    summaries = list_sessions(root) if root.is_dir() else []
+    candidates = [s.name for s in summaries] + [_stem(s) for s in summaries]
     hint = (
-        close_names(Path(path).name, session_names(root))
-        if root.is_dir()
-        else f"; '{root}' does not exist"
+        close_names(Path(path).name, candidates) if root.is_dir() else f"; '{root}' does not exist"
     )
     return (
-        f"no session '{path}': it is neither a session directory nor a session name under '{root / 'task_vector'}'{hint} "
+        f"no session '{path}': it is neither a session directory nor a session name under "
+        f"'{root / 'task_vector'}'{hint} "
         f"(`taskvec ls {root}` lists them)"
     )
 
 
 def load_session(path: str | Path, output_dir: str | Path | None = None) -> Session:
-    """Open a session from its task_vector dir, its raw_representations dir, or its name under `output_dir`."""
+    """Open a session from its task_vector dir, its raw_representations dir, or its name under
+    `output_dir`."""
     paths = session_paths(path, output_dir)
     if not paths.task_vector_dir.is_dir():
         raise TaskvecError(

@@ -22,7 +22,8 @@ def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple
         return "interrupted", Interrupted(f"interrupted; {kept}; resume with: {resume_hint}")
     if isinstance(exc, torch.OutOfMemoryError):
         return "failed", TaskvecError(
-            f"out of device memory; {kept}; lower `max_batch_tokens` or `batch_size` and resume with: {resume_hint}"
+            f"out of device memory; {kept}; lower `max_batch_tokens` or `batch_size` and resume "
+            f"with: {resume_hint}"
         )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = (
@@ -35,7 +36,8 @@ def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple
         )
     if isinstance(exc, OSError):
         return "interrupted", TaskvecError(
-            f"writing the session failed ({exc.strerror or exc}); {kept}; free space or fix the disk and resume with: {resume_hint}"
+            f"writing the session failed ({exc.strerror or exc}); {kept}; free space or fix the "
+            f"disk and resume with: {resume_hint}"
         )
     if isinstance(exc, TaskvecError):
         return "failed", TaskvecError(f"{exc}; {kept}")
@@ -85,7 +87,8 @@ class SessionRecorder:
         save_json(self.paths.metadata, self.describe(**extra))
 
     def start(self, n_saved: int, run: dict[str, Any], **fixed: Any) -> None:
-        """Record status `running` (kept if the process is killed); `run` describes this run, `fixed` goes in every write."""
+        """Record status `running` (kept if the process is killed); `run` describes this run,
+        `fixed` goes in every write."""
         self.run = {"started_at": _now(), **run}
         self.fixed = fixed
         self._write("running", n_saved)

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from taskvec.errors import TaskvecError
+from taskvec.model.identity import model_identity
 from taskvec.prompts.item import Item
 from taskvec.session.layout import SessionPaths
 from taskvec.session.reader import missing_session, session_paths
@@ -22,7 +23,8 @@ EXECUTION_FIELDS = frozenset(
 
 
 def locate_session(spec: str, output_dir: Path) -> SessionPaths:
-    """A session from its `task_vector/` or `raw_representations/` directory, or its name under `output_dir`."""
+    """A session from its `task_vector/` or `raw_representations/` directory, or its name under
+    `output_dir`."""
     paths = session_paths(spec, output_dir)
     if not paths.config.is_file() or not paths.raw_dir.is_dir():
         raise TaskvecError(f"--resume: {missing_session(spec, output_dir)}")
@@ -38,14 +40,22 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """`field: session X, now Y` for every result-affecting field that differs (dotted names)."""
+    """`field: session X, now Y` for every result-affecting field that differs (dotted names).
+
+    A `model` is compared by `model_identity`: the alias and the path of the same file agree.
+    """
     old = {k: v for k, v in _flatten(saved) if k.split(".")[0] not in EXECUTION_FIELDS}
     new = {k: v for k, v in _flatten(current) if k.split(".")[0] not in EXECUTION_FIELDS}
     return [
         f"{k}: session {old.get(k)!r}, now {new.get(k)!r}"
         for k in sorted(old.keys() | new.keys())
-        if old.get(k) != new.get(k)
+        if _canonical(k, old.get(k)) != _canonical(k, new.get(k))
     ]
+
+
+def _canonical(field: str, value: Any) -> Any:
+    is_model = field == "model" or field.endswith(".model")
+    return model_identity(value) if is_model and isinstance(value, str) else value
 
 
 def check_matches(
@@ -56,7 +66,8 @@ def check_matches(
     diffs = config_differences(saved, resolved)
     if diffs:
         raise TaskvecError(
-            f"--resume: the config differs from session '{paths.name}' in {len(diffs)} field(s): {'; '.join(diffs[:5])}"
+            f"--resume: the config differs from session '{paths.name}' in {len(diffs)} field(s): "
+            f"{'; '.join(diffs[:5])}"
             f"{' ...' if len(diffs) > 5 else ''}; resume with the session's own config ({paths.config})"
         )
     lines = paths.prompts.read_text().splitlines()
@@ -64,12 +75,14 @@ def check_matches(
     for i, (then, now) in enumerate(zip(written, prompts)):
         if then != now:
             raise TaskvecError(
-                f"--resume: prompt {i} ('{now[0]}') differs from the session's ('{then[0]}'); the dataset or tokenizer "
+                f"--resume: prompt {i} ('{now[0]}') differs from the session's ('{then[0]}'); the "
+                "dataset or tokenizer "
                 "changed since, so the session cannot be continued; start a new one"
             )
     if len(written) != len(prompts):
         raise TaskvecError(
-            f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; start a new one"
+            f"--resume: the session has {len(written)} prompts, this config gives {len(prompts)}; "
+            "start a new one"
         )
     meta_path = paths.metadata
     metadata: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

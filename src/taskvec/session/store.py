@@ -1,4 +1,5 @@
-"""Writing a session: atomic writes, the lock, the background writer of per-sample files and the in-memory sample table."""
+"""Writing a session: atomic writes, the lock, the background writer of per-sample files and the
+in-memory sample table."""
 
 from __future__ import annotations
 
@@ -29,18 +30,45 @@ CONSOLIDATE_MAX_BYTES = 4 << 30  # above this the loader reads the per-sample fi
 
 @contextmanager
 def session_lock(paths: SessionPaths) -> Iterator[None]:
-    """Hold an exclusive lock on the session directory while writing it; the OS drops it if the process dies."""
-    fd = os.open(paths.task_vector_dir, os.O_RDONLY)
+    """Hold an exclusive lock on the session directory while writing it; the OS drops it if the
+    process dies."""
+    fd = take_lock(paths)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TaskvecError(
-                f"session '{paths.name}' is being written by another process; wait for it or stop it first"
-            ) from None
         yield
     finally:
         os.close(fd)
+
+
+def take_lock(paths: SessionPaths) -> int:
+    """Lock the session directory exclusively; the lock lasts until the returned fd is closed.
+
+    `ls` and `show` read a `running` session whose lock nobody holds as `stopped`.
+    """
+    fd = os.open(paths.task_vector_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise TaskvecError(
+            f"session '{paths.name}' is being written by another process; wait for it or stop it "
+            "first"
+        ) from None
+    return fd
+
+
+def writer_alive(directory: Path) -> bool:
+    """Whether a live process holds `session_lock` on `directory` (a dead one's lock is gone)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return False
 
 
 def check_writable(output_dir: Path) -> None:
@@ -90,6 +118,16 @@ def create_unique_dir(parent: Path, base: str) -> Path:
 NEARLY_FULL = 16 * 2**20  # bytes free below which a failed write is taken for a full disk
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file (0644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # safetensors creates its files 0600; every session file gets this
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write to a temporary sibling, then rename, so a file is either complete or absent.
 
@@ -99,6 +137,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}_{threading.get_ident()}")
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except Exception as exc:
         if not isinstance(exc, OSError) and shutil.disk_usage(path.parent).free < NEARLY_FULL:
@@ -137,7 +176,8 @@ def check_finite(vectors: torch.Tensor, sample_ids: list[str], dtype: torch.dtyp
     if bad:
         raise TaskvecError(
             f"hidden states contain NaN or Inf for {len(bad)} sample(s): {', '.join(bad[:10])}"
-            f"{' ...' if len(bad) > 10 else ''} (dtype {str(dtype).removeprefix('torch.')}: float16 overflows in some models); "
+            f"{' ...' if len(bad) > 10 else ''} (dtype {str(dtype).removeprefix('torch.')}: "
+            "float16 overflows in some models); "
             "use `dtype: bfloat16` or `float32` in a new session"
         )
 
@@ -256,9 +296,8 @@ class SampleTable:
 
     def summarise(self, chunk: int = 256) -> bool:
         """Write task_vectors.pt, one layer_{L}.pt per layer and (if kept in memory) vectors.safetensors."""
-        stats = RunningStats(
-            len(self.flat) * self.hidden
-        )  # every key at once: one (n_keys * hidden) vector per sample
+        # every key at once: one (n_keys * hidden) vector per sample
+        stats = RunningStats(len(self.flat) * self.hidden)
         for start in range(0, len(self.idxs), chunk):
             stats.update(self._block(start, min(start + chunk, len(self.idxs))).flatten(1))
         means, stds = (
