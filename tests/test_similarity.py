@@ -1,4 +1,5 @@
-"""Similarity measures that separate strategies (analysis.similarity) and the probe with its controls (analysis.probe)."""
+"""Similarity measures that separate strategies (analysis.similarity) and the probe with its
+controls (analysis.probe)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,8 @@ def correlate_command(args: argparse.Namespace) -> None:
     )
     a = table.attrs
     print(
-        f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without a prediction, "
+        f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples "
+        "without a prediction, "
         f"{a['predictions_only']} predictions without vectors"
     )
     if a["forced"]:

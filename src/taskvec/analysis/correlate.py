@@ -51,7 +51,8 @@ def read_predictions(results: Path) -> dict[str, dict]:
     path = results if results.is_file() else results / PREDICTIONS_FILE
     if not path.is_file():
         raise TaskvecError(
-            f"no predictions file at '{path}'; pass the results directory an evaluation wrote (it holds {PREDICTIONS_FILE})"
+            f"no predictions file at '{path}'; pass the results directory an evaluation wrote (it "
+            f"holds {PREDICTIONS_FILE})"
         )
     correct: dict[str, dict] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -79,7 +80,8 @@ def read_predictions(results: Path) -> dict[str, dict]:
 
 
 def check_same_prompts(session: Session, results_dir: Path) -> None:
-    """Refuse to join vectors and predictions made from different models, splits or prompts, naming the difference."""
+    """Refuse to join vectors and predictions made from different models, splits or prompts,
+    naming the difference."""
     folder = results_dir.parent if results_dir.is_file() else results_dir
     metrics = (
         json.loads((folder / "metrics.json").read_text())
@@ -111,13 +113,16 @@ def check_same_prompts(session: Session, results_dir: Path) -> None:
     ]
     if differ:
         problems.append(
-            f"the prompt text differs for {len(differ)} of {len(set(written) & set(predicted))} joined samples "
+            f"the prompt text differs for {len(differ)} of {len(set(written) & set(predicted))} "
+            "joined samples "
             f"(e.g. '{differ[0]}')"
         )
     if problems:
         raise TaskvecError(
-            f"session '{session.name}' and the predictions in '{folder}' come from different runs ({'; '.join(problems)}); "
-            "pair the session with an evaluation of the same model, split and prompt config, or pass --force to join anyway"
+            f"session '{session.name}' and the predictions in '{folder}' come from different runs "
+            f"({'; '.join(problems)}); "
+            "pair the session with an evaluation of the same model, split and prompt config, or "
+            "pass --force to join anyway"
         )
 
 
@@ -140,7 +145,8 @@ def match_correctness(
         found.append(match)
     if not any(found):
         raise TaskvecError(
-            f"project: none of the results directories ({', '.join(map(str, results))}) was made from the prompts of "
+            f"project: none of the results directories ({', '.join(map(str, results))}) was made "
+            "from the prompts of "
             "these sessions (same model, split and prompt text); pass the evaluation of one of them"
         )
     return found
@@ -170,7 +176,8 @@ def _one_hot(kinds: list[str]) -> np.ndarray:
 def _baselines(
     session: Session, ids: list[str], y: np.ndarray, kinds: list[str] | None
 ) -> dict[str, ProbeScore]:
-    """The probes on other features than the vectors: `surface` (lengths), `kind` (where the data has kinds)."""
+    """The probes on other features than the vectors: `surface` (lengths), `kind` (where the
+    data has kinds)."""
     out = {"surface": cross_validate(_surface_features(session, ids), y)}
     if kinds is not None:
         out["kind"] = cross_validate(_one_hot(kinds), y)
@@ -290,8 +297,10 @@ def correlate(
     if not rows:
         raise TaskvecError(
             f"session '{session.name}' and the predictions in '{results_dir}' share no sample id "
-            f"(session: {', '.join(ids[:3]) or 'no samples'}...; predictions: {', '.join(list(predictions)[:3])}...); "
-            f"evaluate the split the session extracted (`taskvec evaluate --config PROMPT_CONFIG --split {session.metadata.get('split')}`)"
+            f"(session: {', '.join(ids[:3]) or 'no samples'}...; predictions: "
+            f"{', '.join(list(predictions)[:3])}...); "
+            "evaluate the split the session extracted (`taskvec evaluate --config PROMPT_CONFIG "
+            f"--split {session.metadata.get('split')}`)"
         )
     joined = [ids[i] for i in rows]
     y = np.array([bool(predictions[i]["correct"]) for i in joined], dtype=int)
@@ -299,7 +308,8 @@ def correlate(
     note = ""
     if min(n_correct, len(y) - n_correct) < 2:
         note = (
-            f"{n_correct} of {len(y)} matched samples are correct: the probe needs at least two of each class, "
+            f"{n_correct} of {len(y)} matched samples are correct: the probe needs at least two of "
+            "each class, "
             "so probe accuracy is NaN"
         )
     kinds = _kinds_of(session, predictions, joined)

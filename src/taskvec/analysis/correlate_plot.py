@@ -19,7 +19,8 @@ from taskvec.analysis.plotting import (
 
 
 def _auc_panel(ax: Axes, table: pd.DataFrame) -> None:
-    """AUC per position with fold spread; shaded: the shuffled-label 5-95 % band; filled markers beat controls."""
+    """AUC per position with fold spread; shaded: the shuffled-label 5-95 % band; filled markers
+    beat their controls."""
     for i, (position, group) in enumerate(table.groupby("position", sort=False)):
         color = f"C{i}"
         ax.fill_between(

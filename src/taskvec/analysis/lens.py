@@ -43,7 +43,8 @@ def _reader(ref: ModelRef) -> tuple[Unembedding, PreTrainedTokenizerBase]:
 
 
 def lens_keys(session: Session, layers: Sequence[int] | None, position: str | None) -> list[str]:
-    """The session's keys at `layers` (negative counts from the end; default all) and `position` (default all)."""
+    """The session's keys at `layers` (negative counts from the end; default all) and `position`
+    (default all)."""
     depth = int(session.metadata.get("n_model_layers", 0))
     wanted = None if layers is None else {la + depth if la < 0 else la for la in layers}
     keys = [
@@ -89,7 +90,8 @@ def top_tokens(
 def gold_ranks(
     unembed: Unembedding, vectors: torch.Tensor, forms: list[list[int]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per sample: the 1-based rank of its best gold first-token form, that token's probability, and its id."""
+    """Per sample: the 1-based rank of its best gold first-token form, that token's probability
+    and its id."""
     logits = unembed.logits(vectors)
     probs = logits.softmax(-1)
     ranks, chosen, best_ids = [], [], []
@@ -164,7 +166,8 @@ def lens(
     position: str | None = None,
     top: int = 10,
 ) -> pd.DataFrame:
-    """The top tokens of each task vector (minus `minus`'s) per layer and position; writes lens_tokens.csv/png.
+    """The top tokens of each task vector (minus `minus`'s) per layer and position; writes
+    lens_tokens.csv and lens_tokens.png.
 
     `attrs["gold"]` is the per-key gold-rank summary (lens_gold.csv, lens_gold_samples.csv and
     lens_gold_rank.png; empty, with `attrs["note"]` saying why, when there are no gold answers).

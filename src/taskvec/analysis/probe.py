@@ -34,13 +34,14 @@ class ProbeScore:
 
 
 def n_folds(y: np.ndarray) -> int:
-    """Stratified folds the labels allow: at most MAX_FOLDS, at most the smaller class's size (< 2: no probe)."""
+    """Stratified folds the labels allow: at most MAX_FOLDS and the smaller class's size (< 2: none)."""
     smaller = int(np.bincount(y, minlength=2).min())
     return min(MAX_FOLDS, smaller) if smaller >= 2 else 0
 
 
 def _fit_score(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """Standardise on the training rows, fit L2 logistic regression (liblinear: fast on few samples), score `test`."""
+    """Standardise on the training rows, fit L2 logistic regression (liblinear: fast on few
+    samples), score `test`."""
     mean, std = x.mean(0), x.std(0)
     std[std == 0] = 1.0
     model = LogisticRegression(solver="liblinear").fit((x - mean) / std, y)

@@ -1,4 +1,5 @@
-"""A session's dataset samples, rebuilt from its config without a model: gold answers, question texts, kinds."""
+"""A session's dataset samples, rebuilt from its config without a model: gold answers, questions,
+kinds."""
 
 from __future__ import annotations
 

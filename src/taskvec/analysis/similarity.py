@@ -55,7 +55,8 @@ def distance_in_spread(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA (Kornblith et al. 2019) of two representations of the same n samples (rows), via n x n Grams."""
+    """Linear CKA (Kornblith et al. 2019) of two representations of the same n samples (rows),
+    through n x n Gram matrices."""
     if len(x) != len(y):
         raise ValueError(f"CKA needs the same samples: {len(x)} rows against {len(y)}")
     xc, yc = x - x.mean(0), y - y.mean(0)

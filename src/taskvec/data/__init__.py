@@ -69,8 +69,8 @@ def load_split(cfg: DatasetConfig, split: str, base_dir: Path | None = None) -> 
 
 
 def sample_kinds(cfg: DatasetConfig, split: str) -> dict[str, str]:
-    """`sample_id -> question kind` where the data has kinds (the builtin generator's task sets: `finance` has 18),
-    else empty; regenerating the split is cheap and deterministic."""
+    """`sample_id -> question kind` where the data has kinds (the builtin generator's task sets:
+    `finance` has 18), else empty; regenerating the split is cheap and deterministic."""
     if cfg.source != "builtin" or cfg.name in WORD_TASKS or split not in BUILTIN_SPLITS:
         return {}
     n = cfg.n_train if split == "train" else cfg.n_test

@@ -26,7 +26,8 @@ GGUF_NAMES = {"norm": "output_norm", "head": "output", "embed": "token_embd"}
 
 @dataclass
 class Unembedding:
-    """`logits(h)`: block output `h` (..., hidden) -> final norm -> output matrix (..., vocab), float32 on CPU."""
+    """`logits(h)`: block output `h` (..., hidden) -> final norm -> output matrix (..., vocab),
+    float32 on the CPU."""
 
     norm: torch.nn.Module
     weight: torch.Tensor  # (vocab, hidden)
@@ -70,7 +71,8 @@ def _head_names(model: torch.nn.Module) -> tuple[list[str], list[str]]:
 
 
 def _gguf_tensors(path: Path, wanted: set[str]) -> dict[str, torch.Tensor]:
-    """The named tensors of a GGUF file, dequantised to float32 (the file is memory-mapped; others are not read)."""
+    """The named tensors of a GGUF file, dequantised to float32 (the file is memory-mapped; the
+    other tensors are not read)."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
@@ -85,7 +87,8 @@ def _gguf_tensors(path: Path, wanted: set[str]) -> dict[str, torch.Tensor]:
 
 
 def _safetensors_files(ref: ModelRef) -> list[Path]:
-    """The checkpoint's safetensors files: from a local directory, else the Hub cache (downloading the index only)."""
+    """The checkpoint's safetensors files: from a local directory, else from the Hub (its cache
+    when offline)."""
     folder = Path(ref.source)
     if folder.is_dir():
         files = sorted(folder.glob("*.safetensors"))
@@ -159,7 +162,8 @@ def _checkpoint_tensors(
 
 
 def load_unembedding(ref: ModelRef) -> Unembedding:
-    """Read the final norm and the output matrix of `ref` (GGUF, local directory or Hub id); no blocks are loaded.
+    """Read the final norm and the output matrix of `ref` (GGUF, local directory or Hub id); no
+    block is loaded.
 
     Tied: the skeleton shares one matrix between the LM head and the token embedding, or a GGUF has no
     `output.weight` (llama.cpp's convention); then the token embedding is the unembedding.

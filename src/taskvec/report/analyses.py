@@ -109,7 +109,10 @@ def project_part(
         out,
         *(["--results", *given] if given else []),
     )
-    caption = f"At the layer and position where the task vectors differ most (lowest cosine): {layer}, {position}."
+    caption = (
+        "At the layer and position where the task vectors differ most (lowest cosine): "
+        f"{layer}, {position}."
+    )
     for path in projected.attrs["plots"]:
         section.figure(
             Figure(
@@ -193,7 +196,8 @@ def lens_part(section: Section, session: Session, figures: Path, top: int) -> No
     if len(gold):
         best = gold.loc[gold.median_rank.idxmin()]
         section.text(
-            f"{label}: the gold first answer token ranks best at layer {best.layer}, position {best.position} "
+            f"{label}: the gold first answer token ranks best at layer {best.layer}, "
+            f"position {best.position} "
             f"(median rank {best.median_rank:g}, top-1 for {best.top1:.0%} of {int(best.n)} samples)."
         )
     elif table.attrs["note"]:

@@ -83,7 +83,8 @@ def make_report(
         steering_section(study),
     ]
     intro = [
-        f"{len(study.sessions)} sessions, {len(study.evaluations)} evaluations, {len(study.patchings)} patching "
+        f"{len(study.sessions)} sessions, {len(study.evaluations)} evaluations, "
+        f"{len(study.patchings)} patching "
         f"and {len(study.steerings)} steering results. Each figure names the command that makes it again "
         "and the files it read; the whole page is made again by:",
         remake,

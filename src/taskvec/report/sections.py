@@ -151,7 +151,8 @@ def steering_section(study: Study) -> Section:
         base, vector = data.get("baseline") or {}, data.get("vector") or {}
         section.text(
             f"{folder.name}: vector {vector.get('expression')} at position {vector.get('position')}; "
-            f"unsteered accuracy {base.get('accuracy')} (prefix {base.get('accuracy_prefix')}, n {base.get('n')})"
+            f"unsteered accuracy {base.get('accuracy')} (prefix {base.get('accuracy_prefix')}, "
+            f"n {base.get('n')})"
         )
         conditions = pd.DataFrame(data.get("conditions") or [])
         if len(conditions):
