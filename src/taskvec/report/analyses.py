@@ -147,11 +147,12 @@ def correlate_part(
         if beats
         else (f"no layer/position probe beats its controls ({len(table)} tested)")
     )
+    if table.attrs["note"]:  # one class: nothing to probe, so no table or figure
+        section.text(f"{label} with {results.name}: {table.attrs['note']}.", "note")
+        return
     section.text(
         f"{label} with {results.name}: {verdict}.", "verdict-yes" if beats else "verdict-no"
     )
-    if table.attrs["note"]:
-        section.text(table.attrs["note"], "note")
     cols = [
         "layer",
         "position",
@@ -202,9 +203,15 @@ def lens_part(section: Section, session: Session, figures: Path, top: int) -> No
         )
     elif table.attrs["note"]:
         section.text(f"{label}: {table.attrs['note']}", "note")
-    titles = {
-        "lens_tokens.png": "Top tokens of the task vectors",
-        "lens_gold_rank.png": "Gold answer rank by layer",
-    }
+    for position, group in table.groupby("position", sort=False):
+        cells = group.assign(cell=group.token + " " + group.prob.map(lambda p: f"{p:.2f}"))
+        grid = cells.pivot(index="layer", columns="rank", values="cell").reset_index()
+        grid.columns = ["layer", *[f"top {r}" for r in grid.columns[1:]]]
+        section.table(
+            grid,
+            f"{label}: top tokens (probability) of the task vector at position {position}; "
+            f"made by {redo}",
+        )
     for path in table.attrs["plots"]:
-        section.figure(Figure(path, f"{titles[path.name]} ({label})", redo, reads))
+        if path.name == "lens_gold_rank.png":
+            section.figure(Figure(path, f"Gold answer rank by layer ({label})", redo, reads))

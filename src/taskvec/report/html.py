@@ -92,7 +92,8 @@ def _anchor(title: str) -> str:
 
 
 def write_page(path: Path, title: str, intro: list[str], sections: list[Section]) -> Path:
-    """Write the page; sections without parts are left out."""
+    """Write the page; `intro`'s last entry is shown as code (the command that remakes the page);
+    sections without parts are left out."""
     kept = [s for s in sections if s.parts]
     nav = "".join(
         f'<li><a href="#{_anchor(s.title)}">{html.escape(s.title)}</a></li>' for s in kept
@@ -101,7 +102,8 @@ def write_page(path: Path, title: str, intro: list[str], sections: list[Section]
         f'<section id="{_anchor(s.title)}"><h2>{html.escape(s.title)}</h2>{"".join(s.parts)}</section>'
         for s in kept
     )
-    lead = "".join(f"<p>{html.escape(p)}</p>" for p in intro)
+    lead = "".join(f"<p>{html.escape(p)}</p>" for p in intro[:-1])
+    lead += f"<pre>{html.escape(intro[-1])}</pre>" if intro else ""
     when = datetime.now().strftime("%Y-%m-%d %H:%M")
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
