@@ -6,8 +6,8 @@ import pandas as pd
 
 
 def compare_summary(table: pd.DataFrame, n_sessions: int) -> str:
-    """One line per layer and position: raw and centred cosines, distance/spread, CKA and the strategy
-    probe of each unordered pair (pairs as columns when there are several)."""
+    """One line per layer and position: for one pair the raw and centred cosines, distance/spread,
+    CKA and the strategy probe; for several, the cosines and the distance, pairs as columns."""
     order = {label: k for k, label in enumerate(dict.fromkeys(table.session_a))}
     pairs = table[table.session_a.map(order) < table.session_b.map(order)].copy()
     pairs["pair"] = pairs.session_a + " vs " + pairs.session_b
@@ -18,8 +18,8 @@ def compare_summary(table: pd.DataFrame, n_sessions: int) -> str:
         "cka": "cka",
         "probe_auc": "probe_auc",
     }
-    if n_sessions >= 3:
-        cols = {"cos_means": "cos", "cos_centered": "cos_c(means)", **cols}
+    if n_sessions >= 3:  # several pairs: the cosines and the distance only, so the lines stay short
+        cols = {"cos_means": "cos", "cos_centered": "cos_cm", "distance_spread": "dist/sd"}
     names = list(dict.fromkeys(pairs.pair))
     wide = pairs.pivot_table(
         index=["layer", "position"], columns="pair", values=list(cols), sort=False, dropna=False
@@ -32,4 +32,10 @@ def compare_summary(table: pd.DataFrame, n_sessions: int) -> str:
         wide.columns = [f"{cols[c]} {tags[p]}" for c, p in wide.columns]
         head = "pairs: " + ", ".join(f"{t} = {n}" for n, t in tags.items())
     text = wide.reset_index().to_string(index=False, float_format=lambda v: f"{v:.3f}")
-    return f"{head}\ncos_c: a's samples to b's task vector, grand mean subtracted\n{text}"
+    legend = (
+        "cos_cm: the task vectors with the grand mean subtracted; CKA and the strategy probe "
+        "are in the CSV"
+        if n_sessions >= 3
+        else "cos_c: a's samples to b's task vector, grand mean subtracted"
+    )
+    return f"{head}\n{legend}\n{text}"
