@@ -17,6 +17,7 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 table { border-collapse: collapse; font-size: .85em; margin: .8em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: right; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+caption { caption-side: top; text-align: left; font-size: .9em; padding: .2em 0; }
 figure { margin: 1.2em 0; border: 1px solid #ddd; padding: .6em; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { font-size: .85em; color: #444; }
