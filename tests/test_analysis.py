@@ -348,3 +348,18 @@ def test_commands_write_plots(
     assert main(["compare", names[0], "nope", *where]) == 2
     assert main(["project", names[0], "--layer", "1", *where, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("taskvec: error:") == 2
+
+
+def test_project_cli_matches_results_to_sessions(
+    sessions: tuple[Path, list[str]], cot: Session, tmp_path: Path
+) -> None:
+    out, names = sessions
+    truth = {sid: i % 2 == 0 for i, sid in enumerate(cot.sample_ids)}
+    results = _write_predictions(tmp_path / "results", truth)
+    args = ["project", *names, "--layer", "2", "--output-dir", str(out), "--out", str(tmp_path)]
+    assert main([*args, "--results", str(results)]) == 0
+    table = pd.read_csv(tmp_path / "project_layer_2_pos_last.csv")
+    mine = table[(table.session == "cot_5shot_train") & (table.kind == "sample")]
+    assert mine.correct.tolist() == [truth[s] for s in mine.sample_id]
+    other = _write_predictions(tmp_path / "other", {"test_0": True, "test_1": False})
+    assert main([*args, "--results", str(other)]) == 2  # made from other prompts: refused

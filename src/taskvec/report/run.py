@@ -45,7 +45,10 @@ def _analysis_sections(
     lens = Section("Logit lens: what the task vectors say")
     if lens_top > 0:
         for session in study.sessions:
-            lens_part(lens, session, figures, lens_top)
+            try:
+                lens_part(lens, session, figures, lens_top)
+            except TaskvecError as exc:  # a model whose weights are not here: the rest still shows
+                lens.text(f"{session.name}: no lens ({exc})", "note")
     return [similarity, pca, probes, lens]
 
 
