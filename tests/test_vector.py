@@ -89,10 +89,13 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
         a.hidden_size,
     )
     save_file({"x": torch.ones(2)}, str(tmp_path / "other.safetensors"))
+    meta = {"format": "taskvec.TaskVector/1", "provenance": "{}"}
+    save_file({"layer_0": torch.ones(2)}, str(tmp_path / "damaged.safetensors"), metadata=meta)
     (tmp_path / "junk.safetensors").write_text("not a tensor file")
     for bad, message in [
         ("other.safetensors", "not a saved task vector"),
         ("junk.safetensors", "cannot read a task vector"),
+        ("damaged.safetensors", "a damaged task vector file"),
         ("missing.safetensors", "cannot read a task vector"),
     ]:
         with pytest.raises(TaskvecError, match=message):
@@ -173,10 +176,13 @@ def test_a_missing_position_is_refused(sessions: tuple[Path, list[str]]) -> None
         parse_vector(f"{cot} - {van}", out, position="3")
 
 
-def test_apply_is_steering_hooks_on_the_vectors_layers(sessions: tuple[Path, list[str]]) -> None:
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_apply_is_steering_hooks_on_the_vectors_layers(
+    sessions: tuple[Path, list[str]], family: str
+) -> None:
     out, (cot, _) = sessions
     tv = 3.0 * load_session(cot, out).task_vector()
-    model = make_model("qwen2", n_layers=4)
+    model = make_model(family, n_layers=4)
     ids = torch.tensor([[5, 9, 13, 40, 2]])
     with torch.inference_mode():
         with tv.apply(model, [2], "add", 1.0, "prompt"):

@@ -48,9 +48,15 @@ def steer_hidden(h: torch.Tensor, v: torch.Tensor, mode: Mode, scale: float) -> 
 
 
 def check_steering(
-    vectors: Mapping[int, torch.Tensor], mode: str, scale: float, where: str, n_blocks: int
+    vectors: Mapping[int, torch.Tensor],
+    mode: str,
+    scale: float,
+    where: str,
+    n_blocks: int,
+    hidden: int | None = None,
 ) -> dict[int, torch.Tensor]:
-    """The vectors by non-negative block index, once mode, scale, where and layers make sense."""
+    """The vectors by non-negative block index, once mode, scale, where, layers and (if given)
+    the model's hidden size make sense."""
     if mode not in MODES:
         raise TaskvecError(f"mode: unknown steering mode {mode!r}; use one of {', '.join(MODES)}")
     if where not in WHERES:
@@ -65,6 +71,11 @@ def check_steering(
         raise TaskvecError("layers: no layer to steer; give at least one")
     out: dict[int, torch.Tensor] = {}
     for layer, vector in vectors.items():
+        if hidden is not None and vector.shape != (hidden,):
+            raise TaskvecError(
+                f"layer {layer}: a vector of shape {tuple(vector.shape)} cannot steer a model of "
+                f"hidden size {hidden}"
+            )
         if mode == "ablate" and not bool(vector.float().norm() > 0):
             raise TaskvecError(
                 f"mode ablate: the vector at layer {layer} is zero, it has no direction"
@@ -123,14 +134,8 @@ def steering_hooks(
     attention mask. Hooks are removed on every exit path.
     """
     blocks = decoder_blocks(model)  # type: ignore[arg-type]
-    by_block = check_steering(vectors, mode, scale, where, len(blocks))
     hidden = getattr(getattr(model, "config", None), "hidden_size", None)
-    for layer, vector in by_block.items():
-        if hidden is not None and vector.shape != (hidden,):
-            raise TaskvecError(
-                f"layer {layer}: a vector of shape {tuple(vector.shape)} cannot steer a model of "
-                f"hidden size {hidden}"
-            )
+    by_block = check_steering(vectors, mode, scale, where, len(blocks), hidden)
     signature = inspect.signature(model.forward)
     cache_name = cache_kw(model)
     state: dict[str, torch.Tensor | None] = {"steer": None}

@@ -191,16 +191,13 @@ class TaskVector:
                 tensors = {key: f.get_tensor(key) for key in f.keys()}
         except (OSError, SafetensorError) as exc:
             raise TaskvecError(f"cannot read a task vector from '{path}' ({exc})") from None
-        info = json.loads(meta["provenance"])
-        vectors = {int(key.removeprefix("layer_")): t for key, t in tensors.items()}
-        return cls(
-            vectors,
-            info["position"],
-            info["model"],
-            int(info["hidden_size"]),
-            info["expression"],
-            tuple(info["sessions"]),
-        )
+        try:
+            info = json.loads(meta["provenance"])
+            vectors = {int(key.removeprefix("layer_")): t for key, t in tensors.items()}
+            fields = (info["position"], info["model"], int(info["hidden_size"]))
+            return cls(vectors, *fields, info["expression"], tuple(info["sessions"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TaskvecError(f"'{path}': a damaged task vector file ({exc!r})") from None
 
     @contextmanager
     def apply(
