@@ -174,7 +174,7 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     cmp = sub.add_parser(
         "compare",
         parents=[where, plots],
-        help="cosine similarity of task vectors across sessions, per layer",
+        help="similarity of task vectors across sessions per layer (cosines, spread distance, CKA, probe)",
     )
     cmp.add_argument(
         "sessions", nargs="+", metavar="SESSION", help="two or more session directories or names"
