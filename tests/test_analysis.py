@@ -363,3 +363,27 @@ def test_project_cli_matches_results_to_sessions(
     assert mine.correct.tolist() == [truth[s] for s in mine.sample_id]
     other = _write_predictions(tmp_path / "other", {"test_0": True, "test_1": False})
     assert main([*args, "--results", str(other)]) == 2  # made from other prompts: refused
+
+
+def test_the_python_api_returns_tables_without_writing_files(
+    cot: Session, vanilla: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`taskvec.analysis.compare(sessions)` with no folder: the same table, nothing on disk."""
+    monkeypatch.chdir(tmp_path)
+    results = _write_predictions(
+        tmp_path / "results", {i: n % 2 == 0 for n, i in enumerate(cot.sample_ids)}
+    )
+    before = sorted(tmp_path.rglob("*"))
+    tables = [
+        (compare([cot, vanilla]), compare([cot, vanilla], tmp_path / "c")),
+        (
+            project([cot, vanilla], cot.layers[0]),
+            project([cot, vanilla], cot.layers[0], None, tmp_path / "p"),
+        ),
+        (correlate(cot, results, force=True), correlate(cot, results, tmp_path / "r", force=True)),
+    ]
+    written = set(tmp_path.rglob("*")) - set(before)  # only the folders the saved calls named
+    for bare, saved in tables:
+        pd.testing.assert_frame_equal(bare, saved)
+        assert "csv" not in bare.attrs and "plots" not in bare.attrs and "csv" in saved.attrs
+    assert {p.relative_to(tmp_path).parts[0] for p in written} == {"c", "p", "r"}

@@ -288,8 +288,7 @@ BAD = [
         {},
         "split: 'validation' is not a split of the dataset; use one of: train, test",
     ),
-    ("max_samples zero", ["--max-samples", "0"], {}, "field 'max_samples'"),
-    ("batch_size zero", ["--batch-size", "0"], {}, "field 'batch_size'"),
+    ("bad tag", ["--tag", "a/b"], {}, "field 'tag'"),
     ("bad device", ["--device", "tpu"], {}, "field 'device'"),
     ("bad dtype", ["--dtype", "float8"], {}, "field 'dtype'"),
     (
@@ -324,6 +323,27 @@ def test_bad_input(
     err = capsys.readouterr().err.strip()
     assert err.startswith("taskvec: error: ") and "\n" not in err and expected in err, err
     assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
+
+
+@pytest.mark.parametrize("flag", ["--max-samples", "--batch-size"])
+def test_numeric_flags_name_the_flag(
+    flag: str, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(config, tmp_path / "out", flag, "0")
+    assert exit_.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err == (
+        f"taskvec evaluate: error: argument {flag}: must be 1 or more, got 0 "
+        "(see `taskvec evaluate --help`)\n"
+    )
+
+
+def test_tag_names_the_results_directory(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = write_prompt(tmp_path, str(tiny_model_dir))
+    assert run_cli(config, tmp_path / "out", "--max-samples", "1", "--tag", "plural") == 0
+    (results,) = (tmp_path / "out").iterdir()
+    assert results.name.startswith("plural_tiny-qwen2_results_")
 
 
 def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -511,6 +531,7 @@ def test_one_pass_writes_the_extraction_session(
 ) -> None:
     """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each
     names the other."""
+    from taskvec.session.hints import after_evaluate
     from taskvec.session.reader import load_session
 
     extract = write_configs(
@@ -530,6 +551,9 @@ def test_one_pass_writes_the_extraction_session(
     assert "extraction session (same pass): " in capsys.readouterr().out
     metrics = json.loads((results / "metrics.json").read_text())
     one_pass = load_session(metrics["extraction_session"], tmp_path)
+    sessions = tmp_path / "sessions"
+    (hint,) = after_evaluate(results, metrics, Path("outputs"))  # the one-pass session, by stem
+    assert hint == f"taskvec correlate vanilla_5shot_test --output-dir {sessions}"
     assert (
         one_pass.metadata["evaluation_results"] == str(results)
         and one_pass.metadata["status"] == "complete"
@@ -548,6 +572,8 @@ def test_one_pass_writes_the_extraction_session(
             one_pass.vectors(key), separate.vectors(key), atol=1e-5, rtol=1e-4
         )
         torch.testing.assert_close(one_pass.mean(key), separate.mean(key), atol=1e-5, rtol=1e-4)
+    (hint,) = after_evaluate(results, {**metrics, "extraction_session": None}, sessions)
+    assert hint.startswith(f"taskvec correlate {separate.name} {results} --output-dir {sessions}")
     capsys.readouterr()
     assert (
         main(
@@ -587,9 +613,8 @@ def test_one_pass_refuses_other_prompts(
         == 2
     )
     err = capsys.readouterr().err.strip()
-    assert (
-        err.startswith("taskvec: error: --extract: the extraction config gives 3 prompts")
-        and "split" in err
-        and "\n" not in err
+    assert err == (
+        "taskvec: error: --extract: split differs: extraction config 'train', evaluation 'test' "
+        "(extraction defaults to train, evaluation to test); make them equal"
     )
     assert not (tmp_path / "out").exists() and not (tmp_path / "out" / "task_vector").exists()

@@ -480,11 +480,23 @@ def test_extract_ends_with_next_steps_that_run(
     assert result.returncode == 0 and "torch.Size([64]) torch.Size([3, 64])" in result.stdout, (
         result.stderr
     )
-    assert any(
-        "extract_vanilla_0shot.yaml" in line
-        and (REPO / line.split("--config ")[1].split()[0]).is_file()
-        for line in steps
-    )
+    second = [line.strip() for line in steps if "taskvec extract" in line]
+    assert len(second) == 1 and "extract_cot_5shot.yaml" in second[0]  # not the one just run
+    assert (REPO / second[0].split("--config ")[1].split()[0]).is_file()
+    cot = write_configs(tmp_path, str(tiny_model_dir), max_samples=3)
+    assert main(["extract", "--config", str(cot)]) == 0
+    steps = capsys.readouterr().out.split("next steps")[1].splitlines()
+    compare = next(line.split("#")[0].split() for line in steps if "taskvec compare" in line)
+    out = str(tmp_path / "out")
+    assert compare == [
+        "taskvec",
+        "compare",
+        "cot_5shot_train",
+        "vanilla_0shot_train",
+        "--output-dir",
+        out,
+    ]
+    assert main([*compare[1:], "--out", str(tmp_path / "plots")]) == 0
 
 
 def test_plot_helpers_keep_legends_off_the_data_and_numbers_plain() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -345,3 +346,52 @@ def test_shared_layer_choice_tests_every_task_at_the_mean_best_layer(
         test = task["test"]
         assert test["layer"] == shared and test["task_vector"] == test["task_vector_shared"]
     assert summary["test"]["task_vector"] == summary["test"]["task_vector_shared"]
+
+
+def _table_is_aligned(printed: str) -> None:
+    """Every row of the task table has its numbers under the header's columns."""
+    lines = printed.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("task "))
+    end = next(i for i, line in enumerate(lines) if line.startswith("layer choice"))
+    header, rows = lines[start], lines[start + 1 : end]
+    ends = [header.index(name) + len(name) for name in ("zero", "few", "TV shared")]
+    assert any("mean, few-shot >= 0.5" in row for row in rows)
+    for row in rows:
+        assert all(row[end - 1] != " " and row[end : end + 1] in ("", " ") for end in ends), row
+
+
+def test_an_interrupted_suite_resumes_keeping_finished_tasks(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import taskvec.patching.run as flow
+
+    path = tiny_configs(tmp_path, tiny_model_dir, layers=[0, -1], tag="t")
+    assert main(["patch", "--config", str(path), "--quiet"]) == 0
+    _table_is_aligned(capsys.readouterr().out)
+    (whole,) = (tmp_path / "results").iterdir()
+    calls: list[str] = []
+    run_dev = flow.run_dev
+
+    def second_is_interrupted(*args: Any) -> Any:
+        calls.append(args[3].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_dev(*args)
+
+    monkeypatch.setattr(flow, "run_dev", second_is_interrupted)
+    assert main(["patch", "--config", str(path), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "1 of 2 tasks' dev sweeps are kept; resume with: taskvec patch --config" in err
+    resumed = Path(err.split("--resume ")[1].strip())
+    calls.clear()
+    assert main(["patch", "--config", str(path), "--quiet", "--resume", str(resumed)]) == 0
+    assert calls == ["above_one"]  # direction was kept
+    a, b = (json.loads((d / "patching.json").read_text()) for d in (whole, resumed))
+    for summary in (a, b):
+        del summary["timings"]
+    assert a == b
+    assert main(["patch", "--config", str(path), "--quiet", "--resume", str(resumed)]) == 2
+    assert "is already complete" in capsys.readouterr().err

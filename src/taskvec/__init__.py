@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # sessions on disk
     "Session": "taskvec.session.reader",
-    "list_sessions": "taskvec.session.reader",
+    "list_sessions": "taskvec.session.names",
     "load_session": "taskvec.session.reader",
     "VectorKey": "taskvec.positions",
     # task vectors as values: arithmetic, save/load, steering hooks, expressions over sessions

@@ -7,9 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from taskvec.errors import Interrupted, TaskvecError
+from taskvec.evaluation.command import add_evaluate_command
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,10 +20,10 @@ if TYPE_CHECKING:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from taskvec.config import check_configs
+    from taskvec.extraction.precheck import check_extraction
 
-    # a typo is reported in about a second, before torch is imported
-    check_configs(Path(args.config))
+    check_extraction(Path(args.config), args.resume)  # mistakes in about a second, before torch
+    _quiet_loading(args)
     from taskvec.extraction.run import extract
 
     paths = extract(Path(args.config), progress=not args.quiet, resume=args.resume)
@@ -34,28 +35,37 @@ def _extract(args: argparse.Namespace) -> None:
 
 
 def _next_steps(paths: SessionPaths) -> None:
-    """What a newcomer can do with the session just written."""
+    """What to do with the session just written: built from it and the sessions beside it."""
     import json
+
+    from taskvec.session.hints import after_extract
 
     key = json.loads(paths.metadata.read_text())["keys"][0]
     task_vector_dir = paths.task_vector_dir
+    steps = after_extract(paths, task_vector_dir.parent.parent)
     print("next steps (in a shell where `source .venv/bin/activate` has run):")
-    print(f"  taskvec show {task_vector_dir}")
+    print(f"  {steps[0]}")
     print(
         f"  python -c \"import taskvec; s = taskvec.load_session('{task_vector_dir}'); "
         f"print(s.mean('{key}').shape, s.vectors('{key}').shape)\""
     )
-    print(
-        "  taskvec extract --config configs/smollm2-135m/extract_vanilla_0shot.yaml   # a second "
-        "session (0-shot prompts)"
-    )
-    print(f"  taskvec compare {task_vector_dir.name} vanilla_0shot_...   # names from `taskvec ls`")
+    for step in steps[1:]:
+        print(f"  {step}")
+
+
+def _quiet_loading(args: argparse.Namespace) -> None:
+    """With --quiet, silence transformers' and the Hub's loading output (imports them: call it
+    after the checks that need no torch)."""
+    if args.quiet:
+        from taskvec.model.loading import silence_loading
+
+        silence_loading()
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from taskvec.config import check_configs
+    from taskvec.extraction.precheck import check_extraction
 
-    check_configs(Path(args.config))
+    check_extraction(Path(args.config))
     from taskvec.extraction.check import validate
 
     _, rows = validate(Path(args.config))
@@ -103,7 +113,7 @@ def _ls(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from taskvec.session.reader import list_sessions
+    from taskvec.session.names import list_sessions
 
     root = Path(args.root or args.output_dir)
     sessions = list_sessions(root)
@@ -225,104 +235,15 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     add_study_commands(sub, where, plots)
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    from taskvec.prompts.config import load_prompt_config
-
-    if args.config and Path(args.config).is_file():
-        load_prompt_config(Path(args.config))  # schema errors before torch is imported
-    from taskvec.evaluation.run import evaluate
-
-    result = evaluate(
-        Path(args.config) if args.config else None,
-        progress=not args.quiet,
-        resume=Path(args.resume) if args.resume else None,
-        extract=Path(args.extract) if args.extract else None,
-        split=args.split,
-        max_samples=args.max_samples,
-        batch_size=args.batch_size,
-        model=args.model,
-        output_dir=args.output_dir,
-        device=args.device,
-        dtype=args.dtype,
-        prefix_cache=False if args.no_prefix_cache else None,
-        draft_tokens=args.draft_tokens,
-    )
-    m = result.metrics
-    print(f"results: {result.directory}")
-    print(
-        f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, "
-        f"{m['n_parse_failures']} without an answer, "
-        f"{m['n_truncated']} truncated)"
-    )
-    if m.get("extraction_session"):
-        print(f"extraction session (same pass): {m['extraction_session']}")
-    t = m["timings"]
-    print(
-        f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s "
-        f"({t['tokens_per_s']:.1f} tokens/s, "
-        f"prefill {t['prefill_share']:.0%} of model time)"
-    )
-
-
-def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
-    """evaluate: generate answers for a prompt config's split, parse and score them."""
-    ev = sub.add_parser(
-        "evaluate", help="generate answers for a prompt config, parse and score them"
-    )
-    ev.add_argument(
-        "--config",
-        help="prompt config YAML (e.g. configs/smollm2-135m/cot_5shot_answer.yaml); required unless --resume",
-    )
-    ev.add_argument(
-        "--resume",
-        metavar="RESULTS_DIR",
-        help="finish an interrupted evaluation (its results directory)",
-    )
-    ev.add_argument(
-        "--extract",
-        metavar="EXTRACTION_CONFIG",
-        help="also write this extraction config's session from the same prefill "
-        "(same prompts: set its split and max_samples to match)",
-    )
-    ev.add_argument("--split", help="dataset split (default: test)")
-    ev.add_argument(
-        "--max-samples", type=int, help="the first N samples of the split (default: all)"
-    )
-    ev.add_argument("--batch-size", type=int, help="rows decoding at once (default: 32)")
-    ev.add_argument(
-        "--no-prefix-cache",
-        action="store_true",
-        help="prefill every prompt in full (default: shared prefixes once)",
-    )
-    ev.add_argument(
-        "--draft-tokens",
-        type=int,
-        metavar="N",
-        help="greedy: prompt-lookup drafts a row checks per step while the batch has room; "
-        "0 turns them off (default: 8)",
-    )
-    ev.add_argument("--model", help="overrides the prompt config's model")
-    ev.add_argument(
-        "--output-dir", help="where the results directory is created (default: results)"
-    )
-    ev.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    ev.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default: auto)")
-    ev.add_argument(
-        "--quiet",
-        action="store_true",
-        help="print only the results (no progress bars, no loading output)",
-    )
-    ev.set_defaults(func=_evaluate)
-
-
 def _patch(args: argparse.Namespace) -> None:
     from taskvec.patching.config import load_patch_config
 
     load_patch_config(Path(args.config))  # schema errors before torch is imported
+    _quiet_loading(args)
     from taskvec.patching.run import patch
     from taskvec.patching.summary import format_summary
 
-    result = patch(Path(args.config), progress=not args.quiet)
+    result = patch(Path(args.config), progress=not args.quiet, resume=args.resume)
     print(format_summary(result.summary))
     print(f"results: {result.directory}")
     print(f"plot: {result.directory / 'patching.png'}")
@@ -340,13 +261,25 @@ def _add_patch_command(sub: argparse._SubParsersAction) -> None:
         help="patch config YAML (e.g. configs/smollm2-135m/words_patch_chat.yaml)",
     )
     pt.add_argument("--quiet", action="store_true", help="no progress bars")
+    pt.add_argument(
+        "--resume",
+        metavar="RESULTS_DIR",
+        help="finish an interrupted run of the same config (finished tasks are kept)",
+    )
     pt.set_defaults(func=_patch)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line, like every other error: `taskvec evaluate: error: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from taskvec import __version__
 
-    parser = argparse.ArgumentParser(prog="taskvec", description="Extract and study task vectors.")
+    parser = _Parser(prog="taskvec", description="Extract and study task vectors.")
     parser.add_argument("--version", action="version", version=f"taskvec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     ext = sub.add_parser("extract", help="run an extraction config and write a session")
@@ -363,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("--config", required=True, help="extraction config YAML")
     val.set_defaults(func=_validate)
-    _add_evaluate_command(sub)
+    add_evaluate_command(sub)
     _add_patch_command(sub)
     _add_session_commands(sub)
     return parser
@@ -376,9 +309,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["TQDM_DISABLE"] = (
                 "1"  # read when tqdm is imported: also silences bars of libraries that use tqdm directly
             )
-            from taskvec.model.loading import silence_loading
-
-            silence_loading()
         args.func(args)
     except Interrupted as exc:
         print(f"taskvec: {exc}", file=sys.stderr)
@@ -389,4 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("taskvec: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # `python run.py` with a Python that lacks the packages
+        if not exc.name or exc.name.split(".")[0] == "taskvec":
+            raise
+        print(
+            f"taskvec: error: this Python ({sys.executable}) has no module '{exc.name}'; run "
+            "`source .venv/bin/activate` first (`make demo` creates .venv) or `pip install -e .`",
+            file=sys.stderr,
+        )
+        return 2
     return 0

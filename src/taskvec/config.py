@@ -81,11 +81,14 @@ class ExtractionConfig(BaseModel):
     @field_validator("tag")
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-            raise ValueError(
-                "use letters, digits, '.', '_' and '-' only (it becomes a directory name)"
-            )
-        return value
+        return check_tag(value)
+
+
+def check_tag(value: str | None) -> str | None:
+    """A tag starts a directory name: letters, digits, '.', '_' and '-' only."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        raise ValueError("use letters, digits, '.', '_' and '-' only (it becomes a directory name)")
+    return value
 
 
 def load_config(path: Path) -> ExtractionConfig:

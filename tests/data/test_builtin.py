@@ -10,6 +10,7 @@ import pytest
 
 from taskvec.data import DatasetConfig, load_split, parse_number
 from taskvec.data.builtin import KINDS, generate_labeled, generate_split
+from taskvec.data.easy import EASY_KINDS
 from taskvec.data.numbers import format_number
 from taskvec.errors import TaskvecError
 
@@ -129,3 +130,27 @@ def test_unknown_builtin_split_lists_the_splits() -> None:
 def test_unknown_builtin_name_is_rejected() -> None:
     with pytest.raises(TaskvecError, match="dataset.name 'gsm8k'.*finance"):
         load_split(DatasetConfig(name="gsm8k"), "train")
+
+
+def _easy_answer(kind: str, question: str) -> float:
+    amounts = [int(x) for x in re.findall(r"\$(\d+) million", question)]
+    if kind == "easy_lookup":
+        years = re.findall(r"\b(20\d\d)\b", question)  # the two years, then the one asked
+        return amounts[0] if years[2] == years[0] else amounts[1]
+    return {"easy_larger": max, "easy_total": sum}.get(kind, lambda a: a[0] - a[1])(amounts)
+
+
+def test_easy_kinds_ask_one_step_on_small_whole_numbers() -> None:
+    labeled = generate_labeled("test", 120, seed=2, name="finance_easy")
+    assert {kind for kind, _ in labeled} == set(EASY_KINDS)
+    for kind, sample in labeled:
+        assert sample.answer == _easy_answer(kind, sample.question), sample.question
+        assert sample.answer_text == str(int(sample.answer)) and sample.rationale
+        assert all(int(x) < 100 for x in re.findall(r"\$(\d+) million", sample.question))
+
+
+@pytest.mark.parametrize("kind", ["easy_lookup", "percent_change"])
+def test_each_kind_is_a_task_set_of_its_own(kind: str) -> None:
+    """How the kinds were measured one by one (`dataset.name: easy_lookup`)."""
+    assert {k for k, _ in generate_labeled("train", 12, name=kind)} == {kind}
+    assert len(load_split(DatasetConfig(name=kind, n_train=5), "train")) == 5

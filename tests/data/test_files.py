@@ -238,6 +238,18 @@ def test_missing_relative_file_names_both_places_tried(tmp_path: Path) -> None:
     assert "'nope.csv'" in one_line(exc) and str(tmp_path / "nope.csv") in one_line(exc)
 
 
+def test_missing_file_next_to_a_config_in_the_cwd_names_one_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the config's folder is the CWD: both places are one
+    with pytest.raises(TaskvecError) as exc:
+        load_split(DatasetConfig(source="file", path=Path("data/x.csv")), "test", Path("."))
+    assert one_line(exc) == (
+        f"dataset.path: file 'data/x.csv' not found (tried '{tmp_path / 'data' / 'x.csv'}'); "
+        "fix the path in `dataset.path`"
+    )
+
+
 def test_neither_path_nor_splits(tmp_path: Path) -> None:
     with pytest.raises(TaskvecError, match=r"dataset\.path.*dataset\.splits"):
         load_split(DatasetConfig(source="file"), "train")

@@ -55,8 +55,9 @@ def _cosine_to(vectors: torch.Tensor, mean: torch.Tensor) -> np.ndarray:
     ).numpy()
 
 
-def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
-    """One row per shared key and ordered session pair (a, b); writes compare.csv and the plots to `out`.
+def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFrame:
+    """One row per shared key and ordered session pair (a, b); writes compare.csv and the plots
+    to `out` (None: writes nothing).
 
     Columns: cos_means (cosine of the two mean vectors), the distribution of per-sample cosine of a's
     vectors to b's mean (samples_cos_mean, _std, q05..q95) and own_cos_mean (a's samples to a's own mean),
@@ -112,6 +113,8 @@ def compare(sessions: Sequence[Session], out: Path) -> pd.DataFrame:
                 }
             )
     table = pd.DataFrame(rows)
+    if out is None:
+        return table
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
     table.attrs["csv"] = out / "compare.csv"

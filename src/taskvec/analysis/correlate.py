@@ -272,7 +272,7 @@ def _forced_mark(session: Session, results_dir: Path, force: bool) -> str:
 def correlate(
     session: Session,
     results_dir: Path,
-    out: Path,
+    out: Path | None = None,
     force: bool = False,
     permutations: int = PERMUTATIONS,
 ) -> pd.DataFrame:
@@ -281,7 +281,8 @@ def correlate(
     Vectors and predictions must come from the same model, split and prompts (`force` joins them anyway,
     and every output says so: the `forced` column, `attrs["forced"]`, the plot's title). `attrs` holds the
     join counts (`matched`, `session_only`, `predictions_only`), a `note` when the probe cannot run,
-    `by_kind` (a table, empty without kinds), and the written `plots`; the CSVs go next to them in `out`.
+    `by_kind` (a table, empty without kinds), and the written `plots`; the CSVs go next to them in `out`
+    (None: writes nothing).
     """
     if permutations < 0:
         raise TaskvecError(f"correlate: --permutations must be 0 or more (got {permutations})")
@@ -325,18 +326,15 @@ def correlate(
         if kinds is not None:
             kind_rows += _by_kind(key, score, y, kinds)
     table = pd.DataFrame(table_rows)
+    by_kind = pd.DataFrame(kind_rows)
+    table.attrs.update(join, note=note, forced=forced, by_kind=by_kind)
+    if out is None:
+        return table
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "correlate.csv", index=False)
-    by_kind = pd.DataFrame(kind_rows)
     if len(by_kind):
         by_kind.to_csv(out / "correlate_by_kind.csv", index=False)
     table.attrs["csv"] = out / "correlate.csv"
     label = session_labels([session])[0]
-    table.attrs.update(
-        join,
-        note=note,
-        forced=forced,
-        by_kind=by_kind,
-        plots=[plot_correlate(table, label, join, note, forced, out / "correlate.png")],
-    )
+    table.attrs["plots"] = [plot_correlate(table, label, join, note, forced, out / "correlate.png")]
     return table

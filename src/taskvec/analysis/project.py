@@ -37,16 +37,17 @@ def project_key(sessions: Sequence[Session], layer: int, position: str | None) -
 def project(
     sessions: Sequence[Session],
     layer: int,
-    position: str | None,
-    out: Path,
+    position: str | None = None,
+    out: Path | None = None,
     correct: Sequence[dict[str, bool] | None] | None = None,
 ) -> pd.DataFrame:
     """PCA of all sessions' per-sample vectors at one layer and position, fitted on them together.
 
-    Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind, pc1, pc2,
-    and `correct` (True/False, None without a prediction) when `correct` gives each session's
-    `sample_id -> correct` (None for a session without predictions); the plot then has a second panel
-    coloured by correctness. Writes `project_layer_{L}_pos_{P}.png` (and .csv) to `out`.
+    Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind,
+    pc1, pc2, and `correct` (True/False, None without a prediction) when `correct` gives each
+    session's `sample_id -> correct` (None for a session without predictions); the plot then has a
+    second panel coloured by correctness. Writes `project_layer_{L}_pos_{P}.png` (and .csv) to
+    `out` (None: writes nothing).
     """
     key = project_key(sessions, layer, position)
     labels = session_labels(sessions)
@@ -96,13 +97,15 @@ def project(
             for s, i, k in zip(table.session, table.sample_id, table.kind)
         ]
     stem = f"project_{key}"
+    table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
+    if out is None:
+        return table
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{stem}.csv", index=False)
     table.attrs["csv"] = out / f"{stem}.csv"
     table.attrs["plots"] = [
         _plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")
     ]
-    table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
     return table
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -68,14 +69,22 @@ def split_file(cfg: DatasetConfig, split: str, base_dir: Path | None = None) -> 
     raise _no_file(cfg)
 
 
-def _resolve(path: Path, field: str, base_dir: Path | None) -> Path:
+def _candidates(path: Path, base_dir: Path | None) -> list[Path]:
+    """Where a data path may be, absolute: itself, or against the CWD, then against `base_dir`."""
     path = path.expanduser()
-    candidates = [path] if path.is_absolute() or base_dir is None else [path, base_dir / path]
+    places = [path] if path.is_absolute() or base_dir is None else [path, base_dir / path]
+    return list(dict.fromkeys(Path(os.path.abspath(p)) for p in places))
+
+
+def _resolve(path: Path, field: str, base_dir: Path | None) -> Path:
+    candidates = _candidates(path, base_dir)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     tried = " or ".join(f"'{c}'" for c in candidates)
-    raise TaskvecError(f"{field}: file {tried} not found; fix the path in `{field}`")
+    raise TaskvecError(
+        f"{field}: file '{path}' not found (tried {tried}); fix the path in `{field}`"
+    )
 
 
 def absolute_paths(cfg: DatasetConfig, base_dir: Path | None) -> DatasetConfig:
@@ -83,13 +92,10 @@ def absolute_paths(cfg: DatasetConfig, base_dir: Path | None) -> DatasetConfig:
     reads from any directory."""
 
     def absolute(path: Path) -> Path:
-        path = path.expanduser()
-        for candidate in (
-            [path] if path.is_absolute() or base_dir is None else [path, base_dir / path]
-        ):
+        for candidate in _candidates(path, base_dir):
             if candidate.is_file():
                 return candidate.resolve()
-        return path
+        return path.expanduser()
 
     splits = {name: absolute(path) for name, path in cfg.splits.items()}
     return cfg.model_copy(

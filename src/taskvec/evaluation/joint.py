@@ -7,7 +7,7 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,8 +16,11 @@ from taskvec.extraction.prepare import Prepared, prepare
 from taskvec.extraction.session_files import new_session, session_metadata
 from taskvec.model.generation import Reading
 from taskvec.model.loading import ModelRef
-from taskvec.prompts.render import RenderedPrompt
 from taskvec.session.layout import CONSOLIDATED
+from taskvec.session.resume import config_differences
+
+if TYPE_CHECKING:
+    from taskvec.evaluation.run import EvalPrepared
 from taskvec.session.store import (
     SampleTable,
     SessionWriter,
@@ -27,23 +30,24 @@ from taskvec.session.store import (
 )
 
 
-def prepare_extraction(
-    config_path: Path, samples: list[str], prompts: list[RenderedPrompt], model: ModelRef
-) -> Prepared:
-    """Validate an extraction config for one pass with an evaluation: same model, samples and prompt texts."""
+def prepare_extraction(config_path: Path, evaluation: EvalPrepared) -> Prepared:
+    """Validate an extraction config for one pass with `evaluation` (an `EvalPrepared`): same
+    model, samples and prompt texts; a mismatch names the field that differs."""
     if not config_path.is_file():
         raise TaskvecError(
             f"--extract: file '{config_path}' not found; pass an extraction config YAML (see "
             "task_vector_config.yaml)"
         )
     prep = prepare(config_path)
+    model: ModelRef = evaluation.model_ref
     if prep.model_ref.identity != model.identity:
         raise TaskvecError(
             f"--extract: the extraction config's model is '{prep.model_ref.spec}', the evaluation's "
             f"'{model.spec}'; use one model"
         )
+    _check_same_selection(prep, evaluation)
     ours = [(s.id, p.text) for s, p in zip(prep.samples, prep.prompts)]
-    theirs = list(zip(samples, (p.text for p in prompts)))
+    theirs = list(zip((s.id for s in evaluation.samples), (p.text for p in evaluation.prompts)))
     if ours != theirs:
         diff = next(
             (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
@@ -55,6 +59,39 @@ def prepare_extraction(
             "split test, extraction to train)"
         )
     return prep
+
+
+def _check_same_selection(prep: Prepared, evaluation: EvalPrepared) -> None:
+    """Split, max_samples and the prompt config agree, or the one that differs is named."""
+    options = evaluation.options
+    pairs = [
+        (
+            "split",
+            prep.config.split,
+            options.split,
+            "extraction defaults to train, evaluation to test",
+        ),
+        ("max_samples", prep.config.max_samples, options.max_samples, "--max-samples"),
+    ]
+    for name, ours, theirs, note in pairs:
+        if ours != theirs:
+            raise TaskvecError(
+                f"--extract: {name} differs: extraction config {ours!r}, evaluation {theirs!r} "
+                f"({note}); make them equal"
+            )
+    diffs = [  # file paths are compared by the prompts they give, below
+        diff
+        for diff in config_differences(
+            {"prompt_config": prep.prompt_config.model_dump(mode="json")},
+            {"prompt_config": evaluation.prompt_config.model_dump(mode="json")},
+        )
+        if not diff.startswith(("prompt_config.dataset.path", "prompt_config.dataset.splits"))
+    ]
+    if diffs:
+        raise TaskvecError(
+            f"--extract: the prompt configs differ ({'; '.join(diffs[:3])}; 'session' is the "
+            "extraction config's, 'now' the evaluation's); point both at one prompt config"
+        )
 
 
 class SessionSink:

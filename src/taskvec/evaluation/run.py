@@ -16,11 +16,11 @@ from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 from transformers import (
     GenerationConfig,
@@ -31,7 +31,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from taskvec.config import Device, DType
+from taskvec.config import Device, DType, check_tag
 from taskvec.data import sample_kinds
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
@@ -74,6 +74,11 @@ class EvalOptions(BaseModel):
     seed: int = Field(0, description="sampling seed (matters only with generation.do_sample)")
     prefix_cache: bool = Field(
         True, description="prefill shared prompt prefixes once (off: every prompt in full)"
+    )
+    tag: Annotated[str | None, AfterValidator(check_tag)] = Field(
+        None,
+        description="starts the results directory's name "
+        "(default {prompt_type}_{n_shot}shot_{split})",
     )
     draft_tokens: int = Field(
         8,
@@ -562,7 +567,7 @@ def _timings(
 def _new_results(prep: EvalPrepared) -> Path:
     cfg, o = prep.prompt_config, prep.options
     name = session_name(
-        None,
+        o.tag,
         cfg.prompt_type,
         cfg.n_shot,
         o.split,
@@ -759,7 +764,5 @@ def evaluate(
         )
     prep = prepare_evaluation(config_path, **overrides)
     if extract is not None:
-        prep.extraction = prepare_extraction(
-            extract, [s.id for s in prep.samples], prep.prompts, prep.model_ref
-        )
+        prep.extraction = prepare_extraction(extract, prep)
     return run_evaluation(prep, progress, resume)

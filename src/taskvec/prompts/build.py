@@ -6,12 +6,13 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from taskvec.data import available_splits, load_split
+from taskvec.data import load_split
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError, warn
 from taskvec.prompts.config import PromptConfig
 from taskvec.prompts.fewshot import select_demonstrations
 from taskvec.prompts.render import RenderedPrompt, render_prompt
+from taskvec.prompts.splits import check_splits
 
 
 def select_samples(
@@ -20,14 +21,7 @@ def select_samples(
     """The first `max_samples` of `split` and the demonstration pool; splits are checked before
     anything loads."""
     demo_split = cfg.demonstrations.split
-    if cfg.dataset.source != "hf":
-        splits = available_splits(cfg.dataset)
-        checks = [("split", split)] + ([("demonstrations.split", demo_split)] if cfg.n_shot else [])
-        for field_name, name in checks:
-            if name not in splits:
-                raise TaskvecError(
-                    f"{field_name}: '{name}' is not a split of the dataset; use one of: {', '.join(splits)}"
-                )
+    check_splits(cfg, split)
     split_samples = load_split(cfg.dataset, split, base_dir)
     samples = split_samples[:max_samples]
     if not samples:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -76,3 +78,18 @@ class SessionPaths:
     def sample_idxs(self) -> list[int]:
         """Indices of the per-sample files on disk, sorted."""
         return sorted(int(p.stem.removeprefix("sample_")) for p in self.raw_dir.glob(SAMPLE_GLOB))
+
+
+def writer_alive(directory: Path) -> bool:
+    """Whether a live process holds `session_lock` on `directory` (a dead one's lock is gone)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return False

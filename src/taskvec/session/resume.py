@@ -14,7 +14,7 @@ from taskvec.errors import TaskvecError
 from taskvec.model.identity import model_identity
 from taskvec.prompts.item import Item
 from taskvec.session.layout import SessionPaths
-from taskvec.session.reader import missing_session, session_paths
+from taskvec.session.names import missing_session, session_paths
 
 # Fields that change how the work is scheduled, never what it computes.
 EXECUTION_FIELDS = frozenset(

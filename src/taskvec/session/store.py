@@ -56,21 +56,6 @@ def take_lock(paths: SessionPaths) -> int:
     return fd
 
 
-def writer_alive(directory: Path) -> bool:
-    """Whether a live process holds `session_lock` on `directory` (a dead one's lock is gone)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the probe's own lock
-    return False
-
-
 def check_writable(output_dir: Path) -> None:
     """Fail before any work if `output_dir` cannot hold a session."""
     probe = output_dir
