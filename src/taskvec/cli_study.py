@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from taskvec.cli import _analysis_dir, _print_files
 from taskvec.errors import TaskvecError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def correlate_command(args: argparse.Namespace) -> None:
