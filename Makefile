@@ -33,5 +33,6 @@ bench: .venv/.installed
 	$(PY) benchmarks/bench_extract.py --workload demo-cpu
 	$(PY) benchmarks/bench_extract.py --workload scale-cpu
 	$(PY) benchmarks/bench_eval.py --workload eval-cpu
+	$(PY) benchmarks/bench_steer.py --workload steer-cpu
 
 .PHONY: venv demo test bench bench-gpu

@@ -42,7 +42,7 @@ LAYERS = [
     "session",
     "analysis",
     "extraction",
-    "evaluation patching",
+    "evaluation patching steering",
     "report",
     "cli cli_study __main__ __init__",
 ]

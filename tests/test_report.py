@@ -140,8 +140,11 @@ def test_page_is_self_contained_and_has_every_part(page: Path) -> None:
 
 
 def test_steering_results_alone(study: Path, tmp_path: Path) -> None:
+    (study / "results" / "steer_run" / "config.yaml").write_text("vector: COT5 - VANILLA0\n")
     path = make_report([study / "results" / "steer_run"], tmp_path)
+    (study / "results" / "steer_run" / "config.yaml").unlink()
     text = path.read_text()
+    assert f"taskvec steer --config {study / 'results' / 'steer_run' / 'config.yaml'}" in text
     assert "Steering" in text and text.count("<img") == 1 and "0.625" in text
     assert "Sessions" not in text  # empty sections are left out
 

@@ -28,6 +28,7 @@ _LAZY = {
     "extract": "taskvec.extraction.run",
     "evaluate": "taskvec.evaluation.run",
     "patch": "taskvec.patching.run",
+    "steer": "taskvec.steering.run",
     # the model and the extraction engine
     "resolve_model": "taskvec.model.loading",
     "load_model": "taskvec.model.loading",

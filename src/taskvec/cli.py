@@ -269,6 +269,42 @@ def _add_patch_command(sub: argparse._SubParsersAction) -> None:
     pt.set_defaults(func=_patch)
 
 
+def _steer(args: argparse.Namespace) -> None:
+    from taskvec.steering.config import load_steer_config
+
+    if args.config:
+        load_steer_config(Path(args.config))  # schema errors before torch is imported
+    from taskvec.steering.run import steer
+    from taskvec.steering.summary import format_table
+
+    done = steer(
+        Path(args.config) if args.config else None,
+        progress=not args.quiet,
+        resume=Path(args.resume) if args.resume else None,
+    )
+    print(format_table(done.result))
+    print(f"results: {done.directory}")
+    print(f"plot: {done.directory / 'steering.png'}")
+
+
+def _add_steer_command(sub: argparse._SubParsersAction) -> None:
+    """steer: generate while a task vector steers the residual stream, scored by the evaluation."""
+    st = sub.add_parser(
+        "steer",
+        help="generate while a task vector steers the residual stream; score every condition",
+    )
+    st.add_argument(
+        "--config",
+        help="steer config YAML (e.g. configs/smollm2-135m/steer_past_tense_cot_last.yaml); "
+        "required unless --resume",
+    )
+    st.add_argument(
+        "--resume", metavar="DIR", help="finish an interrupted steering run (its results directory)"
+    )
+    st.add_argument("--quiet", action="store_true", help="no progress bars")
+    st.set_defaults(func=_steer)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line, like every other error: `taskvec evaluate: error: ...`."""
 
@@ -298,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_validate)
     add_evaluate_command(sub)
     _add_patch_command(sub)
+    _add_steer_command(sub)
     _add_session_commands(sub)
     return parser
 

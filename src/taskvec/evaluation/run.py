@@ -385,7 +385,7 @@ def _prediction(
     }
 
 
-def _scored(
+def score_prediction(
     idx: int, prep: EvalPrepared, done: Finished, stop: re.Pattern[str] | None
 ) -> dict[str, Any]:
     """The prediction line of a finished sample; output cut off by max_new_tokens before its answer
@@ -531,7 +531,7 @@ def _generate_rows(
     bar = Progress(Work(plan, len(todo), prep.prompt_config.generation.max_new_tokens), progress)
     try:
         for done in generator.run(prep.ids, skip=set(rows), on_step=bar.step):
-            row = rows[done.idx] = _scored(done.idx, prep, done, stop)
+            row = rows[done.idx] = score_prediction(done.idx, prep, done, stop)
             try:
                 log.append(row)
             except Exception:

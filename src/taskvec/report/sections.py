@@ -157,9 +157,10 @@ def steering_section(study: Study) -> Section:
         conditions = pd.DataFrame(data.get("conditions") or [])
         if len(conditions):
             section.table(conditions, "one row per steering condition")
-        redo = str(
-            data.get("command")
-            or f"the steering run that wrote {folder} (steering.json records it)"
+        redo = (  # a steering run keeps its resolved config beside steering.json
+            command("taskvec", "steer", "--config", folder / "config.yaml")
+            if (folder / "config.yaml").is_file()
+            else f"the steering run that wrote {folder} (steering.json records it)"
         )
         if (folder / "steering.png").is_file():
             section.figure(

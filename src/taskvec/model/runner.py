@@ -1,0 +1,224 @@
+"""The forwards of generation: a prefix, the prompts' suffixes on their prefix, a decode step.
+
+The scheduler (`generation.Generator`) decides what runs; the runner runs it: it builds the
+left-padded inputs, passes the shared root prefix (read once by every row), reads the requested
+hidden states (one-pass extraction) and tells the steering seam, before each forward, which
+input tokens of which rows are steered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from taskvec.model.attention import SharedPrefix
+from taskvec.model.capture import capture, decoder_blocks
+from taskvec.model.decoding import GenerationStats
+from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
+from taskvec.model.prefixes import Prefix
+from taskvec.model.steering import RowSteering, Steer, generated_mask, prompt_mask
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Hidden states to read during the prefill (one-pass extraction): block outputs of `layers` at
+    `token_indices[i]`, absolute token indices into prompt i, in position order (none: nothing
+    read)."""
+
+    layers: list[int]
+    token_indices: Sequence[Sequence[int]]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One decode step's input: per row its last token then its drafts, left-padded to one width."""
+
+    ids: torch.Tensor  # (rows, width)
+    positions: torch.Tensor
+    fed: torch.Tensor  # bool: which columns hold a row's tokens (the rest is padding)
+    drafts: list[list[int]]
+    steers: list[Steer | None]
+
+    @classmethod
+    def build(
+        cls,
+        contexts: Sequence[tuple[int, int]],
+        drafts: list[list[int]],
+        steers: list[Steer | None],
+    ) -> StepPlan:
+        """`contexts[r]`: row r's last token and its position."""
+        width = 1 + max(map(len, drafts))
+        ids = torch.zeros(len(drafts), width, dtype=torch.long)
+        positions = torch.zeros(len(drafts), width, dtype=torch.long)
+        fed = torch.zeros(len(drafts), width, dtype=torch.bool)
+        for r, ((token, last), draft) in enumerate(zip(contexts, drafts)):
+            n = 1 + len(draft)
+            ids[r, width - n :] = torch.tensor([token, *draft])
+            positions[r] = torch.arange(last + n - width, last + n).clamp_(min=last)
+            fed[r, width - n :] = True
+        return cls(ids, positions, fed, drafts, steers)
+
+
+class Runner:
+    """Runs generation's forwards on `model` (see the module docstring); times and counts go to
+    `stats`."""
+
+    def __init__(
+        self, model: PreTrainedModel, reading: Reading | None, stats: GenerationStats
+    ) -> None:
+        self.model, self.base, self.reading, self.stats = model, model.get_decoder(), reading, stats
+        self.blocks = decoder_blocks(model)
+        self.device = next(model.parameters()).device
+        self.shared: SharedPrefix | None = (
+            None  # the root prefix's KV (one row) while a plan uses it
+        )
+        self.shared_len = 0
+        self.steering: RowSteering | None = None
+
+    def indices(self, idx: int) -> Sequence[int]:
+        """The token indices of prompt `idx` to read."""
+        return self.reading.token_indices[idx] if self.reading is not None else ()
+
+    def share_root(self, prefix: Prefix) -> Prefix:
+        """The root prefix: with shared-prefix attention every row reads its one copy
+        (`self.shared`)."""
+        if not self.shared_len:
+            return prefix
+        self.shared = prefix.kv
+        return Prefix(None, prefix.known)
+
+    def _shared_kw(self) -> dict[str, SharedPrefix]:
+        return {"shared_prefix": self.shared} if self.shared is not None else {}
+
+    def _steer(self, steers: Sequence[Steer | None], mask: torch.Tensor) -> None:
+        """The seam: which input tokens of which rows the next forward steers (every forward)."""
+        if self.steering is not None:
+            self.steering.plan(steers, mask)
+
+    def _forward(
+        self, module: torch.nn.Module, index: list[int], **inputs: Any
+    ) -> tuple[Any, torch.Tensor | None]:
+        """`module(**inputs)`, and with a Reading its blocks' outputs at flattened token rows
+          `index`,
+        (len, layers, hidden)."""
+        if self.reading is None or not index:
+            return module(**inputs), None
+        rows = torch.tensor(index, dtype=torch.long, device=self.device)
+        with capture(self.blocks, self.reading.layers, rows, None) as captured:
+            out = module(**inputs)
+        read = [captured[layer].to(self.device) for layer in self.reading.layers]
+        return out, torch.stack(read, dim=1)
+
+    @torch.inference_mode()
+    def extend(
+        self, below: Prefix, ids: list[int], start: int, wanted: list[int], steer: Steer | None
+    ) -> Prefix:
+        """Run `ids` (one row, positions from `start`) through every block on top of `below`; read
+        `wanted`. A prefix's steer (if any) steers every prompt token."""
+        t0 = time.perf_counter()
+        cache = to_cache(below.kv)
+        self._steer([steer], torch.full((1, len(ids)), steer is not None))
+        positions = torch.arange(start, start + len(ids), device=self.device)[None]
+        tokens = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.device)[None]
+        _, read = self._forward(
+            self.base,
+            [t - start for t in wanted],
+            input_ids=tokens,
+            position_ids=positions,
+            use_cache=True,
+            **{cache_kw(self.base): cache},
+            **self._shared_kw(),
+        )
+        new = {t: read[j] for j, t in enumerate(wanted)} if read is not None else {}
+        self.stats.prefill_s += time.perf_counter() - t0
+        self.stats.prefill_tokens += len(ids)
+        return Prefix(from_cache(cache), dict(below.known) | new)
+
+    @torch.inference_mode()
+    def prefill(
+        self,
+        prompts: list[list[int]],
+        idxs: list[int],
+        start: int,
+        prefix: Prefix,
+        steers: list[Steer | None],
+    ) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
+        """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on their
+          node's
+        prefix (expanded per row after the shared root prefix; the cache and mask start after
+          it)."""
+        t0 = time.perf_counter()
+        lens = [len(p) - start for p in prompts]
+        width, own = max(lens), start - self.shared_len
+        ids = torch.zeros(len(prompts), width, dtype=torch.long)
+        mask = torch.zeros(len(prompts), own + width, dtype=torch.bool)
+        positions = torch.full((len(prompts), width), start, dtype=torch.long)
+        mask[:, :own] = True
+        for r, (p, n) in enumerate(zip(prompts, lens)):
+            ids[r, width - n :] = torch.as_tensor(p[start:])
+            mask[r, own + width - n :] = True
+            positions[r, width - n :] = torch.arange(start, start + n)
+        mask = mask.to(self.device)
+        cache = to_cache(prefix.kv, len(prompts))
+        wanted = [(r, t) for r, i in enumerate(idxs) for t in self.indices(i) if t >= start]
+        index = [r * width + width - lens[r] + t - start for r, t in wanted]
+        self._steer(steers, prompt_mask(steers, lens, width))
+        out, read = self._forward(
+            self.model,
+            index,
+            input_ids=ids.to(self.device),
+            attention_mask=mask.long(),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kw(self.model): cache},
+            **self._shared_kw(),
+        )
+        new_kv = from_cache(cache)
+        if width > min(
+            lens
+        ):  # padded columns hold what pad tokens computed: zero them (no NaN leaks)
+            new_kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in new_kv]
+        self.stats.prefill_s += time.perf_counter() - t0
+        self.stats.prefill_tokens += sum(lens)
+        return out.logits[:, -1].float(), new_kv, mask, self._vectors(idxs, prefix, wanted, read)
+
+    def _vectors(
+        self,
+        idxs: list[int],
+        prefix: Prefix,
+        wanted: list[tuple[int, int]],
+        read: torch.Tensor | None,
+    ) -> list[torch.Tensor | None]:
+        """Per row, (layers, positions, hidden) float32 on CPU: read in the suffix, or known from
+        the prefix."""
+        if self.reading is None:
+            return [None] * len(idxs)
+        found = {(r, t): read[j] for j, (r, t) in enumerate(wanted)} if read is not None else {}
+        out: list[torch.Tensor | None] = []
+        for r, i in enumerate(idxs):
+            got = [found[(r, t)] if (r, t) in found else prefix.known[t] for t in self.indices(i)]
+            out.append(torch.stack(got, dim=1).float().cpu() if got else None)
+        return out
+
+    @torch.inference_mode()
+    def decode(self, plan: StepPlan, cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
+        """Logits (rows, width, vocab) float32 of one decode step; `mask` covers the cache and the
+        step."""
+        self._steer(plan.steers, generated_mask(plan.steers, plan.fed))
+        out = self.model(
+            input_ids=plan.ids.to(self.device),
+            attention_mask=mask.long(),
+            position_ids=plan.positions.to(self.device),
+            use_cache=True,
+            logits_to_keep=plan.ids.shape[1],
+            **{cache_kw(self.model): cache},
+            **self._shared_kw(),
+        )
+        return out.logits.float()
