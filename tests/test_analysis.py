@@ -79,6 +79,7 @@ def test_compare_matches_direct_torch(cot: Session, vanilla: Session, tmp_path: 
     assert [p.name for p in table.attrs["plots"]] == [
         "compare_similarity.png",
         "compare_per_sample.png",
+        "compare_separation.png",
     ]
     for path in table.attrs["plots"]:
         _assert_image(path)
@@ -230,16 +231,71 @@ def test_correlate_errors(cot: Session, tmp_path: Path) -> None:
 
 
 def test_probe_finds_a_linear_signal(cot: Session, tmp_path: Path) -> None:
-    """Correctness defined by the sign of one (centred) coordinate is predicted far above the
-    baseline there."""
+    """Correctness defined by the side of a direction (the first principal axis of the standardised
+    vectors) is predicted far above the baseline and the controls there."""
     key = "layer_2_pos_last"
-    vectors = cot.vectors(key)
-    dim = int(vectors.std(0).argmax())
-    values = vectors[:, dim]
+    vectors = cot.vectors(key).double()
+    scaled = (vectors - vectors.mean(0)) / vectors.std(0)
+    values = scaled @ torch.linalg.svd(scaled, full_matrices=False).Vh[0]
     truth = {sid: bool(v > values.median()) for sid, v in zip(cot.sample_ids, values)}
     table = correlate(cot, _write_predictions(tmp_path, truth), tmp_path).set_index("key")
     assert table.loc[key, "probe_acc"] >= table.loc[key, "baseline_acc"] + 0.25
     assert table.loc[key, "folds"] == 5
+    assert table.loc[key, "auc"] > 0.8 and table.loc[key, "p_value"] < 0.05  # 16 samples
+    assert table.loc[key, "auc"] > table.loc[key, "shuffled_auc_q95"]
+    assert table.loc[key, "verdict"] == "beats controls"
+    assert (table.forced == "").all() and table.attrs["forced"] == ""
+
+
+def test_correlate_on_noise_does_not_beat_its_controls(cot: Session, tmp_path: Path) -> None:
+    rng = random.Random(1)
+    truth = {sid: rng.random() < 0.5 for sid in cot.sample_ids}
+    table = correlate(cot, _write_predictions(tmp_path, truth), tmp_path, permutations=30)
+    run = table[table.folds > 0]
+    assert len(run) and (run.verdict != "beats controls").mean() >= 0.8
+    assert run.p_value.median() > 0.1 and 0.3 < run.auc.mean() < 0.7
+    assert {"surface_auc", "shuffled_auc_q05", "n_incorrect"} <= set(table.columns)
+
+
+def test_forced_join_is_marked_everywhere(
+    cot: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = {sid: i % 2 == 0 for i, sid in enumerate(cot.sample_ids)}
+    results = _write_predictions(tmp_path / "r", truth)
+    (results / "metrics.json").write_text(
+        json.dumps({"split": "test", "model": cot.metadata["model"]})
+    )
+    with pytest.raises(TaskvecError, match="different runs"):
+        correlate(cot, results, tmp_path / "p")
+    out = tmp_path / "forced"
+    where = ["--output-dir", str(cot.task_vector_dir.parent.parent), "--out", str(out)]
+    assert (
+        main(["correlate", cot.name, str(results), "--force", "--permutations", "3", *where]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "note: labels joined by --force" in printed and "split: session 'train'" in printed
+    saved = pd.read_csv(out / "correlate.csv", keep_default_na=False)
+    assert saved.forced.str.startswith("labels joined by --force").all()
+
+
+def test_correlate_by_question_kind(cot: Session, tmp_path: Path) -> None:
+    """The builtin financial questions have kinds: the kind baseline and the per-kind table appear."""
+    truth = {sid: i % 3 == 0 for i, sid in enumerate(cot.sample_ids)}
+    table = correlate(cot, _write_predictions(tmp_path, truth), tmp_path, permutations=3)
+    by_kind = table.attrs["by_kind"]
+    assert "kind_auc" in table and len(by_kind) and (tmp_path / "correlate_by_kind.csv").is_file()
+    first = by_kind[by_kind.key == cot.keys[0]]
+    assert first.n.sum() == N_SAMPLES and first.n_correct.sum() == sum(truth.values())
+
+
+def test_project_coloured_by_correctness(cot: Session, vanilla: Session, tmp_path: Path) -> None:
+    truth = {sid: i % 2 == 0 for i, sid in enumerate(cot.sample_ids)}
+    table = project([cot, vanilla], 2, "last", tmp_path, [truth, None])
+    samples = table[table.kind == "sample"]
+    mine = samples[samples.session == "cot_5shot_train"]
+    assert mine.correct.tolist() == [truth[s] for s in cot.sample_ids]
+    assert samples[samples.session == "vanilla_0shot_train"].correct.isna().all()
+    _assert_image(table.attrs["plots"][0])
 
 
 def test_commands_write_plots(
@@ -273,13 +329,16 @@ def test_commands_write_plots(
     assert main(["correlate", names[0], str(results), *where, "--out", str(tmp_path / "r")]) == 0
     printed = capsys.readouterr().out
     assert (
-        "cos_means" in printed
+        "dist/sd" in printed
         and "explained variance: PC1" in printed
         and f"{N_SAMPLES} matched" in printed
+        and "verdict" in printed
     )
+    assert "samples_cos_std" not in printed  # a per-layer summary, not every row and column
     pngs = sorted(tmp_path.glob("*/*.png"))
     assert [p.name for p in pngs] == [
         "compare_per_sample.png",
+        "compare_separation.png",
         "compare_similarity.png",
         "project_layer_2_pos_-2.png",
         "correlate.png",
@@ -289,6 +348,21 @@ def test_commands_write_plots(
     assert main(["compare", names[0], "nope", *where]) == 2
     assert main(["project", names[0], "--layer", "1", *where, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("taskvec: error:") == 2
+
+
+def test_project_cli_matches_results_to_sessions(
+    sessions: tuple[Path, list[str]], cot: Session, tmp_path: Path
+) -> None:
+    out, names = sessions
+    truth = {sid: i % 2 == 0 for i, sid in enumerate(cot.sample_ids)}
+    results = _write_predictions(tmp_path / "results", truth)
+    args = ["project", *names, "--layer", "2", "--output-dir", str(out), "--out", str(tmp_path)]
+    assert main([*args, "--results", str(results)]) == 0
+    table = pd.read_csv(tmp_path / "project_layer_2_pos_last.csv")
+    mine = table[(table.session == "cot_5shot_train") & (table.kind == "sample")]
+    assert mine.correct.tolist() == [truth[s] for s in mine.sample_id]
+    other = _write_predictions(tmp_path / "other", {"test_0": True, "test_1": False})
+    assert main([*args, "--results", str(other)]) == 2  # made from other prompts: refused
 
 
 def test_the_python_api_returns_tables_without_writing_files(

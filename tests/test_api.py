@@ -43,7 +43,8 @@ LAYERS = [
     "analysis",
     "extraction",
     "evaluation patching steering",
-    "cli __main__ __init__",
+    "report",
+    "cli cli_study __main__ __init__",
 ]
 
 

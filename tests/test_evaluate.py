@@ -15,6 +15,7 @@ import yaml
 import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.data.base import Sample
+from taskvec.data.builtin import generate_labeled
 from taskvec.errors import Interrupted
 from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
 from taskvec.extraction.prepare import prepare
@@ -27,7 +28,7 @@ from tests.tiny import script_model
 PREDICTION_FIELDS = {
     "sample_idx", "sample_id", "prompt", "generation", "parsed_answer", "parsed_text", "parse_method",
     "gold", "gold_text", "correct", "n_prompt_tokens", "n_generated_tokens", "finish_reason", "truncated",
-    "correct_if_not_truncated",
+    "correct_if_not_truncated", "kind",
 }  # fmt: skip
 METRIC_FIELDS = {
     "session_name", "status", "accuracy", "n_samples", "n_correct", "n_parse_failures", "split", "model",
@@ -78,6 +79,12 @@ def test_writes_results(
     )
     assert metrics["n_correct"] == sum(r["correct"] for r in rows)
     assert metrics["n_parse_failures"] == sum(r["parsed_answer"] is None for r in rows)
+    kinds = generate_labeled(
+        "test", 12
+    )  # the builtin financial questions have kinds: accuracy per kind
+    assert [r["kind"] for r in rows] == [kind for kind, _ in kinds[:5]]
+    assert sum(k["n"] for k in metrics["by_kind"].values()) == 5
+    assert sum(k["n_correct"] for k in metrics["by_kind"].values()) == metrics["n_correct"]
     assert (
         metrics["config"]["max_samples"] == 5
         and metrics["config"]["prompt_config"]["prompt_type"] == "vanilla"

@@ -136,15 +136,22 @@ def _compare(args: argparse.Namespace) -> None:
     from taskvec.session.reader import load_session
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
-    _print_table(compare(sessions, _analysis_dir(args, sessions)))
+    table = compare(sessions, _analysis_dir(args, sessions))
+    from taskvec.analysis.compare_summary import compare_summary
+
+    print(compare_summary(table, len(sessions)))
+    print(f"(every pair and column: {table.attrs['csv']})")
+    _print_files(table)
 
 
 def _project(args: argparse.Namespace) -> None:
     from taskvec.analysis import project
+    from taskvec.analysis.correlate import match_correctness
     from taskvec.session.reader import load_session
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
-    table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions))
+    correct = match_correctness(sessions, [Path(r) for r in args.results]) if args.results else None
+    table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions), correct)
     print(
         "explained variance: "
         + ", ".join(
@@ -155,31 +162,10 @@ def _project(args: argparse.Namespace) -> None:
     _print_files(table)
 
 
-def _correlate(args: argparse.Namespace) -> None:
-    from taskvec.analysis import correlate
-    from taskvec.session.reader import load_session
-
-    session = load_session(args.session, Path(args.output_dir))
-    results_dir = args.results_dir or session.metadata.get("evaluation_results")
-    if results_dir is None:
-        raise TaskvecError(
-            f"correlate: session '{session.name}' records no evaluation; pass RESULTS_DIR "
-            "(or make both in one pass: taskvec evaluate --config PROMPT_CONFIG --extract EXTRACTION_CONFIG)"
-        )
-    table = correlate(session, Path(results_dir), _analysis_dir(args, [session]), force=args.force)
-    a = table.attrs
-    print(
-        f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples without "
-        "a prediction, "
-        f"{a['predictions_only']} predictions without vectors"
-    )
-    if a["note"]:
-        print(f"note: {a['note']}")
-    _print_table(table)
-
-
 def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     """ls, show and the analyses; SESSION is a session directory or a name under --output-dir."""
+    from taskvec.cli_study import add_study_commands, correlate_command
+
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
         "--output-dir", default="outputs", help="where sessions are found (default: outputs)"
@@ -198,7 +184,7 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     cmp = sub.add_parser(
         "compare",
         parents=[where, plots],
-        help="cosine similarity of task vectors across sessions, per layer",
+        help="similarity of task vectors across sessions per layer (cosines, spread distance, CKA, probe)",
     )
     cmp.add_argument(
         "sessions", nargs="+", metavar="SESSION", help="two or more session directories or names"
@@ -216,6 +202,12 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     prj.add_argument(
         "--position", help="token position as written in the config (default: the first one)"
     )
+    prj.add_argument(
+        "--results",
+        nargs="+",
+        metavar="RESULTS_DIR",
+        help="evaluation results directories: colour the points by correctness where one matches a session",
+    )
     prj.set_defaults(func=_project)
     cor = sub.add_parser(
         "correlate", parents=[where, plots], help="relate per-sample vectors to answer correctness"
@@ -230,9 +222,17 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:
     cor.add_argument(
         "--force",
         action="store_true",
-        help="join even if model, split or prompts differ from the session's",
+        help="join even if model, split or prompts differ from the session's (the outputs say so)",
     )
-    cor.set_defaults(func=_correlate)
+    cor.add_argument(
+        "--permutations",
+        type=int,
+        default=100,
+        metavar="N",
+        help="shuffled-label repeats for the permutation p-value (default: 100; 0 skips it)",
+    )
+    cor.set_defaults(func=correlate_command)
+    add_study_commands(sub, where, plots)
 
 
 def _patch(args: argparse.Namespace) -> None:

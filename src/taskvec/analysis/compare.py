@@ -1,8 +1,10 @@
 """How similar are the task vectors of two or more sessions, layer by layer and position by position?
 
-Two numbers per key: the cosine similarity of the sessions' mean vectors, and how the
-per-sample vectors of one session align with the other session's mean (next to how they
-align with their own mean, which says how tight the session itself is).
+Per key and pair: the cosine similarity of the sessions' mean vectors, and how the per-sample
+vectors of one session align with the other session's mean (next to how they align with their
+own mean, which says how tight the session itself is); then the measures that separate
+strategies where the raw cosine cannot (`analysis.similarity`): centred cosines with bootstrap
+intervals, distance in units of the within-session spread, linear CKA, a strategy probe.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
+from taskvec.analysis.compare_plot import plot_separation
 from taskvec.analysis.plotting import (
     layer_ticks,
     legend_outside,
@@ -25,6 +28,7 @@ from taskvec.analysis.plotting import (
     save_figure,
     session_labels,
 )
+from taskvec.analysis.similarity import pair_measures
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
 from taskvec.session.reader import Session
@@ -56,7 +60,9 @@ def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFram
     to `out` (None: writes nothing).
 
     Columns: cos_means (cosine of the two mean vectors), the distribution of per-sample cosine of a's
-    vectors to b's mean (samples_cos_mean, _std, q05..q95) and own_cos_mean (a's samples to a's own mean).
+    vectors to b's mean (samples_cos_mean, _std, q05..q95) and own_cos_mean (a's samples to a's own mean),
+    and the columns of `similarity.pair_measures` (cos_centered, samples_cos_centered, distance_spread, cka,
+    probe_auc, bootstrap bounds `_lo`/`_hi`).
     """
     if len(sessions) < 2:
         raise TaskvecError("compare needs at least two sessions")
@@ -74,6 +80,8 @@ def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFram
         parsed = VectorKey.parse(key)
         layer, position = parsed.layer, str(parsed.position)
         means = [s.mean(key) for s in sessions]
+        arrays = [s.vectors(key).double().numpy() for s in sessions]
+        ids = [s.sample_ids for s in sessions]
         for i, a in enumerate(sessions):
             vecs = a.vectors(key)
             for j in range(n):
@@ -101,6 +109,7 @@ def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFram
                         for p, v in zip(QUANTILES, np.quantile(d, QUANTILES))
                     },
                     "own_cos_mean": dists[key, i, i].mean(),
+                    **pair_measures(arrays, ids, i, j),
                 }
             )
     table = pd.DataFrame(rows)
@@ -109,7 +118,11 @@ def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFram
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
     table.attrs["csv"] = out / "compare.csv"
-    plots = [_plot_similarity(table, labels, out), _plot_per_sample(dists, keys, labels, out)]
+    plots = [
+        _plot_similarity(table, labels, out),
+        _plot_per_sample(dists, keys, labels, out),
+        plot_separation(table, labels, out / "compare_separation.png"),
+    ]
     if n >= 3:
         plots.append(_plot_heatmaps(table, keys, labels, out))
     table.attrs["plots"] = plots

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.axes import Axes
 from sklearn.decomposition import PCA
 
 from taskvec.analysis.plotting import legend_outside, new_figure, save_figure, session_labels
@@ -34,12 +35,19 @@ def project_key(sessions: Sequence[Session], layer: int, position: str | None) -
 
 
 def project(
-    sessions: Sequence[Session], layer: int, position: str | None = None, out: Path | None = None
+    sessions: Sequence[Session],
+    layer: int,
+    position: str | None = None,
+    out: Path | None = None,
+    correct: Sequence[dict[str, bool] | None] | None = None,
 ) -> pd.DataFrame:
     """PCA of all sessions' per-sample vectors at one layer and position, fitted on them together.
 
-    Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind, pc1, pc2.
-    Writes `project_layer_{L}_pos_{P}.png` (and .csv) to `out` (None: writes nothing).
+    Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind,
+    pc1, pc2, and `correct` (True/False, None without a prediction) when `correct` gives each
+    session's `sample_id -> correct` (None for a session without predictions); the plot then has a
+    second panel coloured by correctness. Writes `project_layer_{L}_pos_{P}.png` (and .csv) to
+    `out` (None: writes nothing).
     """
     key = project_key(sessions, layer, position)
     labels = session_labels(sessions)
@@ -82,6 +90,12 @@ def project(
             )
         )
     table = pd.concat(frames, ignore_index=True)
+    if correct is not None and any(c for c in correct):
+        by_session = dict(zip(labels, correct))
+        table["correct"] = [
+            (by_session[s] or {}).get(i) if k == "sample" else None
+            for s, i, k in zip(table.session, table.sample_id, table.kind)
+        ]
     stem = f"project_{key}"
     table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
     if out is None:
@@ -96,8 +110,9 @@ def project(
 
 
 def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, path: Path) -> Path:
-    fig = new_figure(9.5, 6)
-    ax = fig.subplots()
+    joined = "correct" in table
+    fig = new_figure(17 if joined else 9.5, 6)
+    ax, *rest = fig.subplots(1, 2 if joined else 1, squeeze=False)[0]
     for i, label in enumerate(labels):
         rows = table[table.session == label]
         samples, mean = rows[rows.kind == "sample"], rows[rows.kind == "mean"]
@@ -120,11 +135,38 @@ def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, p
             label=f"{label} task vector (mean)",
             zorder=3,
         )
-    ax.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
-    ax.set_ylabel(f"PC2 ({ratio[1]:.1%} of variance)")
     parsed = VectorKey.parse(key)
-    layer, position = parsed.layer, parsed.position
-    ax.set_title(f"PCA of per-sample vectors at layer {layer}, position {position}")
-    ax.grid(alpha=0.3)
-    legend_outside(ax)
+    ax.set_title(f"PCA of per-sample vectors at layer {parsed.layer}, position {parsed.position}")
+    if rest:
+        _correctness_panel(rest[0], table, labels)
+    for a in [ax, *rest]:
+        a.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
+        a.set_ylabel(f"PC2 ({ratio[1]:.1%} of variance)")
+        a.grid(alpha=0.3)
+        legend_outside(a, below=joined)
     return save_figure(fig, path)
+
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def _correctness_panel(ax: Axes, table: pd.DataFrame, labels: list[str]) -> None:
+    """The same points coloured by whether the model answered right (marker = session)."""
+    samples = table[table.kind == "sample"]
+    colours = {True: "tab:green", False: "tab:red", None: "lightgray"}
+    names = {True: "correct", False: "incorrect", None: "no prediction"}
+    state = samples.correct.map(lambda c: None if c is None or c != c else bool(c))
+    for i, label in enumerate(labels):
+        for value in (True, False, None):
+            rows = samples[(samples.session == label) & (state.map(lambda c, v=value: c is v))]
+            if len(rows):
+                ax.scatter(
+                    rows.pc1,
+                    rows.pc2,
+                    s=16,
+                    alpha=0.7,
+                    marker=MARKERS[i % len(MARKERS)],
+                    color=colours[value],
+                    label=f"{label}: {names[value]} ({len(rows)})",
+                )
+    ax.set_title("The same points by correctness (marker = session)")

@@ -7,14 +7,22 @@ from pathlib import Path
 import taskvec.data.easy  # noqa: F401  (registers the finance_easy task set)
 from taskvec.data.base import DatasetConfig, FieldMap, Sample
 from taskvec.data.builtin import SPLITS as BUILTIN_SPLITS
-from taskvec.data.builtin import generate_split, task_set_names
+from taskvec.data.builtin import generate_labeled, generate_split, task_set_names
 from taskvec.data.files import file_splits, load_file_split, load_finqa_split
 from taskvec.data.hub import hub_splits, load_hub_split
 from taskvec.data.numbers import parse_number
 from taskvec.data.tasks import WORD_TASKS, word_split
 from taskvec.errors import TaskvecError
 
-__all__ = ["DatasetConfig", "FieldMap", "Sample", "available_splits", "load_split", "parse_number"]
+__all__ = [
+    "DatasetConfig",
+    "FieldMap",
+    "Sample",
+    "available_splits",
+    "load_split",
+    "parse_number",
+    "sample_kinds",
+]
 
 # "finance" (numeric), "short" and its tasks, the word-task suite
 BUILTIN_NAMES = (
@@ -58,3 +66,13 @@ def load_split(cfg: DatasetConfig, split: str, base_dir: Path | None = None) -> 
     if cfg.source == "finqa":
         return load_finqa_split(cfg, split, base_dir)
     return load_hub_split(cfg, split)
+
+
+def sample_kinds(cfg: DatasetConfig, split: str) -> dict[str, str]:
+    """`sample_id -> question kind` where the data has kinds (the builtin generator's task sets:
+    `finance` has 18), else empty; regenerating the split is cheap and deterministic."""
+    if cfg.source != "builtin" or cfg.name in WORD_TASKS or split not in BUILTIN_SPLITS:
+        return {}
+    n = cfg.n_train if split == "train" else cfg.n_test
+    labeled = generate_labeled(split, n, cfg.seed, cfg.name or "finance")
+    return {sample.id: kind for kind, sample in labeled} if len({k for k, _ in labeled}) > 1 else {}

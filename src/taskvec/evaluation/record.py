@@ -33,7 +33,18 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "n_truncated": sum(r["truncated"] for r in rows),
         "accuracy_with_fallback": sum(r["correct_if_not_truncated"] for r in rows) / n,
         "n_generated_tokens": sum(r["n_generated_tokens"] for r in rows),
+        **({"by_kind": by_kind(rows)} if any(r.get("kind") for r in rows) else {}),
     }
+
+
+def by_kind(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Accuracy per question kind (the builtin generator's), kinds in order of first appearance."""
+    out: dict[str, dict[str, float | int]] = {}
+    for kind in dict.fromkeys(str(r.get("kind")) for r in rows):
+        mine = [r for r in rows if str(r.get("kind")) == kind]
+        n_correct = sum(r["correct"] for r in mine)
+        out[kind] = {"n": len(mine), "n_correct": n_correct, "accuracy": n_correct / len(mine)}
+    return out
 
 
 def build_metrics(

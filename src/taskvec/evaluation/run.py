@@ -33,6 +33,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from taskvec.config import Device, DType, check_tag
+from taskvec.data import sample_kinds
 from taskvec.data.base import Sample
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.answers import extract_answer, score, score_text
@@ -107,6 +108,9 @@ class EvalPrepared:
     extraction: Prepared | None = (
         None  # one pass: also write this extraction session from the prefill
     )
+    kinds: dict[str, str] = field(
+        default_factory=dict
+    )  # sample_id -> question kind, where the data has kinds
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,18 @@ def prepare_evaluation(config_path: Path, **overrides: Any) -> EvalPrepared:
     tokenizer = load_tokenizer(ref)
     prompts, ids = map(list, zip(*build_prompts(prompt_cfg, samples, pool, tokenizer)))
     timings = {"prepare_s": time.perf_counter() - start}
+    kinds = sample_kinds(prompt_cfg.dataset, options.split)
     return EvalPrepared(
-        config_path, options, prompt_cfg, ref, tokenizer, samples, prompts, ids, timings
+        config_path,
+        options,
+        prompt_cfg,
+        ref,
+        tokenizer,
+        samples,
+        prompts,
+        ids,
+        timings,
+        kinds=kinds,
     )
 
 
@@ -396,6 +410,8 @@ def score_prediction(
     )
     if truncated:
         row["correct"] = False
+    if prep.kinds:
+        row["kind"] = prep.kinds.get(row["sample_id"])
     return row
 
 
