@@ -42,7 +42,7 @@ from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_
 from taskvec.evaluation.progress import Progress, Work
 from taskvec.evaluation.ranks import combined, rank_report, shard
 from taskvec.evaluation.record import timings, write_metrics
-from taskvec.extraction.distributed import World, join_world, leave_world
+from taskvec.extraction.distributed import World, joined_world
 from taskvec.extraction.prepare import Prepared
 from taskvec.model.generation import Finished, GenerationStats, Generator, plan_generation
 from taskvec.model.loading import (
@@ -506,11 +506,11 @@ def run_evaluation(
     Under torchrun each rank generates its shard of the prompts (`ranks`) into its own part of
     the one results directory, and rank 0 merges them and computes the metrics.
     """
-    world, device = join_world(resolve_device(prep.options.device), prep.options.device_map)
-    try:
+    with joined_world(resolve_device(prep.options.device), prep.options.device_map) as (
+        world,
+        device,
+    ):
         return _run(prep, progress, resume, world, device)
-    finally:
-        leave_world(world)
 
 
 def _run(

@@ -119,3 +119,15 @@ def join_world(device: torch.device, device_map: str | None = None) -> tuple[Wor
 def leave_world(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def joined_world(
+    device: torch.device, device_map: str | None = None
+) -> Iterator[tuple[World, torch.device]]:
+    """`join_world` for the length of a run; the process group is left on every exit."""
+    world, device = join_world(device, device_map)
+    try:
+        yield world, device
+    finally:
+        leave_world(world)

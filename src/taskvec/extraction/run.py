@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from taskvec.errors import TaskvecError, sigterm_as_interrupt
-from taskvec.extraction.distributed import World, join_world, leave_world
+from taskvec.extraction.distributed import World, joined_world
 from taskvec.extraction.prepare import Prepared, prepare
 from taskvec.extraction.session_files import new_session, resolved_config, session_metadata
 from taskvec.model.engine import DEFAULT_BATCH_TOKENS, Extractor, choose_batching
@@ -75,11 +75,11 @@ def run_extraction(
     records its status in metadata.json and raises a TaskvecError saying how to resume.
     Under torchrun each rank runs its shard of the batches (see `distributed`).
     """
-    world, device = join_world(resolve_device(prep.config.device), prep.config.device_map)
-    try:
+    with joined_world(resolve_device(prep.config.device), prep.config.device_map) as (
+        world,
+        device,
+    ):
         return _run(prep, progress, resume, world, device)
-    finally:
-        leave_world(world)
 
 
 def _run(

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from taskvec.errors import Interrupted, sigterm_as_interrupt
-from taskvec.extraction.distributed import World, join_world, leave_world
+from taskvec.extraction.distributed import World, joined_world
 from taskvec.model.batched import GreedyRunner
 from taskvec.model.loading import load_model, resolve_device, resolve_dtype
 from taskvec.patching.checkpoint import SUMMARY_FILE, Checkpoint
@@ -43,11 +43,8 @@ def run_patching(
     Under torchrun the tasks are dealt to the ranks (`ranks.task_shares`), each saving its tasks
     into the one results directory; the ranks exchange their dev curves to choose the shared
     layer, and rank 0 writes patching.json (any world size resumes any other's run)."""
-    world, device = join_world(resolve_device(prep.config.device))
-    try:
+    with joined_world(resolve_device(prep.config.device)) as (world, device):
         return _run(prep, progress, resume, world, device)
-    finally:
-        leave_world(world)
 
 
 def _run(

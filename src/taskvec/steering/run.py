@@ -30,7 +30,7 @@ from taskvec.evaluation.run import (
     score_prediction,
     stop_pattern,
 )
-from taskvec.extraction.distributed import World, join_world, leave_world
+from taskvec.extraction.distributed import World, joined_world
 from taskvec.model.generation import Generator
 from taskvec.model.identity import model_identity
 from taskvec.model.loading import load_model, load_model_config, resolve_device, resolve_dtype
@@ -250,11 +250,11 @@ def run_steering(
 
     Under torchrun the (condition, prompt) pairs are dealt to the ranks; each appends to its own
     part of every condition's predictions, and rank 0 merges them and writes steering.json."""
-    world, device = join_world(resolve_device(prep.config.device), prep.config.device_map)
-    try:
+    with joined_world(resolve_device(prep.config.device), prep.config.device_map) as (
+        world,
+        device,
+    ):
         return _run(prep, progress, resume, world, device)
-    finally:
-        leave_world(world)
 
 
 def _run(
