@@ -83,17 +83,22 @@ def plan_groups(
 ) -> list[tuple[PrefixNode, Steer | None]]:
     """Prefix plans to run one after the other, each with the steer of its prefixes: one over the
     prompts whose prefix is unsteered (no steer, `where: last/generated`), then one per condition
-    steering every prompt token."""
+    steering every prompt token. Copies of one prompt (its conditions) are one member of the
+    tree, listed side by side, so they join together and share their suffix's prefill."""
     groups: dict[int, tuple[Steer | None, list[int]]] = {0: (None, [])}
     for i, steer in enumerate(steers):
         key = id(steer) if steer is not None and steer.in_prompt else 0
         groups.setdefault(key, (steer if key else None, []))[1].append(i)
     plans = []
     for steer, members in groups.values():
-        if members:
-            tree = plan_generation([prompt_ids[i] for i in members], prefix_cache)
+        copies: dict[tuple[int, ...], list[int]] = {}
+        for i in members:  # a prompt repeated (one per condition) is planned once
+            copies.setdefault(tuple(prompt_ids[i]), []).append(i)
+        if copies:
+            rows = list(copies.values())
+            tree = plan_generation([prompt_ids[row[0]] for row in rows], prefix_cache)
             for node in tree.walk():
-                node.members = [members[m] for m in node.members]
+                node.members = [i for m in node.members for i in rows[m]]
             plans.append((tree, steer))
     return plans
 

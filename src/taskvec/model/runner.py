@@ -20,7 +20,7 @@ from transformers import DynamicCache, PreTrainedModel
 from taskvec.model.attention import SharedPrefix
 from taskvec.model.capture import capture, decoder_blocks
 from taskvec.model.decoding import GenerationStats
-from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
+from taskvec.model.kvcache import KV, cache_kw, from_cache, select_rows, to_cache
 from taskvec.model.prefixes import Prefix
 from taskvec.model.steering import RowSteering, Steer, generated_mask, prompt_mask
 
@@ -153,6 +153,8 @@ class Runner:
           node's
         prefix (expanded per row after the shared root prefix; the cache and mask start after
           it)."""
+        if self.reading is None and len({tuple(p) for p in prompts}) < len(prompts):
+            return self._prefill_copies(prompts, start, prefix, steers)
         t0 = time.perf_counter()
         lens = [len(p) - start for p in prompts]
         width, own = max(lens), start - self.shared_len
@@ -188,6 +190,79 @@ class Runner:
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(lens)
         return out.logits[:, -1].float(), new_kv, mask, self._vectors(idxs, prefix, wanted, read)
+
+    def _prefill_copies(
+        self, prompts: list[list[int]], start: int, prefix: Prefix, steers: list[Steer | None]
+    ) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
+        """`prefill` of rows that repeat prompts (one per condition): each distinct prompt's tokens
+        but its last run once (they are steered alike: all rows of a plan share their prefixes'
+        steering), then every row's last token on its prompt's cache, steered by its own
+        condition."""
+        t0 = time.perf_counter()
+        distinct: dict[tuple[int, ...], int] = {}
+        which = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+        heads = [list(p[start:-1]) for p in distinct]
+        head_steers: list[Steer | None] = [None] * len(heads)
+        for u, steer in zip(which, steers):
+            head_steers[u] = steer
+        own = start - self.shared_len
+        kv, mask = prefix.kv, torch.ones(len(heads), own, dtype=torch.bool, device=self.device)
+        if max(map(len, heads)):
+            kv, mask = self._heads(heads, start, prefix, head_steers, mask)
+        index = torch.tensor(which, device=self.device)
+        rows = [(k.expand(len(heads), -1, -1, -1), v.expand(len(heads), -1, -1, -1)) for k, v in kv or []]
+        cache = to_cache(select_rows(rows, index) if rows else None)
+        mask = torch.cat([mask[index], mask.new_ones(len(prompts), 1)], dim=1)
+        last = torch.tensor([[p[-1]] for p in prompts], device=self.device)
+        self._steer(steers, prompt_mask(steers, [1] * len(prompts), 1))
+        out = self.model(
+            input_ids=last,
+            attention_mask=mask.long(),
+            position_ids=torch.tensor([[len(p) - 1] for p in prompts], device=self.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kw(self.model): cache},
+            **self._shared_kw(),
+        )
+        self.stats.prefill_s += time.perf_counter() - t0
+        self.stats.prefill_tokens += sum(map(len, heads)) + len(prompts)
+        return out.logits[:, -1].float(), from_cache(cache), mask, [None] * len(prompts)
+
+    def _heads(
+        self,
+        heads: list[list[int]],
+        start: int,
+        prefix: Prefix,
+        steers: list[Steer | None],
+        mask: torch.Tensor,
+    ) -> tuple[KV, torch.Tensor]:
+        """KV cache and mask of left-padded `heads` (rows of tokens from `start`) on `prefix`,
+        whose own columns `mask` covers; steered as prompt tokens before the last."""
+        lens = [len(h) for h in heads]
+        width = max(lens)
+        ids = torch.zeros(len(heads), width, dtype=torch.long)
+        positions = torch.full((len(heads), width), start, dtype=torch.long)
+        fed = torch.zeros(len(heads), width, dtype=torch.bool)
+        for r, (h, n) in enumerate(zip(heads, lens)):
+            ids[r, width - n :] = torch.as_tensor(h)
+            positions[r, width - n :] = torch.arange(start, start + n)
+            fed[r, width - n :] = True
+        mask = torch.cat([mask, fed.to(self.device)], dim=1)
+        in_prompt = torch.tensor([s is not None and s.in_prompt for s in steers])
+        self._steer(steers, fed & in_prompt[:, None])
+        cache = to_cache(prefix.kv, len(heads))
+        self.base(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.long(),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            **{cache_kw(self.base): cache},
+            **self._shared_kw(),
+        )
+        kv = from_cache(cache)
+        if width > min(lens):  # padded columns hold what pad tokens computed: zero them
+            kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in kv]
+        return kv, mask
 
     def _vectors(
         self,
