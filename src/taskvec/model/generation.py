@@ -32,14 +32,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from taskvec.model.attention import SharedPrefix, supports_shared_prefix
 from taskvec.model.decoding import GenerationStats, Row, Rules
-from taskvec.model.kvcache import (
-    concat_rows,
-    from_cache,
-    growing_cache,
-    keep_rows,
-    left_pad,
-    select_rows,
-)
+from taskvec.model.kvcache import add_rows, growing_cache, keep_rows, select_rows
 from taskvec.model.packed import packed_linears
 from taskvec.model.prefix import PrefixNode, plan_prefix_tree
 from taskvec.model.prefixes import Prefix, PrefixStore
@@ -229,14 +222,11 @@ class Generator:
         rows = [rows[r] for r in keep]
         room = self.settings.max_new_tokens  # a row's tokens fit; masked-out drafts may overflow it
         if active.cache is None or active.mask is None:
-            active.cache, active.mask, active.rows = growing_cache(new_kv, room), new_mask, rows
+            active.cache = growing_cache(new_kv, room, self.batch_size)
+            active.mask, active.rows = new_mask, rows
             return
         width = max(active.mask.shape[1], new_mask.shape[1])
-        kv = concat_rows(
-            left_pad(from_cache(active.cache), width - active.mask.shape[1]),
-            left_pad(new_kv, width - new_mask.shape[1]),
-        )
-        active.cache = growing_cache(kv, room)
+        add_rows(active.cache, new_kv)
         active.mask = torch.cat([_pad_mask(active.mask, width), _pad_mask(new_mask, width)])
         active.rows += rows
 
@@ -279,11 +269,16 @@ class Generator:
     def _drop(self, active: _Active, done: list[int]) -> None:
         """Remove finished rows, and the leading columns no remaining row uses."""
         assert active.cache is not None and active.mask is not None
-        keep = [r for r in range(len(active.rows)) if r not in set(done)]
-        active.rows = [active.rows[r] for r in keep]
-        if not keep:
-            active.cache, active.mask = None, None
+        finished, n = set(done), len(active.rows) - len(done)
+        if not n:
+            active.rows, active.cache, active.mask = [], None, None
             return
+        # the last rows move into the places of finished ones: the others stay where they are
+        keep = list(range(n))
+        holes = [r for r in range(n) if r in finished]
+        for hole, last in zip(holes, [r for r in range(n, len(active.rows)) if r not in finished]):
+            keep[hole] = last
+        active.rows = [active.rows[r] for r in keep]
         mask = active.mask[keep]
         unused = int(mask.any(dim=0).long().argmax())  # leading all-padding columns
         keep_rows(active.cache, keep, unused)

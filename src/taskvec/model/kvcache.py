@@ -61,55 +61,88 @@ def concat_rows(a: KV, b: KV) -> KV:
 
 
 class _GrowingLayer(DynamicLayer):
-    """A DynamicLayer whose keys and values are the front of buffers with spare columns: `update`
-    writes into that room in place, where DynamicLayer concatenates (a copy of the whole cache at
-    every decode step)."""
+    """A DynamicLayer whose keys and values are a window of buffers with spare rows and columns:
+    `update` writes into the column room in place (where DynamicLayer concatenates, a copy of the
+    whole cache at every decode step), rows join into the spare rows, and rows leave by moving
+    the last rows into their places. The window is rows `[:rows]`, columns `[front:length]`."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int, rows: int) -> None:
         super().__init__()
         self.device, self.is_initialized, self.room = keys.device, True, room
-        self.buffers = [_with_room(keys, room), _with_room(values, room)]
-        self._show(keys.shape[2])
+        self.rows, self.front, self.length = 0, 0, 0
+        self.buffers = [keys.new_zeros(0, *keys.shape[1:]), values.new_zeros(0, *keys.shape[1:])]
+        self._grow(max(rows, keys.shape[0]), keys.shape[2])
+        self.add(keys, values, grow=False)
 
-    def _show(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expose the first `length` columns as the layer's keys and values."""
-        keys, values = (b[:, :, :length] for b in self.buffers)
-        self.length, self.keys, self.values = length, keys, values
+    def _grow(self, rows: int, columns: int) -> None:
+        """New buffers (zeros: a masked column never holds NaN) with room for `rows` rows and
+        `columns` columns in front of the window, and the window copied over."""
+        width = self.length - self.front
+        shape = self.buffers[0].shape
+        out = [b.new_zeros(rows, shape[1], columns + width + self.room, shape[3]) for b in self.buffers]
+        for new, old in zip(out, self.buffers):
+            new[: self.rows, :, columns : columns + width] = old[: self.rows, :, self.front : self.length]
+        self.buffers, self.front, self.length = out, columns, columns + width
+
+    def _show(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expose the window as the layer's keys and values."""
+        keys, values = (b[: self.rows, :, self.front : self.length] for b in self.buffers)
+        self.keys, self.values = keys, values
         return keys, values
 
+    @torch.inference_mode()
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.length, self.length + key_states.shape[2]
         if end > self.buffers[0].shape[2]:  # out of room: new buffers with `room` spare columns
-            self.buffers = [
-                _with_room(b[:, :, :start], max(self.room, end - start)) for b in self.buffers
-            ]
-        self.buffers[0][:, :, start:end] = key_states
-        self.buffers[1][:, :, start:end] = value_states
-        return self._show(end)
+            self.room = max(self.room, end - start)
+            self._grow(self.buffers[0].shape[0], 0)
+            start, end = self.length, self.length + key_states.shape[2]
+        self.buffers[0][: self.rows, :, start:end] = key_states
+        self.buffers[1][: self.rows, :, start:end] = value_states
+        self.length = end
+        return self._show()
+
+    def add(self, keys: torch.Tensor, values: torch.Tensor, grow: bool = True) -> None:
+        """Rows after the window's, their last column at the window's last (the window widens in
+        front when they are wider; the columns before theirs are the caller's to mask)."""
+        rows, width = self.rows + keys.shape[0], keys.shape[2]
+        if grow and (rows > self.buffers[0].shape[0] or width > self.length):
+            self._grow(max(rows, 2 * self.rows), max(width - (self.length - self.front), 0))
+        self.front = min(self.front, self.length - width) if self.rows else self.length - width
+        self.buffers[0][self.rows : rows, :, self.length - width : self.length] = keys
+        self.buffers[1][self.rows : rows, :, self.length - width : self.length] = values
+        self.rows = rows
+        self._show()
 
     def keep(self, rows: torch.Tensor, front: int) -> None:
-        """Only batch rows `rows`, without the first `front` columns (the room stays)."""
-        self.buffers = [b.index_select(0, rows)[:, :, front:] for b in self.buffers]
-        self._show(self.length - front)
+        """Only batch rows `rows`, in that order, without the window's first `front` columns (only
+        rows that change place are copied)."""
+        moved = (rows != torch.arange(len(rows), device=rows.device)).nonzero().flatten()
+        for b in self.buffers:
+            b[moved] = b[rows[moved]]
+        self.rows, self.front = len(rows), self.front + front
+        self._show()
 
 
-def _with_room(t: torch.Tensor, room: int) -> torch.Tensor:
-    """A copy of `t` followed by `room` unset columns."""
-    out = t.new_empty(*t.shape[:2], t.shape[2] + room, t.shape[3])
-    out[:, :, : t.shape[2]] = t
-    return out
-
-
-def growing_cache(kv: KV, room: int) -> DynamicCache:
-    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns
-    before it reallocates."""
+@torch.inference_mode()
+def growing_cache(kv: KV, room: int, rows: int = 0) -> DynamicCache:
+    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns before
+    it reallocates, and room for `rows` rows (see `add_rows`)."""
     cache = DynamicCache()
-    cache.layers = [_GrowingLayer(k, v, room) for k, v in kv]
+    cache.layers = [_GrowingLayer(k, v, room, rows) for k, v in kv]
     return cache
 
 
+@torch.inference_mode()
+def add_rows(cache: DynamicCache, kv: KV) -> None:
+    """Append the rows of `kv` to a `growing_cache`, right-aligned with its rows."""
+    for layer, (k, v) in zip(cache.layers, kv):
+        cast(_GrowingLayer, layer).add(k, v)
+
+
+@torch.inference_mode()
 def keep_rows(cache: DynamicCache, rows: Sequence[int], front: int) -> None:
     """Cut a `growing_cache` down to batch rows `rows`, without its first `front` columns."""
     index = torch.as_tensor(rows, dtype=torch.long, device=cache.layers[0].device)  # type: ignore[union-attr]
