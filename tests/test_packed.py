@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from taskvec.model.kvcache import from_cache, growing_cache, keep_rows
+from taskvec.model.kvcache import add_rows, from_cache, growing_cache, keep_rows
 from taskvec.model.packed import packable, packed_linears
 from tests.tiny import make_model
 
@@ -60,3 +60,24 @@ def test_growing_cache_appends_in_place_and_keeps_rows() -> None:
     assert cache.get_seq_length() == 9 and torch.equal(
         from_cache(cache)[0][0][:, :, -1:], steps[0][0][:2, :, :1]
     )
+
+
+def test_growing_cache_adds_rows_right_aligned_and_moves_only_the_rows_that_change_place() -> None:
+    g = torch.Generator().manual_seed(1)
+    kv = [tuple(torch.randn(2, 2, 4, 3, generator=g) for _ in range(2))]
+    cache = growing_cache(kv, room=2, rows=3)  # type: ignore[arg-type]
+    layer = cache.layers[0]
+    narrow = [tuple(torch.randn(1, 2, 3, 3, generator=g) for _ in range(2))]
+    add_rows(cache, narrow)  # type: ignore[arg-type]  # a spare row: written in place
+    assert layer.buffers[0].shape[0] == 3  # type: ignore[attr-defined]
+    ((k, v),) = from_cache(cache)
+    assert k.shape == (3, 2, 4, 3) and torch.equal(k[2, :, 1:], narrow[0][0][0])
+    wide = [tuple(torch.randn(1, 2, 6, 3, generator=g) for _ in range(2))]
+    add_rows(cache, wide)  # type: ignore[arg-type]  # a fourth row, wider: the window grows in front
+    ((k, v),) = from_cache(cache)
+    assert k.shape == (4, 2, 6, 3) and torch.equal(v[3], wide[0][1][0])
+    assert torch.equal(k[:2, :, 2:], kv[0][0]) and torch.equal(k[2, :, 3:], narrow[0][0][0])
+    before = k.clone()
+    keep_rows(cache, [3, 1], front=1)  # row 0 finished, row 2 too: row 3 takes row 0's place
+    ((k, _),) = from_cache(cache)
+    assert torch.equal(k, before[[3, 1], :, 1:])

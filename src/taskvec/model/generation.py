@@ -201,25 +201,27 @@ class Generator:
     def _join(
         self, active: _Active, prompts: list[list[int]], idxs: list[int], start: int, prefix: Prefix
     ) -> Iterator[Finished]:
-        """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first
-          tokens, add
-        them to `active`."""
+        """Prefill the suffixes of `prompts` after the shared `start` tokens and add them to
+        `active`. Without a reading a row's last prompt token waits for its first decode step (no
+        forward of its own); with one it runs here and picks the row's first token."""
         steers = [self._steers[i] for i in idxs]
-        logits, new_kv, new_mask, vectors = self.runner.prefill(
-            prompts, idxs, start, prefix, steers
-        )
-        rows = [
-            Row(i, p, rng=self.rules.rng(i), vectors=v, steer=s)
-            for i, p, v, s in zip(idxs, prompts, vectors, steers)
-        ]
-        keep = [r for r, row in enumerate(rows) if not self.rules.advance(row, logits[r])]
-        for r, row in enumerate(rows):
-            if r not in keep:
-                yield self._finish(row)
-        if not keep:
-            return
-        new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
-        rows = [rows[r] for r in keep]
+        rows = [Row(i, p, rng=self.rules.rng(i), steer=s) for i, p, s in zip(idxs, prompts, steers)]
+        if self.runner.reading is None and any(len(p) - start > 1 for p in prompts):
+            new_kv, new_mask = self.runner.prefill_heads(prompts, start, prefix, steers)
+        else:
+            logits, new_kv, new_mask, vectors = self.runner.prefill(
+                prompts, idxs, start, prefix, steers
+            )
+            for row, v in zip(rows, vectors):
+                row.vectors = v
+            keep = [r for r, row in enumerate(rows) if not self.rules.advance(row, logits[r])]
+            for r, row in enumerate(rows):
+                if r not in keep:
+                    yield self._finish(row)
+            if not keep:
+                return
+            new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
+            rows = [rows[r] for r in keep]
         room = self.settings.max_new_tokens  # a row's tokens fit; masked-out drafts may overflow it
         if active.cache is None or active.mask is None:
             active.cache = growing_cache(new_kv, room, self.batch_size)
@@ -239,10 +241,15 @@ class Generator:
         t0 = time.perf_counter()
         rows = active.rows
         plan = StepPlan.build(
-            [(row.tokens[-1], len(row.prompt) + len(row.tokens) - 1) for row in rows],
+            [
+                ((row.tokens or row.prompt)[-1], len(row.prompt) + len(row.tokens) - 1)
+                for row in rows
+            ],
             self.rules.draft(rows, self.batch_size, self.draft_tokens),
             [row.steer for row in rows],
+            [not row.tokens for row in rows],
         )
+        self.stats.prefill_tokens += sum(plan.pending)
         width = plan.ids.shape[1]
         mask = torch.cat([active.mask, plan.fed.to(self.runner.device)], dim=1)
         logits = self.runner.decode(plan, active.cache, mask)

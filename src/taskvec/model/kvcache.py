@@ -45,21 +45,6 @@ def select_rows(kv: KV, rows: Sequence[int] | torch.Tensor) -> KV:
     return [(k.index_select(0, index), v.index_select(0, index)) for k, v in kv]
 
 
-def left_pad(kv: KV, tokens: int) -> KV:
-    """`kv` with `tokens` zero columns in front (the caller masks them out)."""
-    if tokens == 0:
-        return kv
-    return [
-        tuple(torch.cat([t.new_zeros(*t.shape[:2], tokens, t.shape[3]), t], dim=2) for t in pair)  # type: ignore[misc]
-        for pair in kv
-    ]
-
-
-def concat_rows(a: KV, b: KV) -> KV:
-    """Rows of `a` then rows of `b`, both already of the same token width."""
-    return [(torch.cat([ka, kb]), torch.cat([va, vb])) for (ka, va), (kb, vb) in zip(a, b)]
-
-
 class _GrowingLayer(DynamicLayer):
     """A DynamicLayer whose keys and values are a window of buffers with spare rows and columns:
     `update` writes into the column room in place (where DynamicLayer concatenates, a copy of the
@@ -79,9 +64,13 @@ class _GrowingLayer(DynamicLayer):
         `columns` columns in front of the window, and the window copied over."""
         width = self.length - self.front
         shape = self.buffers[0].shape
-        out = [b.new_zeros(rows, shape[1], columns + width + self.room, shape[3]) for b in self.buffers]
+        out = [
+            b.new_zeros(rows, shape[1], columns + width + self.room, shape[3]) for b in self.buffers
+        ]
         for new, old in zip(out, self.buffers):
-            new[: self.rows, :, columns : columns + width] = old[: self.rows, :, self.front : self.length]
+            new[: self.rows, :, columns : columns + width] = old[
+                : self.rows, :, self.front : self.length
+            ]
         self.buffers, self.front, self.length = out, columns, columns + width
 
     def _show(self) -> tuple[torch.Tensor, torch.Tensor]:

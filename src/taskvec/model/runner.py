@@ -22,7 +22,7 @@ from taskvec.model.capture import capture, decoder_blocks
 from taskvec.model.decoding import GenerationStats
 from taskvec.model.kvcache import KV, cache_kw, from_cache, select_rows, to_cache
 from taskvec.model.prefixes import Prefix
-from taskvec.model.steering import RowSteering, Steer, generated_mask, prompt_mask
+from taskvec.model.steering import RowSteering, Steer, prompt_mask, step_mask
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class StepPlan:
     fed: torch.Tensor  # bool: which columns hold a row's tokens (the rest is padding)
     drafts: list[list[int]]
     steers: list[Steer | None]
+    pending: list[bool]  # rows whose first token is their last prompt token (no token yet)
 
     @classmethod
     def build(
@@ -51,6 +52,7 @@ class StepPlan:
         contexts: Sequence[tuple[int, int]],
         drafts: list[list[int]],
         steers: list[Steer | None],
+        pending: list[bool],
     ) -> StepPlan:
         """`contexts[r]`: row r's last token and its position."""
         width = 1 + max(map(len, drafts))
@@ -62,7 +64,7 @@ class StepPlan:
             ids[r, width - n :] = torch.tensor([token, *draft])
             positions[r] = torch.arange(last + n - width, last + n).clamp_(min=last)
             fed[r, width - n :] = True
-        return cls(ids, positions, fed, drafts, steers)
+        return cls(ids, positions, fed, drafts, steers, pending)
 
 
 class Runner:
@@ -153,8 +155,6 @@ class Runner:
           node's
         prefix (expanded per row after the shared root prefix; the cache and mask start after
           it)."""
-        if self.reading is None and len({tuple(p) for p in prompts}) < len(prompts):
-            return self._prefill_copies(prompts, start, prefix, steers)
         t0 = time.perf_counter()
         lens = [len(p) - start for p in prompts]
         width, own = max(lens), start - self.shared_len
@@ -191,13 +191,13 @@ class Runner:
         self.stats.prefill_tokens += sum(lens)
         return out.logits[:, -1].float(), new_kv, mask, self._vectors(idxs, prefix, wanted, read)
 
-    def _prefill_copies(
+    @torch.inference_mode()
+    def prefill_heads(
         self, prompts: list[list[int]], start: int, prefix: Prefix, steers: list[Steer | None]
-    ) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
-        """`prefill` of rows that repeat prompts (one per condition): each distinct prompt's tokens
-        but its last run once (they are steered alike: all rows of a plan share their prefixes'
-        steering), then every row's last token on its prompt's cache, steered by its own
-        condition."""
+    ) -> tuple[KV, torch.Tensor]:
+        """KV cache and mask of each row's suffix but its last token (which its first decode step
+        runs). Repeated prompts (one per condition) run once: their tokens before the last are
+        steered alike (rows of one plan share their prefixes' steering)."""
         t0 = time.perf_counter()
         distinct: dict[tuple[int, ...], int] = {}
         which = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
@@ -205,28 +205,12 @@ class Runner:
         head_steers: list[Steer | None] = [None] * len(heads)
         for u, steer in zip(which, steers):
             head_steers[u] = steer
-        own = start - self.shared_len
-        kv, mask = prefix.kv, torch.ones(len(heads), own, dtype=torch.bool, device=self.device)
-        if max(map(len, heads)):
-            kv, mask = self._heads(heads, start, prefix, head_steers, mask)
+        mask = torch.ones(len(heads), start - self.shared_len, dtype=torch.bool, device=self.device)
+        kv, mask = self._heads(heads, start, prefix, head_steers, mask)
         index = torch.tensor(which, device=self.device)
-        rows = [(k.expand(len(heads), -1, -1, -1), v.expand(len(heads), -1, -1, -1)) for k, v in kv or []]
-        cache = to_cache(select_rows(rows, index) if rows else None)
-        mask = torch.cat([mask[index], mask.new_ones(len(prompts), 1)], dim=1)
-        last = torch.tensor([[p[-1]] for p in prompts], device=self.device)
-        self._steer(steers, prompt_mask(steers, [1] * len(prompts), 1))
-        out = self.model(
-            input_ids=last,
-            attention_mask=mask.long(),
-            position_ids=torch.tensor([[len(p) - 1] for p in prompts], device=self.device),
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kw(self.model): cache},
-            **self._shared_kw(),
-        )
         self.stats.prefill_s += time.perf_counter() - t0
-        self.stats.prefill_tokens += sum(map(len, heads)) + len(prompts)
-        return out.logits[:, -1].float(), from_cache(cache), mask, [None] * len(prompts)
+        self.stats.prefill_tokens += sum(map(len, heads))
+        return select_rows(kv, index), mask[index]
 
     def _heads(
         self,
@@ -286,7 +270,7 @@ class Runner:
     def decode(self, plan: StepPlan, cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
         """Logits (rows, width, vocab) float32 of one decode step; `mask` covers the cache and the
         step."""
-        self._steer(plan.steers, generated_mask(plan.steers, plan.fed))
+        self._steer(plan.steers, step_mask(plan.steers, plan.fed, plan.pending))
         out = self.model(
             input_ids=plan.ids.to(self.device),
             attention_mask=mask.long(),

@@ -44,7 +44,7 @@ class SteerConfig(BaseModel):
         None, description="auto: accelerate spreads the model's blocks over the node's devices"
     )
     batch_size: int = Field(
-        64, ge=1, description="rows decoding at once (a sweep multiplies the rows: conditions mix)"
+        128, ge=1, description="rows decoding at once (a sweep multiplies the rows: conditions mix)"
     )
     output_dir: Path = Path("results")
     tag: str | None = None
