@@ -2,15 +2,19 @@
 prompts join.
 
 The prompts' shared prefixes (the prefix plan extraction uses, `plan_prefix_tree`) are prefilled
-once (`prefixes.py`); each prompt then prefills only its own suffix on top of its prefix's KV cache.
-The prefix all prompts share (the tree's root: the few-shot demonstrations) is never copied per row:
-rows attend to its one copy through the `taskvec` attention implementation (`attention.py`), so a
-step reads it once for the whole batch. Each decode step advances every active row by at least one
-token. A row that writes eos or a complete answer sentence leaves at once and a waiting prompt takes
-its place (`decoding.py` holds the rules), so no step is spent on a finished row. Rows of different
-lengths share one left-padded KV cache with an attention mask and explicit position ids, so each row
-computes what it would alone; the cache has spare columns, so a step writes into it in place. Greedy
-rows also check prompt-lookup drafts (`drafts.py`) while the batch has room, keeping those the model
+once (`prefixes.py`); each prompt then prefills only its own suffix on top of its prefix's KV cache,
+all but its last token: the last runs in the row's first decode step, beside the other rows' tokens
+(no forward of its own). Copies of one prompt (a sweep's conditions) are one member of the plan,
+join side by side and prefill their suffix once. The prefix all prompts share (the tree's root: the
+few-shot demonstrations) is never copied per row: rows attend to its one copy through the `taskvec`
+attention implementation (`attention.py`), so a step reads it once for the whole batch. Each decode
+step advances every active row by at least one token. A row that writes eos or a complete answer
+sentence leaves at once and a waiting prompt takes its place (`decoding.py` holds the rules), so no
+step is spent on a finished row. Rows of different lengths share one left-padded KV cache with an
+attention mask and explicit position ids, so each row computes what it would alone; the cache has
+spare columns and rows, so a step writes into it in place, joining rows are written into spare
+rows and a finished row's place is taken by the last row (no copy of the whole cache). Greedy rows
+also check prompt-lookup drafts (`drafts.py`) while the batch has room, keeping those the model
 agrees with, and on the CPU the linear layers run on prepacked weights (`packed.py`).
 
 Steering (`steering.py`) plugs in at one seam: every forward (a prefix, the suffixes, a decode step)
@@ -222,7 +226,7 @@ class Generator:
                 return
             new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
             rows = [rows[r] for r in keep]
-        room = self.settings.max_new_tokens  # a row's tokens fit; masked-out drafts may overflow it
+        room = 2 * self.settings.max_new_tokens  # columns a row's tokens and drafts take
         if active.cache is None or active.mask is None:
             active.cache = growing_cache(new_kv, room, self.batch_size)
             active.mask, active.rows = new_mask, rows

@@ -109,9 +109,11 @@ class _GrowingLayer(DynamicLayer):
         """Only batch rows `rows`, in that order, without the window's first `front` columns (only
         rows that change place are copied)."""
         moved = (rows != torch.arange(len(rows), device=rows.device)).nonzero().flatten()
+        self.front += front
         for b in self.buffers:
-            b[moved] = b[rows[moved]]
-        self.rows, self.front = len(rows), self.front + front
+            window = b[:, :, self.front : self.length]
+            window[moved] = window[rows[moved]]
+        self.rows = len(rows)
         self._show()
 
 
