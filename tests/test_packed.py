@@ -81,3 +81,32 @@ def test_growing_cache_adds_rows_right_aligned_and_moves_only_the_rows_that_chan
     keep_rows(cache, [3, 1], front=1)  # row 0 finished, row 2 too: row 3 takes row 0's place
     ((k, _),) = from_cache(cache)
     assert torch.equal(k, before[[3, 1], :, 1:])
+
+
+def test_growing_cache_slides_its_window_back_in_place_and_adds_repeated_rows() -> None:
+    g = torch.Generator().manual_seed(2)
+    distinct = [tuple(torch.randn(2, 2, 3, 4, generator=g) for _ in range(2))]
+    cache = growing_cache(distinct, room=4, rows=6, index=[1, 1, 1, 0])  # type: ignore[arg-type]
+    layer = cache.layers[0]
+    ((k, v),) = from_cache(cache)
+    assert torch.equal(k, distinct[0][0][[1, 1, 1, 0]]) and torch.equal(v[3], distinct[0][1][0])
+    steps = [tuple(torch.randn(4, 2, n, 4, generator=g) for _ in range(2)) for n in (2, 3)]
+    cache.update(*steps[0], 0)  # 5 of the 7 columns
+    keep_rows(cache, [3, 1, 2], front=4)  # the window: 1 column
+    buffer = layer.buffers[0].data_ptr()  # type: ignore[attr-defined]
+    cache.update(*(t[[3, 1, 2]] for t in steps[1]), 0)  # past the room: the window moves back
+    assert layer.buffers[0].data_ptr() == buffer and layer.front == 0  # type: ignore[attr-defined]
+    want = torch.cat([steps[0][0][[3, 1, 2], :, -1:], steps[1][0][[3, 1, 2]]], dim=2)
+    assert torch.equal(from_cache(cache)[0][0], want)
+    add_rows(cache, distinct, [0, 1])  # type: ignore[arg-type]  # spare rows, right-aligned
+    ((k, _),) = from_cache(cache)
+    assert k.shape == (5, 2, 4, 4) and torch.equal(k[3:, :, 1:], distinct[0][0][[0, 1]])
+    assert torch.equal(k[:3], want)
+    cache.update(*(torch.randn(5, 2, 3, 4, generator=g) for _ in range(2)), 0)  # 7 of 7 columns
+    keep_rows(cache, [4, 0, 1, 2, 3], front=2)  # a window of 5 behind 2 free columns
+    before = [t.clone() for t in from_cache(cache)[0]]
+    last = [torch.randn(5, 2, 2, 4, generator=g) for _ in range(2)]
+    cache.update(*last, 0)  # moves back in chunks of 2 columns over itself
+    assert layer.buffers[0].data_ptr() == buffer and layer.front == 0  # type: ignore[attr-defined]
+    for got, old, new in zip(from_cache(cache)[0], before, last):
+        assert torch.equal(got, torch.cat([old, new], dim=2))

@@ -36,7 +36,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from taskvec.model.attention import SharedPrefix, supports_shared_prefix
 from taskvec.model.decoding import GenerationStats, Row, Rules
-from taskvec.model.kvcache import add_rows, growing_cache, keep_rows, select_rows
+from taskvec.model.kvcache import add_rows, growing_cache, keep_rows
 from taskvec.model.packed import packed_linears
 from taskvec.model.prefix import PrefixNode, plan_prefix_tree
 from taskvec.model.prefixes import Prefix, PrefixStore
@@ -211,28 +211,28 @@ class Generator:
         steers = [self._steers[i] for i in idxs]
         rows = [Row(i, p, rng=self.rules.rng(i), steer=s) for i, p, s in zip(idxs, prompts, steers)]
         if self.runner.reading is None and any(len(p) - start > 1 for p in prompts):
-            new_kv, new_mask = self.runner.prefill_heads(prompts, start, prefix, steers)
+            new_kv, new_mask, index = self.runner.prefill_heads(prompts, start, prefix, steers)
         else:
             logits, new_kv, new_mask, vectors = self.runner.prefill(
                 prompts, idxs, start, prefix, steers
             )
             for row, v in zip(rows, vectors):
                 row.vectors = v
-            keep = [r for r, row in enumerate(rows) if not self.rules.advance(row, logits[r])]
+            index = [r for r, row in enumerate(rows) if not self.rules.advance(row, logits[r])]
             for r, row in enumerate(rows):
-                if r not in keep:
+                if r not in index:
                     yield self._finish(row)
-            if not keep:
+            if not index:
                 return
-            new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
-            rows = [rows[r] for r in keep]
+            rows = [rows[r] for r in index]
+        new_mask = new_mask[index]  # the cache takes rows `index` of `new_kv` (no gathered copy)
         room = 2 * self.settings.max_new_tokens  # columns a row's tokens and drafts take
         if active.cache is None or active.mask is None:
-            active.cache = growing_cache(new_kv, room, self.batch_size)
+            active.cache = growing_cache(new_kv, room, self.batch_size, index)
             active.mask, active.rows = new_mask, rows
             return
         width = max(active.mask.shape[1], new_mask.shape[1])
-        add_rows(active.cache, new_kv)
+        add_rows(active.cache, new_kv, index)
         active.mask = torch.cat([_pad_mask(active.mask, width), _pad_mask(new_mask, width)])
         active.rows += rows
 

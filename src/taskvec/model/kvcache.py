@@ -49,19 +49,30 @@ class _GrowingLayer(DynamicLayer):
     """A DynamicLayer whose keys and values are a window of buffers with spare rows and columns:
     `update` writes into the column room in place (where DynamicLayer concatenates, a copy of the
     whole cache at every decode step), rows join into the spare rows, and rows leave by moving
-    the last rows into their places. The window is rows `[:rows]`, columns `[front:length]`."""
+    the last rows into their places. The window is rows `[:rows]`, columns `[front:length]`.
+    Every column holds finite values (new buffers are zeros, old columns what the model wrote),
+    so a masked column never leaks NaN into attention."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int, rows: int) -> None:
+    def __init__(
+        self,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        room: int,
+        rows: int,
+        index: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.device, self.is_initialized, self.room = keys.device, True, room
         self.rows, self.front, self.length = 0, 0, 0
         self.buffers = [keys.new_zeros(0, *keys.shape[1:]), values.new_zeros(0, *keys.shape[1:])]
-        self._grow(max(rows, keys.shape[0]), keys.shape[2])
-        self.add(keys, values, grow=False)
+        # the rows the buffers keep room for (spare rows beyond the window's)
+        self.limit = max(rows, keys.shape[0] if index is None else len(index))
+        self._grow(self.limit, keys.shape[2])
+        self.add(keys, values, index, grow=False)
 
     def _grow(self, rows: int, columns: int) -> None:
-        """New buffers (zeros: a masked column never holds NaN) with room for `rows` rows and
-        `columns` columns in front of the window, and the window copied over."""
+        """New buffers (zeros) with room for `rows` rows and `columns` columns in front of the
+        window, and the window copied over."""
         width = self.length - self.front
         shape = self.buffers[0].shape
         out = [
@@ -73,6 +84,24 @@ class _GrowingLayer(DynamicLayer):
             ]
         self.buffers, self.front, self.length = out, columns, columns + width
 
+    def _make_room(self, n: int) -> None:
+        """Room for `n` columns after the window: the window slides to the buffers' first column
+        when that frees at least half the room (the buffers are reused: no allocation, no page
+        faults), else new buffers with `room` spare columns for the rows there are (rows that
+        join later grow them)."""
+        self.room = max(self.room, n)
+        width = self.length - self.front
+        if self.buffers[0].shape[2] - width >= max(n, self.room // 2):
+            for b in self.buffers:
+                live = b[: self.rows]
+                # chunks of `front` columns, left to right: a chunk never reads a written column
+                for start in range(0, width, self.front):
+                    end = min(start + self.front, width)
+                    live[:, :, start:end] = live[:, :, self.front + start : self.front + end]
+            self.front, self.length = 0, width
+        else:
+            self._grow(self.rows, 0)
+
     def _show(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Expose the window as the layer's keys and values."""
         keys, values = (b[: self.rows, :, self.front : self.length] for b in self.buffers)
@@ -83,25 +112,35 @@ class _GrowingLayer(DynamicLayer):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.length + key_states.shape[2] > self.buffers[0].shape[2]:
+            self._make_room(key_states.shape[2])
         start, end = self.length, self.length + key_states.shape[2]
-        if end > self.buffers[0].shape[2]:  # out of room: new buffers with `room` spare columns
-            self.room = max(self.room, end - start)
-            self._grow(self.buffers[0].shape[0], 0)
-            start, end = self.length, self.length + key_states.shape[2]
         self.buffers[0][: self.rows, :, start:end] = key_states
         self.buffers[1][: self.rows, :, start:end] = value_states
         self.length = end
         return self._show()
 
-    def add(self, keys: torch.Tensor, values: torch.Tensor, grow: bool = True) -> None:
-        """Rows after the window's, their last column at the window's last (the window widens in
-        front when they are wider; the columns before theirs are the caller's to mask)."""
-        rows, width = self.rows + keys.shape[0], keys.shape[2]
-        if grow and (rows > self.buffers[0].shape[0] or width > self.length):
-            self._grow(max(rows, 2 * self.rows), max(width - (self.length - self.front), 0))
+    def add(
+        self,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        index: Sequence[int] | None = None,
+        grow: bool = True,
+    ) -> None:
+        """Rows after the window's, row i `keys[index[i]]` (all rows of `keys` when None), their
+        last column at the window's last (the window widens in front when they are wider; the
+        columns before theirs are the caller's to mask)."""
+        index = range(keys.shape[0]) if index is None else index
+        rows, width = self.rows + len(index), keys.shape[2]
+        capacity = self.buffers[0].shape[0]
+        if grow and (rows > capacity or width > self.length):
+            more = capacity if rows <= capacity else max(rows, min(2 * self.rows, self.limit))
+            self._grow(more, max(width - (self.length - self.front), 0))
         self.front = min(self.front, self.length - width) if self.rows else self.length - width
-        self.buffers[0][self.rows : rows, :, self.length - width : self.length] = keys
-        self.buffers[1][self.rows : rows, :, self.length - width : self.length] = values
+        columns = slice(self.length - width, self.length)
+        for dst, src, n in _runs(index):  # no gathered copy of the new rows
+            for b, t in zip(self.buffers, (keys, values)):
+                b[self.rows + dst : self.rows + dst + n, :, columns] = t[src]
         self.rows = rows
         self._show()
 
@@ -117,20 +156,42 @@ class _GrowingLayer(DynamicLayer):
         self._show()
 
 
+def _runs(index: Sequence[int]) -> list[tuple[int, slice, int]]:
+    """`index` as runs (first position, source rows, length): a run repeats one row or takes
+    consecutive rows, so each is one copy."""
+    out: list[tuple[int, slice, int]] = []
+    i = 0
+    while i < len(index):
+        j, first = i + 1, index[i]
+        if j < len(index) and index[j] == first:
+            while j < len(index) and index[j] == first:
+                j += 1
+            out.append((i, slice(first, first + 1), j - i))
+        else:
+            while j < len(index) and index[j] == first + j - i:
+                j += 1
+            out.append((i, slice(first, first + j - i), j - i))
+        i = j
+    return out
+
+
 @torch.inference_mode()
-def growing_cache(kv: KV, room: int, rows: int = 0) -> DynamicCache:
-    """A DynamicCache holding (a copy of) `kv` whose updates write in place, `room` columns before
-    it reallocates, and room for `rows` rows (see `add_rows`)."""
+def growing_cache(
+    kv: KV, room: int, rows: int = 0, index: Sequence[int] | None = None
+) -> DynamicCache:
+    """A DynamicCache holding (a copy of) `kv`, its rows `index` if given, whose updates write in
+    place, `room` columns before it reallocates, and room for `rows` rows (see `add_rows`)."""
     cache = DynamicCache()
-    cache.layers = [_GrowingLayer(k, v, room, rows) for k, v in kv]
+    cache.layers = [_GrowingLayer(k, v, room, rows, index) for k, v in kv]
     return cache
 
 
 @torch.inference_mode()
-def add_rows(cache: DynamicCache, kv: KV) -> None:
-    """Append the rows of `kv` to a `growing_cache`, right-aligned with its rows."""
+def add_rows(cache: DynamicCache, kv: KV, index: Sequence[int] | None = None) -> None:
+    """Append the rows of `kv` (its rows `index` if given, repeats allowed) to a
+    `growing_cache`, right-aligned with its rows."""
     for layer, (k, v) in zip(cache.layers, kv):
-        cast(_GrowingLayer, layer).add(k, v)
+        cast(_GrowingLayer, layer).add(k, v, index)
 
 
 @torch.inference_mode()

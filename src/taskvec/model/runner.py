@@ -20,7 +20,7 @@ from transformers import DynamicCache, PreTrainedModel
 from taskvec.model.attention import SharedPrefix
 from taskvec.model.capture import capture, decoder_blocks
 from taskvec.model.decoding import GenerationStats
-from taskvec.model.kvcache import KV, cache_kw, from_cache, select_rows, to_cache
+from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
 from taskvec.model.prefixes import Prefix
 from taskvec.model.steering import RowSteering, Steer, prompt_mask, step_mask
 
@@ -194,10 +194,11 @@ class Runner:
     @torch.inference_mode()
     def prefill_heads(
         self, prompts: list[list[int]], start: int, prefix: Prefix, steers: list[Steer | None]
-    ) -> tuple[KV, torch.Tensor]:
-        """KV cache and mask of each row's suffix but its last token (which its first decode step
-        runs). Repeated prompts (one per condition) run once: their tokens before the last are
-        steered alike (rows of one plan share their prefixes' steering)."""
+    ) -> tuple[KV, torch.Tensor, list[int]]:
+        """KV cache and mask of the suffixes but their last token (which a row's first decode step
+        runs), and which of their rows is each prompt's. Repeated prompts (one per condition) run
+        once: their tokens before the last are steered alike (rows of one plan share their
+        prefixes' steering)."""
         t0 = time.perf_counter()
         distinct: dict[tuple[int, ...], int] = {}
         which = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
@@ -207,10 +208,9 @@ class Runner:
             head_steers[u] = steer
         mask = torch.ones(len(heads), start - self.shared_len, dtype=torch.bool, device=self.device)
         kv, mask = self._heads(heads, start, prefix, head_steers, mask)
-        index = torch.tensor(which, device=self.device)
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(map(len, heads))
-        return select_rows(kv, index), mask[index]
+        return kv, mask, which
 
     def _heads(
         self,
