@@ -13,7 +13,8 @@ import yaml
 
 from taskvec.cli import main
 from taskvec.data import DatasetConfig, load_split
-from taskvec.data.builtin import LABELS, SHORT_KINDS, generate_labeled, generate_split
+from taskvec.data.builtin import generate_labeled, generate_split
+from taskvec.data.short import LABELS, SHORT_KINDS
 from taskvec.model.capture import capture, decoder_blocks
 from taskvec.model.intervene import (
     full_logits,
