@@ -34,7 +34,7 @@ def test_public_names_do_not_shadow_subpackages() -> None:
 
 
 LAYERS = [
-    "errors validation positions versions",
+    "errors validation positions versions settings",
     "data",
     "prompts",
     "config",

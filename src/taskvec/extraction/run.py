@@ -22,6 +22,7 @@ from taskvec.session.layout import CONSOLIDATED, SessionPaths
 from taskvec.session.recorder import SessionRecorder
 from taskvec.session.resume import check_matches, locate_session, sound_samples
 from taskvec.session.store import SampleTable, SessionWriter, check_finite, session_lock
+from taskvec.settings import prefix_cache_word
 
 
 def _resume_target(
@@ -102,7 +103,7 @@ def _run(
         prep.layers,
         cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching],
         cfg.batch_size,
-        cfg.prefix_cache == "auto",
+        cfg.prefix_cache,
         batching == "packed",
     )
     paths, runs = world.on_main(lambda: target or (new_session(prep), []))
@@ -172,7 +173,7 @@ def _engine_summary(
     """How the work was scheduled (metadata `engine`)."""
     cfg, lengths = prep.config, [len(it.ids) for it in prep.items]
     return {
-        "prefix_cache": cfg.prefix_cache,
+        "prefix_cache": prefix_cache_word(cfg.prefix_cache),
         "prefix_nodes": [
             {"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()
         ],
