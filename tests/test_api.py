@@ -38,6 +38,7 @@ LAYERS = [
     "data",
     "prompts",
     "config",
+    "schemas",
     "model",
     "session",
     "analysis",

@@ -25,6 +25,7 @@ from taskvec.patching.plot import plot_patching
 from taskvec.patching.run import patch
 from taskvec.patching.scoring import AnswerScorer, first_token_forms
 from taskvec.patching.sweep import best_layer
+from taskvec.schemas.patching import PatchSummary
 from tests.conftest import REPO, write_configs
 from tests.tiny import make_tokenizer
 
@@ -362,7 +363,8 @@ def test_plot_stars_only_a_real_best_layer(
         figures.append(fig)
         return path
 
-    plot_patching(_summary(curve, best), tmp_path / "p.png", new_figure, keep)
+    summary = PatchSummary.model_validate(_summary(curve, best))
+    plot_patching(summary, tmp_path / "p.png", new_figure, keep)
     ax = figures[0].axes[0]
     stars = [line for line in ax.lines if line.get_marker() == "*"]
     assert len(stars) == (best is not None)

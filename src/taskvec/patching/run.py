@@ -21,6 +21,7 @@ from taskvec.patching.prompts import PatchPrepared, prepare_patching
 from taskvec.patching.ranks import gather_tasks, task_shares
 from taskvec.patching.summary import summarise, task_summary
 from taskvec.patching.sweep import best_layer, run_dev, run_test, task_scorer
+from taskvec.schemas.patching import PatchSummary
 from taskvec.session.store import save_json
 from taskvec.versions import package_versions
 
@@ -128,14 +129,16 @@ def _sweep_and_test(
 def _write(prep: PatchPrepared, summary: dict[str, Any], directory: Path) -> None:
     from taskvec.patching.plot import plot_patching  # matplotlib only when writing
 
-    summary = {
-        **summary,
-        "config": prep.config.model_dump(mode="json"),
-        "config_path": str(prep.config_path),
-        "versions": package_versions(),
-    }
-    save_json(directory / SUMMARY_FILE, summary)
-    plot_patching(summary, directory / "patching.png")
+    written = PatchSummary.model_validate(
+        {
+            **summary,
+            "config": prep.config.model_dump(mode="json"),
+            "config_path": str(prep.config_path),
+            "versions": package_versions(),
+        }
+    )
+    save_json(directory / SUMMARY_FILE, written.dump())
+    plot_patching(written, directory / "patching.png")
 
 
 def patch(
