@@ -42,13 +42,14 @@ def plot_patching(
             lw=2.5,
             label="mean over tasks",
         )
-    ax.axhline(
-        dev.zero_shot,
-        color="tab:red",
-        ls="--",
-        lw=1,
-        label=f"zero-shot, mean {dev.zero_shot:.2f}",
-    )
+    if dev.zero_shot is not None:
+        ax.axhline(
+            dev.zero_shot,
+            color="tab:red",
+            ls="--",
+            lw=1,
+            label=f"zero-shot, mean {dev.zero_shot:.2f}",
+        )
     if dev.few_shot is not None:
         ax.axhline(
             dev.few_shot,

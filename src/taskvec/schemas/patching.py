@@ -1,5 +1,6 @@
 """patching.json: the mean dev curve over the swept layers, the shared best layer, test means and
-each task's curve and test accuracies."""
+each task's curve and test accuracies. Beyond the model, its depth, the mode and the tasks' test
+accuracies every field has a default, so a summary another tool wrote still reads."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from taskvec.schemas.base import Record
 class DevCurve(Record):
     """Mean dev accuracy per patched layer, and unpatched zero- and few-shot."""
 
-    layers: list[int]
-    task_vector: dict[int, float]
-    zero_shot: float
+    layers: list[int] = Field(default_factory=list)
+    task_vector: dict[int, float] = Field(default_factory=dict)
+    zero_shot: float | None = None
     few_shot: float | None = None
 
 
@@ -24,9 +25,9 @@ class TaskDev(Record):
 
     n: int = 0
     n_task_vector_prompts: int = 0
-    zero_shot: float
+    zero_shot: float | None = None
     few_shot: float | None = None
-    task_vector: dict[int, float]
+    task_vector: dict[int, float] = Field(default_factory=dict)
     task_vector_restricted: dict[int, float | None] = Field(default_factory=dict)
     best_layer: int | None = None
     effect: bool = False
@@ -41,7 +42,7 @@ class TaskSummary(Record):
     scoring: str = ""
     single_token_answers: bool = False
     restricted_labels: list[str] | None = None
-    dev: TaskDev
+    dev: TaskDev = Field(default_factory=TaskDev)
     test: dict[str, Any]
     sample_ids: dict[str, list[str]] = Field(default_factory=dict)
     example_prompts: dict[str, str] = Field(default_factory=dict)
@@ -55,11 +56,11 @@ class PatchSummary(Record):
     n_layers: int
     layer_convention: str = "block_output"
     mode: str
-    scale: float
+    scale: float = 1.0
     layer_choice: str = "per_task"
     start_token: dict[str, dict[str, str | None]] = Field(default_factory=dict)
     tasks: list[str] = Field(default_factory=list)
-    dev: DevCurve
+    dev: DevCurve = Field(default_factory=DevCurve)
     best_layer: int | None = None
     best_layer_depth: float | None = None
     effect: bool = False
