@@ -1,6 +1,6 @@
 """patching.json: the mean dev curve over the swept layers, the shared best layer, test means and
-each task's curve and test accuracies. Beyond the model, its depth, the mode and the tasks' test
-accuracies every field has a default, so a summary another tool wrote still reads."""
+each task's curve and test accuracies. Beyond the model, its depth and the mode every field has a
+default, so a summary another tool wrote still reads."""
 
 from __future__ import annotations
 
@@ -65,9 +65,9 @@ class PatchSummary(Record):
     best_layer_depth: float | None = None
     effect: bool = False
     best_layers_per_task: dict[str, int | None] = Field(default_factory=dict)
-    test: dict[str, Any]
+    test: dict[str, Any] = Field(default_factory=dict)
     test_learned_in_context: dict[str, Any] = Field(default_factory=dict)
-    per_task: list[TaskSummary]
+    per_task: list[TaskSummary] = Field(default_factory=list)
     timings: dict[str, Any] = Field(default_factory=dict)
     world_size: int = 1
     config: dict[str, Any] = Field(default_factory=dict)
