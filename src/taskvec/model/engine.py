@@ -91,17 +91,14 @@ class Extractor:
         self.cache_kw = cache_kw(self.base)
         self.hidden = int(model.config.get_text_config().hidden_size)
         self.prefix_forward = PrefixForward(model, layers, self.deepest)
+        # batches read the prefix once instead of a copy per row (where the attention can)
+        self.shared = can_share_prefix(model)
         # tokens run through the model so far (prefixes and suffixes): the progress bar's unit
         self.tokens_done = 0
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    @property
-    def shared(self) -> bool:
-        """Whether a run's padded batches read the prefix once instead of a copy per row."""
-        return can_share_prefix(self.model)
 
     def plan(self, items: Sequence[Item]) -> PrefixNode:
         """The prefix tree over `items` (positions into it); a bare root when prefix reuse is off."""
@@ -124,9 +121,11 @@ class Extractor:
             {m for _, batch in batches for m in batch},
             lambda m: items[m].token_indices,
         )
-        with use_shared_prefix_attention(self.model) as shared:
+        with use_shared_prefix_attention(self.model) as switched:
             for batch, prefix in prefixes.batches(batches):
-                yield self._forward_batch([items[m] for m in batch], prefix, shared)
+                yield self._forward_batch(
+                    [items[m] for m in batch], prefix, self.shared and switched
+                )
 
     def _batches(
         self, items: Sequence[Item], tree: PrefixNode, done: Set[int]
