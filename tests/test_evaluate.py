@@ -21,7 +21,7 @@ from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_
 from taskvec.extraction.prepare import prepare
 from taskvec.model.generation import Finished, GenerationStats
 from taskvec.model.loading import load_model
-from taskvec.session.store import create_unique_dir
+from taskvec.session.directories import create_unique_dir
 from tests.conftest import REPO, write_configs
 from tests.tiny import script_model
 

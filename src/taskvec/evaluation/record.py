@@ -14,7 +14,7 @@ from taskvec.evaluation.joint import SessionSink
 from taskvec.model.generation import GenerationStats
 from taskvec.model.loading import dtype_name
 from taskvec.prompts.render import start_token
-from taskvec.session.store import save_json
+from taskvec.session.atomic import save_json
 from taskvec.versions import package_versions
 
 if TYPE_CHECKING:

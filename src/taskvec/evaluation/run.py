@@ -56,9 +56,10 @@ from taskvec.model.loading import (
 from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import Generation, PromptConfig, load_prompt_config
 from taskvec.prompts.render import RenderedPrompt
+from taskvec.session.atomic import save_text
+from taskvec.session.directories import check_writable, create_unique_dir
 from taskvec.session.layout import session_name
 from taskvec.session.resume import config_differences
-from taskvec.session.store import check_writable, create_unique_dir, save_text
 from taskvec.validation import describe_validation_error
 
 

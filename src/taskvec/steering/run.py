@@ -35,9 +35,10 @@ from taskvec.model.generation import Generator
 from taskvec.model.identity import model_identity
 from taskvec.model.loading import load_model, load_model_config, resolve_device, resolve_dtype
 from taskvec.patching.scoring import AnswerScorer
+from taskvec.session.atomic import save_text
+from taskvec.session.directories import create_unique_dir
 from taskvec.session.expression import parse_vector
 from taskvec.session.resume import config_differences
-from taskvec.session.store import create_unique_dir, save_text
 from taskvec.session.vector import TaskVector
 from taskvec.steering.conditions import Condition, build_conditions, check_layers
 from taskvec.steering.config import SteerConfig, load_steer_config
