@@ -20,7 +20,7 @@ from taskvec.session.layout import SessionPaths
 from taskvec.session.resume import config_differences
 
 if TYPE_CHECKING:
-    from taskvec.evaluation.run import EvalPrepared
+    from taskvec.evaluation.prepare import EvalPrepared
 
 
 def prepare_extraction(config_path: Path, evaluation: EvalPrepared) -> Prepared:
@@ -155,3 +155,11 @@ class SessionSink:
                 )
         finally:
             self.session.release()
+
+    def stop(self, exc: BaseException) -> None:
+        """Record the session as interrupted (by `exc`, a KeyboardInterrupt) or failed; the
+        evaluation's own error is the one reported."""
+        try:
+            self.close("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        except Exception:  # noqa: BLE001
+            pass

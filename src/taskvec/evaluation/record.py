@@ -18,7 +18,7 @@ from taskvec.session.atomic import save_json
 from taskvec.versions import package_versions
 
 if TYPE_CHECKING:
-    from taskvec.evaluation.run import EvalPrepared
+    from taskvec.evaluation.prepare import EvalPrepared
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,14 +22,10 @@ from tqdm import tqdm
 
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
+from taskvec.evaluation.prepare import EvalPrepared, prepare_evaluation
 from taskvec.evaluation.ranks import shard
-from taskvec.evaluation.run import (
-    EvalPrepared,
-    eos_ids,
-    prepare_evaluation,
-    score_prediction,
-    stop_pattern,
-)
+from taskvec.evaluation.rows import score_prediction
+from taskvec.evaluation.stopping import eos_ids, stop_pattern
 from taskvec.extraction.distributed import World, joined_world
 from taskvec.model.generation import Generator
 from taskvec.model.identity import model_identity
