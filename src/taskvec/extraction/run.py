@@ -94,18 +94,7 @@ def _run(
     engine, batching, load_s = _load(prep, device, dtype)
     paths, runs = world.on_main(lambda: target or (new_session(prep), []))
     with SessionBuilder(prep, paths, device, dtype, world.main, runs) as session:
-        table = session.table
-        done, redone = world.on_main(
-            lambda: _sound_done(prep, paths, table) if target and table else (set(), 0)
-        )
-        # the full run's plan, so finished batches are skipped and the rest run as before
-        tree = engine.plan(prep.items)
-        session.start(
-            len(done),
-            redone,
-            world.size,
-            engine=_engine_summary(prep, engine, tree, batching, world.size),
-        )
+        done, tree = _start(prep, session, engine, batching, target is not None, world)
         try:
             t1 = time.perf_counter()
             _extract_batches(prep, engine, tree, done, world, session, progress)
@@ -132,6 +121,27 @@ def _run(
         session.recorder.finish(n_saved, timings=timings, consolidated=consolidated)
     world.barrier()  # every rank returns once the session is complete
     return paths
+
+
+def _start(
+    prep: Prepared,
+    session: SessionBuilder,
+    engine: Extractor,
+    batching: str,
+    resumed: bool,
+    world: World,
+) -> tuple[set[int], PrefixNode]:
+    """Keep a resumed session's sound samples, plan the run, record status `running`; the samples
+    kept and the plan."""
+    table = session.table
+    done, redone = world.on_main(
+        lambda: _sound_done(prep, session.paths, table) if resumed and table else (set(), 0)
+    )
+    # the full run's plan, so finished batches are skipped and the rest run as before
+    tree = engine.plan(prep.items)
+    engine_summary = _engine_summary(prep, engine, tree, batching, world.size)
+    session.start(len(done), redone, world.size, engine=engine_summary)
+    return done, tree
 
 
 def _load(prep: Prepared, device: torch.device, dtype: torch.dtype) -> tuple[Extractor, str, float]:
