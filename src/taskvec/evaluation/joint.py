@@ -16,7 +16,7 @@ from taskvec.model.generation import Reading
 from taskvec.model.loading import ModelRef
 from taskvec.session.builder import SessionBuilder
 from taskvec.session.files import new_session
-from taskvec.session.layout import SessionPaths
+from taskvec.session.layout import SAMPLE_GLOB, SessionPaths
 from taskvec.session.resume import config_differences
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class SessionSink:
                 consolidated = self.session.task_vectors() if status == "complete" else None
                 self.session.recorder.record(
                     status,
-                    sum(1 for _ in self.paths.raw_dir.glob("sample_*.pt")),
+                    sum(1 for _ in self.paths.raw_dir.glob(SAMPLE_GLOB)),
                     timings={**self.prep.timings, "run_s": time.perf_counter() - self.started},
                     consolidated=consolidated,
                 )

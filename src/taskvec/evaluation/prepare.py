@@ -35,12 +35,10 @@ class EvalPrepared:
     prompts: list[RenderedPrompt]
     ids: list[list[int]]
     timings: dict[str, float] = field(default_factory=dict)
-    extraction: Prepared | None = (
-        None  # one pass: also write this extraction session from the prefill
-    )
-    kinds: dict[str, str] = field(
-        default_factory=dict
-    )  # sample_id -> question kind, where the data has kinds
+    # one pass: also write this extraction session from the prefill
+    extraction: Prepared | None = None
+    # sample_id -> question kind, where the data has kinds
+    kinds: dict[str, str] = field(default_factory=dict)
 
 
 def prepare_evaluation(config_path: Path, **overrides: Any) -> EvalPrepared:
