@@ -14,7 +14,8 @@ from taskvec.evaluation.prepare import EvalPrepared
 from taskvec.evaluation.progress import Progress, Work
 from taskvec.evaluation.rows import score_prediction
 from taskvec.evaluation.stopping import eos_ids
-from taskvec.model.generation import GenerationStats, Generator, plan_generation
+from taskvec.model import prefill
+from taskvec.model.generation import GenerationStats, Generator
 
 
 def generate_rows(
@@ -43,7 +44,7 @@ def generate_rows(
         draft_tokens=o.draft_tokens,
     )
     todo = [ids for i, ids in enumerate(prep.ids) if i not in skip]
-    plan = plan_generation(todo, o.prefix_cache).tokens_computed([len(ids) for ids in todo])
+    plan = prefill.plan(todo, o.prefix_cache).tokens_computed([len(ids) for ids in todo])
     bar = Progress(Work(plan, len(todo), prep.prompt_config.generation.max_new_tokens), progress)
     try:
         for done in generator.run(prep.ids, skip=skip, on_step=bar.step):
