@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from taskvec.config import ExtractionConfig
-from taskvec.evaluation.run import EvalOptions
+from taskvec.evaluation.options import EvalOptions
 from taskvec.patching.config import PatchConfig
 from taskvec.prompts.config import PromptConfig
 from taskvec.settings import RunSettings
