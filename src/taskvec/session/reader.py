@@ -21,7 +21,7 @@ from taskvec.errors import TaskvecError
 from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
 from taskvec.schemas.session import SessionMetadata
-from taskvec.session.layout import CONSOLIDATED, SessionPaths
+from taskvec.session.layout import SessionPaths
 from taskvec.session.names import (
     DEFAULT_OUTPUT_DIR,
     SessionSummary,
@@ -31,6 +31,7 @@ from taskvec.session.names import (
     missing_session,
     session_paths,
 )
+from taskvec.session.summary import describe
 from taskvec.session.vector import TaskVector
 
 __all__ = ["Session", "SessionSummary", "list_sessions", "load_session"]
@@ -191,62 +192,7 @@ class Session:
 
     def describe(self) -> list[tuple[str, str]]:
         """(field, value) lines that summarise the session for people (`taskvec show`)."""
-        meta = self.info
-        return [
-            ("session", self.name),
-            ("status", self._status_line()),
-            ("model", f"{meta.model} ({meta.model_short}, {meta.n_model_layers} blocks)"),
-            ("prompts", f"{meta.prompt_type}, {meta.n_shot}-shot ({meta.prompt_config})"),
-            ("split", meta.split),
-            (
-                "samples",
-                f"{len(self.sample_idx)} of {meta.n_samples} have vectors"
-                + (
-                    f" ({len(meta.skipped)} skipped: position out of range)" if meta.skipped else ""
-                ),
-            ),
-            ("layers", ", ".join(map(str, self.layers))),
-            ("positions", ", ".join(self.positions)),
-            ("keys", f"{len(self.keys)}: {', '.join(self.keys)}"),
-            ("hidden size", str(meta.hidden_size)),
-            ("dtype, device", f"{meta.dtype}, {meta.device}"),
-            ("created", str(meta.created_at)),
-            (
-                "timings",
-                ", ".join(
-                    f"{k} {v:.3g}" for k, v in meta.timings.items() if isinstance(v, (int, float))
-                )
-                or "-",
-            ),
-            *self._where(),
-        ]
-
-    def _status_line(self) -> str:
-        if self.status != "stopped":
-            return self.status
-        return (
-            "stopped (recorded as running, but no live process writes it: it was killed, or "
-            "could not record its ending, e.g. on a full disk)"
-        )
-
-    def _where(self) -> list[tuple[str, str]]:
-        """Where the vectors are; for an unfinished session, that the task vectors are missing
-        and how to resume."""
-        raw = (
-            "per-sample vectors",
-            f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""),
-        )
-        if self.status == "complete":
-            return [("task vectors", str(self.task_vector_dir)), raw]
-        config = self.paths.config
-        return [
-            (
-                "task vectors",
-                f"not written: the session is {self.status} ({len(self.sample_idx)} per-sample files saved)",
-            ),
-            raw,
-            ("resume with", f"taskvec extract --config {config} --resume {self.task_vector_dir}"),
-        ]
+        return describe(self)
 
     def _read_consolidated(self, key: str) -> None:
         """Read one key from vectors.safetensors (only that tensor is read from disk)."""
