@@ -181,7 +181,7 @@ def test_evaluation_scores_text_answers(
         and lines[2]["parsed_answer"] == "rome"
         and lines[0]["gold"] == "Paris"
     )
-    assert result.metrics["accuracy"] == 0.5
+    assert result.metrics.accuracy == 0.5
 
 
 # --- defects 2-4: the patching scorer, per tokenizer family
@@ -308,12 +308,12 @@ def _file_patch_configs(tmp: Path, model_dir: Path, **overrides: object) -> Path
 
 def test_patching_a_word_file_uses_disjoint_queries(tmp_path: Path, tiny_model_dir: Path) -> None:
     summary = patch(_file_patch_configs(tmp_path, tiny_model_dir), progress=False).summary
-    ids = summary["per_task"][0]["sample_ids"]
+    ids = summary.per_task[0].sample_ids
     assert len(ids["vector"]) == 6 and len(ids["dev"]) == 4 and len(ids["test"]) == 5
     assert not set(ids["vector"]) & set(ids["dev"]) and not (
         set(ids["vector"]) | set(ids["dev"])
     ) & set(ids["test"])
-    assert "greedy continuation" in summary["per_task"][0]["scoring"]
+    assert "greedy continuation" in summary.per_task[0].scoring
 
 
 def test_overlapping_splits_are_refused(tmp_path: Path, tiny_model_dir: Path) -> None:

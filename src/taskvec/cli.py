@@ -242,12 +242,11 @@ def _patch(args: argparse.Namespace) -> None:
     _quiet_loading(args)
     from taskvec.patching.run import patch
     from taskvec.patching.summary import format_summary
-    from taskvec.schemas.patching import PatchSummary
 
     result = patch(Path(args.config), progress=not args.quiet, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun rank 0 reports for every rank
-    print(format_summary(PatchSummary.model_validate(result.summary)))
+    print(format_summary(result.summary))
     print(f"results: {result.directory}")
     print(f"plot: {result.directory / 'patching.png'}")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -81,9 +80,8 @@ def _same_run(summary: SessionSummary, output_dir: Path, metrics: Metrics) -> bo
     return same and recorded_identity(meta.dump()) == recorded_identity(metrics.dump())
 
 
-def after_evaluate(results: Path, metrics: dict[str, Any], output_dir: Path) -> list[str]:
+def after_evaluate(results: Path, m: Metrics, output_dir: Path) -> list[str]:
     """`correlate` with the session of the same prompts under `output_dir`, or how to make one."""
-    m = Metrics.model_validate(metrics)
     if m.extraction_session:
         session = Path(m.extraction_session)
         root = session.parent.parent
