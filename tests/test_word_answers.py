@@ -15,16 +15,20 @@ import yaml
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+import taskvec.evaluation.loop as loop
 import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.data import DatasetConfig, available_splits, load_split
 from taskvec.data.tasks import WORD_TASKS, task_rows, word_split
 from taskvec.errors import TaskvecError
 from taskvec.evaluation.answers import extract_text_answer, score_text
+from taskvec.evaluation.prepare import prepare_evaluation
+from taskvec.model.generation import Finished, GenerationStats
 from taskvec.patching.plot import plot_patching
 from taskvec.patching.run import patch
 from taskvec.patching.scoring import AnswerScorer, first_token_forms
 from taskvec.patching.sweep import best_layer
+from taskvec.schemas.patching import PatchSummary
 from tests.conftest import REPO, write_configs
 from tests.tiny import make_tokenizer
 
@@ -141,7 +145,7 @@ def test_evaluation_scores_text_answers(
         },
     )
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
-    prep = ev.prepare_evaluation(tmp_path / "p.yaml", split="all", output_dir=tmp_path / "out")
+    prep = prepare_evaluation(tmp_path / "p.yaml", split="all", output_dir=tmp_path / "out")
     outputs = ["Paris", " yen.", "rome", "Lima"]
 
     class Scripted:
@@ -157,15 +161,15 @@ def test_evaluation_scores_text_answers(
             *args: object,
             **kwargs: object,
         ) -> None:
-            self.tok, self.stats = tok, ev.GenerationStats()
+            self.tok, self.stats = tok, GenerationStats()
 
         def run(
             self, ids: list[list[int]], skip: object = (), on_step: object = None
-        ) -> Iterator[ev.Finished]:
+        ) -> Iterator[Finished]:
             for i, text in enumerate(outputs):
-                yield ev.Finished(i, self.tok(text, add_special_tokens=False)["input_ids"], "eos")  # type: ignore[operator]
+                yield Finished(i, self.tok(text, add_special_tokens=False)["input_ids"], "eos")  # type: ignore[operator]
 
-    monkeypatch.setattr(ev, "Generator", Scripted)
+    monkeypatch.setattr(loop, "Generator", Scripted)
     result = ev.run_evaluation(prep, progress=False)
     lines = [
         json.loads(line)
@@ -177,7 +181,7 @@ def test_evaluation_scores_text_answers(
         and lines[2]["parsed_answer"] == "rome"
         and lines[0]["gold"] == "Paris"
     )
-    assert result.metrics["accuracy"] == 0.5
+    assert result.metrics.accuracy == 0.5
 
 
 # --- defects 2-4: the patching scorer, per tokenizer family
@@ -304,12 +308,12 @@ def _file_patch_configs(tmp: Path, model_dir: Path, **overrides: object) -> Path
 
 def test_patching_a_word_file_uses_disjoint_queries(tmp_path: Path, tiny_model_dir: Path) -> None:
     summary = patch(_file_patch_configs(tmp_path, tiny_model_dir), progress=False).summary
-    ids = summary["per_task"][0]["sample_ids"]
+    ids = summary.per_task[0].sample_ids
     assert len(ids["vector"]) == 6 and len(ids["dev"]) == 4 and len(ids["test"]) == 5
     assert not set(ids["vector"]) & set(ids["dev"]) and not (
         set(ids["vector"]) | set(ids["dev"])
     ) & set(ids["test"])
-    assert "greedy continuation" in summary["per_task"][0]["scoring"]
+    assert "greedy continuation" in summary.per_task[0].scoring
 
 
 def test_overlapping_splits_are_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -362,7 +366,8 @@ def test_plot_stars_only_a_real_best_layer(
         figures.append(fig)
         return path
 
-    plot_patching(_summary(curve, best), tmp_path / "p.png", new_figure, keep)
+    summary = PatchSummary.model_validate(_summary(curve, best))
+    plot_patching(summary, tmp_path / "p.png", new_figure, keep)
     ax = figures[0].axes[0]
     stars = [line for line in ax.lines if line.get_marker() == "*"]
     assert len(stars) == (best is not None)

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from taskvec.extraction.prepare import Prepared, prepare
-from taskvec.model.engine import plan
+from taskvec.model.prefill import plan
 from taskvec.session.layout import CONSOLIDATED
-from taskvec.session.store import CONSOLIDATE_MAX_BYTES
+from taskvec.session.table import CONSOLIDATE_MAX_BYTES
 
 
 def _mib(n_bytes: int) -> str:
@@ -54,7 +54,7 @@ def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
     text = prep.model_config.get_text_config()
     cfg, items = prep.config, prep.items
     lengths = [len(it.ids) for it in items]
-    tree = plan(items)
+    tree = plan([it.ids for it in items])
     n_keys = len(prep.layers) * len(cfg.token_positions)
     first = prep.prompts[items[0].idx]
     rows = [
@@ -80,7 +80,7 @@ def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
         (
             "prefix reuse",
             f"{tree.tokens_computed(lengths):,} of {sum(lengths):,} tokens to compute"
-            if cfg.prefix_cache == "auto"
+            if cfg.prefix_cache
             else "off",
         ),
         ("disk", _disk_line(disk_estimate(prep), n_keys)),

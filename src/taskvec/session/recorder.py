@@ -11,8 +11,9 @@ from typing import Any, NoReturn
 import torch
 
 from taskvec.errors import Interrupted, TaskvecError
+from taskvec.schemas.session import SessionMetadata
+from taskvec.session.atomic import save_json
 from taskvec.session.layout import SessionPaths
-from taskvec.session.store import save_json
 
 
 def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple[str, TaskvecError]:
@@ -51,7 +52,8 @@ def _now() -> str:
 
 
 class SessionRecorder:
-    """Keeps metadata.json true while a run goes: `start`, then `finish` or `fail`.
+    """Keeps metadata.json true while a run goes: `start`, then `finish` or `fail`; every write
+    goes through `SessionMetadata`, the schema its readers use.
 
     `describe(**extra)` builds the full metadata (the run's fixed fields plus `extra`); `runs` are the
     earlier runs of a resumed session. Only the main rank records (`enabled`).
@@ -71,7 +73,8 @@ class SessionRecorder:
         self.run: dict[str, Any] = {}
         self.fixed: dict[str, Any] = {}
 
-    def _write(self, status: str, n_saved: int, **more: Any) -> None:
+    def record(self, status: str, n_saved: int, **more: Any) -> None:
+        """Write metadata.json with this run ending (so far) as `status`; `more` joins the fields."""
         if not self.enabled:
             return
         self.run.update(status=status, n_saved=n_saved, ended_at=_now())
@@ -84,23 +87,25 @@ class SessionRecorder:
             **self.fixed,
             **more,
         }
-        save_json(self.paths.metadata, self.describe(**extra))
+        save_json(
+            self.paths.metadata, SessionMetadata.model_validate(self.describe(**extra)).dump()
+        )
 
     def start(self, n_saved: int, run: dict[str, Any], **fixed: Any) -> None:
         """Record status `running` (kept if the process is killed); `run` describes this run,
         `fixed` goes in every write."""
         self.run = {"started_at": _now(), **run}
         self.fixed = fixed
-        self._write("running", n_saved)
+        self.record("running", n_saved)
 
     def finish(self, n_saved: int, **more: Any) -> None:
-        self._write("complete", n_saved, **more)
+        self.record("complete", n_saved, **more)
 
     def fail(self, exc: BaseException, n_saved: int, total: int, resume_hint: str) -> NoReturn:
         """Record how the run stopped and raise the one-line error that says how to resume."""
         status, error = ending(exc, n_saved, total, resume_hint)
         try:
-            self._write(status, n_saved, error=str(error))
+            self.record(status, n_saved, error=str(error))
         except OSError:
             pass  # a full disk may refuse even this; the files on disk still say what is done
         raise error from exc
