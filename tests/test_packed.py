@@ -110,3 +110,16 @@ def test_growing_cache_slides_its_window_back_in_place_and_adds_repeated_rows() 
     assert layer.buffers[0].data_ptr() == buffer and layer.front == 0  # type: ignore[attr-defined]
     for got, old, new in zip(from_cache(cache)[0], before, last):
         assert torch.equal(got, torch.cat([old, new], dim=2))
+
+
+def test_joining_rows_take_finished_rows_places() -> None:
+    g = torch.Generator().manual_seed(3)
+    kv = [tuple(torch.randn(4, 2, 3, 4, generator=g) for _ in range(2))]
+    cache = growing_cache(kv, room=2, rows=6)  # type: ignore[arg-type]
+    before = from_cache(cache)[0][0].clone()
+    new = [tuple(torch.randn(2, 2, 2, 4, generator=g) for _ in range(2))]
+    add_rows(cache, new, [1, 1, 0], [1, 3, 4])  # type: ignore[arg-type]  # rows 1 and 3 finished
+    ((k, _),) = from_cache(cache)
+    assert k.shape == (5, 2, 3, 4)
+    assert torch.equal(k[[0, 2]], before[[0, 2]])  # the others stay where they are
+    assert torch.equal(k[[1, 3, 4], :, 1:], new[0][0][[1, 1, 0]])

@@ -62,11 +62,13 @@ class Finished:
 @dataclass
 class _Active:
     """The rows decoding together: one left-padded KV cache (appended in place), its mask (rows,
-    width)."""
+    width), and the places of rows that finished (`holes`: joining rows take them, the last rows
+    fill those left before the next step)."""
 
     rows: list[Row] = field(default_factory=list)
     cache: DynamicCache | None = None
     mask: torch.Tensor | None = None
+    holes: list[int] = field(default_factory=list)
 
 
 def plan_groups(
@@ -185,7 +187,7 @@ class Generator:
         )
         active = _Active()
         while queue or active.rows:
-            free = self.batch_size - len(active.rows)
+            free = self.batch_size - len(active.rows) + len(active.holes)
             if free > 0 and queue:
                 node = queue[0][1]
                 group = [m for m, n in queue[:free] if n is node]
@@ -193,6 +195,7 @@ class Generator:
                 prompts = [list(prompt_ids[m]) for m in group]
                 yield from self._join(active, prompts, group, node.prefix_len, prefixes.get(node))
                 prefixes.release(node, len(group))
+            self._settle(active)
             if active.rows:
                 yield from self._step(active)
             if on_step is not None:
@@ -228,16 +231,22 @@ class Generator:
             active.cache = growing_cache(new_kv, room, self.batch_size, index)
             active.mask, active.rows = new_mask, rows
             return
+        # finished rows' places first (no row moves), then new rows
+        filled, active.holes = active.holes[: len(rows)], active.holes[len(rows) :]
+        places = filled + list(range(len(active.rows), len(active.rows) + len(rows) - len(filled)))
+        add_rows(active.cache, new_kv, index, places)
         width = max(active.mask.shape[1], new_mask.shape[1])
-        add_rows(active.cache, new_kv, index)
-        active.mask = torch.cat([pad_front(active.mask, width), pad_front(new_mask, width)])
-        active.rows += rows
+        mask, new_mask = pad_front(active.mask, width), pad_front(new_mask, width)
+        mask[filled] = new_mask[: len(filled)]
+        active.mask = torch.cat([mask, new_mask[len(filled) :]])
+        for place, row in zip(filled, rows):
+            active.rows[place] = row
+        active.rows += rows[len(filled) :]
 
     def _step(self, active: _Active) -> Iterator[Finished]:
         """One decode step for every active row: its last token and its drafts, left-padded to one
-          width; the
-        accepted drafts stay in the cache, the rest are masked out. Finished rows leave the
-          batch."""
+        width; the accepted drafts stay in the cache, the rest are masked out. Finished rows'
+        places become holes (joining rows take them, `_settle` fills the rest)."""
         assert active.cache is not None and active.mask is not None
         t0 = time.perf_counter()
         rows = active.rows
@@ -269,28 +278,30 @@ class Generator:
         active.mask = mask
         self.stats.decode_s += time.perf_counter() - t0
         self.stats.decode_steps += 1
-        if done:
-            for r in done:
-                yield self._finish(rows[r])
-            self._drop(active, done)
+        active.holes = done
+        for r in done:
+            yield self._finish(rows[r])
 
-    def _drop(self, active: _Active, done: list[int]) -> None:
-        """Remove finished rows, and the leading columns no remaining row uses."""
-        assert active.cache is not None and active.mask is not None
-        finished, n = set(done), len(active.rows) - len(done)
+    def _settle(self, active: _Active) -> None:
+        """Before a step: the places of finished rows no joining row took are filled by the last
+        rows (the others stay where they are), and the leading columns no row uses are cut."""
+        if active.cache is None or active.mask is None:
+            return
+        finished, n = set(active.holes), len(active.rows) - len(active.holes)
+        active.holes = []
         if not n:
             active.rows, active.cache, active.mask = [], None, None
             return
-        # the last rows move into the places of finished ones: the others stay where they are
         keep = list(range(n))
         holes = [r for r in range(n) if r in finished]
         for hole, last in zip(holes, [r for r in range(n, len(active.rows)) if r not in finished]):
             keep[hole] = last
-        active.rows = [active.rows[r] for r in keep]
-        mask = active.mask[keep]
+        mask = active.mask[keep] if finished else active.mask
         unused = int(mask.any(dim=0).long().argmax())  # leading all-padding columns
-        keep_rows(active.cache, keep, unused)
-        active.mask = mask[:, unused:]
+        if finished or unused:
+            active.rows = [active.rows[r] for r in keep]
+            keep_rows(active.cache, keep, unused)
+            active.mask = mask[:, unused:]
 
     def _finish(self, row: Row) -> Finished:
         reason = self.rules.reason(row)

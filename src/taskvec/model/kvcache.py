@@ -125,22 +125,25 @@ class _GrowingLayer(DynamicLayer):
         keys: torch.Tensor,
         values: torch.Tensor,
         index: Sequence[int] | None = None,
+        places: Sequence[int] | None = None,
         grow: bool = True,
     ) -> None:
-        """Rows after the window's, row i `keys[index[i]]` (all rows of `keys` when None), their
-        last column at the window's last (the window widens in front when they are wider; the
-        columns before theirs are the caller's to mask)."""
+        """New rows, row i `keys[index[i]]` (all rows of `keys` when None) written into batch row
+        `places[i]` (rows after the window's when None: finished rows' places, then new ones),
+        their last column at the window's last (the window widens in front when they are wider;
+        the columns before theirs are the caller's to mask)."""
         index = range(keys.shape[0]) if index is None else index
-        rows, width = self.rows + len(index), keys.shape[2]
+        places = range(self.rows, self.rows + len(index)) if places is None else places
+        rows, width = max(self.rows, max(places) + 1), keys.shape[2]
         capacity = self.buffers[0].shape[0]
         if grow and (rows > capacity or width > self.length):
             more = capacity if rows <= capacity else max(rows, min(2 * self.rows, self.limit))
             self._grow(more, max(width - (self.length - self.front), 0))
         self.front = min(self.front, self.length - width) if self.rows else self.length - width
         columns = slice(self.length - width, self.length)
-        for dst, src, n in _runs(index):  # no gathered copy of the new rows
+        for dst, src, n in _runs(places, index):  # no gathered copy of the new rows
             for b, t in zip(self.buffers, (keys, values)):
-                b[self.rows + dst : self.rows + dst + n, :, columns] = t[src]
+                b[dst : dst + n, :, columns] = t[src]
         self.rows = rows
         self._show()
 
@@ -156,21 +159,19 @@ class _GrowingLayer(DynamicLayer):
         self._show()
 
 
-def _runs(index: Sequence[int]) -> list[tuple[int, slice, int]]:
-    """`index` as runs (first position, source rows, length): a run repeats one row or takes
-    consecutive rows, so each is one copy."""
+def _runs(places: Sequence[int], index: Sequence[int]) -> list[tuple[int, slice, int]]:
+    """Row `index[i]` to row `places[i]` as runs (first place, source rows, length): consecutive
+    places taking one repeated row or consecutive rows, so each run is one copy."""
     out: list[tuple[int, slice, int]] = []
     i = 0
     while i < len(index):
         j, first = i + 1, index[i]
-        if j < len(index) and index[j] == first:
-            while j < len(index) and index[j] == first:
-                j += 1
-            out.append((i, slice(first, first + 1), j - i))
-        else:
-            while j < len(index) and index[j] == first + j - i:
-                j += 1
-            out.append((i, slice(first, first + j - i), j - i))
+        step = 0 if j < len(index) and index[j] == first else 1
+        while (
+            j < len(index) and places[j] == places[i] + j - i and index[j] == first + step * (j - i)
+        ):
+            j += 1
+        out.append((places[i], slice(first, first + (j - i if step else 1)), j - i))
         i = j
     return out
 
@@ -187,11 +188,17 @@ def growing_cache(
 
 
 @torch.inference_mode()
-def add_rows(cache: DynamicCache, kv: KV, index: Sequence[int] | None = None) -> None:
-    """Append the rows of `kv` (its rows `index` if given, repeats allowed) to a
-    `growing_cache`, right-aligned with its rows."""
+def add_rows(
+    cache: DynamicCache,
+    kv: KV,
+    index: Sequence[int] | None = None,
+    places: Sequence[int] | None = None,
+) -> None:
+    """Add the rows of `kv` (its rows `index` if given, repeats allowed) to a `growing_cache`,
+    right-aligned with its rows: into batch rows `places` (finished rows' places, then new rows),
+    after its rows when None."""
     for layer, (k, v) in zip(cache.layers, kv):
-        cast(_GrowingLayer, layer).add(k, v, index)
+        cast(_GrowingLayer, layer).add(k, v, index, places)
 
 
 @torch.inference_mode()
