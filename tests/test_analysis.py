@@ -389,4 +389,5 @@ def test_the_python_api_returns_tables_without_writing_files(
     for bare, saved in tables:
         pd.testing.assert_frame_equal(bare.table, saved.table)
         assert bare.csv is None and bare.plots == () and saved.csv is not None
+        assert not saved.table.attrs  # every value is a field of the result
     assert {p.relative_to(tmp_path).parts[0] for p in written} == {"c", "p", "r"}
