@@ -102,6 +102,7 @@ def run(out: Path) -> None:
     if out.exists():
         sys.exit(f"{out} exists; give a new folder so nothing is overwritten")
     configs = _configs(out)
+    (out / "configs" / "repo.txt").write_text(str(REPO))
     results = str(out / "results")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
     cot, van = CONFIGS / "words_chat_cot_5shot.yaml", CONFIGS / "words_chat_past_tense_5shot.yaml"
@@ -122,13 +123,15 @@ def run(out: Path) -> None:
 
 
 def _mask(value: Any, root: Path) -> Any:
-    """JSON-like data with timing, date and path fields replaced by a marker."""
+    """JSON-like data with timing, date and path fields replaced by a marker (the run folder
+    and the checkout that ran it too)."""
     if isinstance(value, dict):
         return {k: "<masked>" if VOLATILE.search(k) else _mask(v, root) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, root) for v in value]
     if isinstance(value, str):
-        return STAMP.sub("<stamp>", value.replace(str(root), "<root>"))
+        repo = (root / "configs" / "repo.txt").read_text()
+        return STAMP.sub("<stamp>", value.replace(str(root), "<root>").replace(repo, "<repo>"))
     return value
 
 
@@ -164,7 +167,13 @@ def _same(a: Path, b: Path, roots: tuple[Path, Path]) -> str | None:
         bad = [k for k in ta if not torch.equal(ta[k], tb[k])]
         return f"{len(bad)} of {len(ta)} tensors differ" if bad else None
     if a.suffix in (".json", ".yaml", ".jsonl"):
-        load = _jsonl if a.suffix == ".jsonl" else json.loads if a.suffix == ".json" else yaml.safe_load
+        load = (
+            _jsonl
+            if a.suffix == ".jsonl"
+            else json.loads
+            if a.suffix == ".json"
+            else yaml.safe_load
+        )
         same = _mask(load(a.read_text()), roots[0]) == _mask(load(b.read_text()), roots[1])
         return None if same else "content differs"
     if a.suffix == ".csv":

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from taskvec.model.attention import NAME, shared_prefix_attention, supports_shared_prefix
+from taskvec.model.attention import NAME, shared_prefix_attention, use_shared_prefix_attention
 from taskvec.model.kvcache import from_cache
 from tests.tiny import make_model
 
@@ -102,47 +102,50 @@ def test_fused_cpu_path_for_causal_rows_and_packed_segments(
 def test_model_forward_on_a_shared_prefix_equals_the_full_forward(family: str) -> None:
     """Left-padded suffixes of different lengths on one prefix, then a decode step, against full sequences."""
     model = make_model(family, n_layers=3)
-    assert supports_shared_prefix(model) and model.config._attn_implementation == NAME
-    g = torch.Generator().manual_seed(0)
-    prefix = torch.randint(3, 400, (30,), generator=g)
-    suffixes = [torch.randint(3, 400, (n,), generator=g) for n in (5, 9, 3)]
-    with torch.inference_mode():
-        cache = DynamicCache()
-        model(input_ids=prefix[None], cache=cache, use_cache=True)
-        shared, width = from_cache(cache), 9
-        ids, mask, pos = (torch.zeros(3, width, dtype=torch.long) for _ in range(3))
-        for r, s in enumerate(suffixes):
-            ids[r, width - len(s) :], mask[r, width - len(s) :] = s, 1
-            pos[r, width - len(s) :] = torch.arange(30, 30 + len(s))
-        own = DynamicCache()
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            cache=own,
-            use_cache=True,
-            shared_prefix=shared,
-        )
-        step = model(
-            input_ids=torch.tensor([[5], [6], [7]]),
-            attention_mask=torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], 1),
-            position_ids=torch.tensor([[30 + len(s)] for s in suffixes]),
-            cache=own,
-            use_cache=True,
-            shared_prefix=shared,
-        )
-        for r, s in enumerate(suffixes):
-            full = model(input_ids=torch.cat([prefix, s, torch.tensor([5 + r])])[None]).logits[
-                0, 30:
-            ]
-            torch.testing.assert_close(
-                out.logits[r, width - len(s) :], full[:-1], rtol=1e-4, atol=1e-5
+    with use_shared_prefix_attention(model) as switched:
+        assert switched and model.config._attn_implementation == NAME
+        g = torch.Generator().manual_seed(0)
+        prefix = torch.randint(3, 400, (30,), generator=g)
+        suffixes = [torch.randint(3, 400, (n,), generator=g) for n in (5, 9, 3)]
+        with torch.inference_mode():
+            cache = DynamicCache()
+            model(input_ids=prefix[None], cache=cache, use_cache=True)
+            shared, width = from_cache(cache), 9
+            ids, mask, pos = (torch.zeros(3, width, dtype=torch.long) for _ in range(3))
+            for r, s in enumerate(suffixes):
+                ids[r, width - len(s) :], mask[r, width - len(s) :] = s, 1
+                pos[r, width - len(s) :] = torch.arange(30, 30 + len(s))
+            own = DynamicCache()
+            out = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                cache=own,
+                use_cache=True,
+                shared_prefix=shared,
             )
-            torch.testing.assert_close(step.logits[r, -1], full[-1], rtol=1e-4, atol=1e-5)
+            step = model(
+                input_ids=torch.tensor([[5], [6], [7]]),
+                attention_mask=torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], 1),
+                position_ids=torch.tensor([[30 + len(s)] for s in suffixes]),
+                cache=own,
+                use_cache=True,
+                shared_prefix=shared,
+            )
+            for r, s in enumerate(suffixes):
+                full = model(input_ids=torch.cat([prefix, s, torch.tensor([5 + r])])[None]).logits[
+                    0, 30:
+                ]
+                torch.testing.assert_close(
+                    out.logits[r, width - len(s) :], full[:-1], rtol=1e-4, atol=1e-5
+                )
+                torch.testing.assert_close(step.logits[r, -1], full[-1], rtol=1e-4, atol=1e-5)
+    assert model.config._attn_implementation == "sdpa"  # switched back on exit
 
 
 def test_other_implementations_are_left_alone() -> None:
     model = make_model("llama", n_layers=2)
     model.set_attn_implementation("eager")
-    assert not supports_shared_prefix(model)
-    assert model.config._attn_implementation == "eager"
+    with use_shared_prefix_attention(model) as switched:
+        assert not switched
+        assert model.config._attn_implementation == "eager"

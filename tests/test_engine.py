@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from taskvec.model.capture import decoder_blocks
-from taskvec.model.engine import Extractor, make_batches
+from taskvec.model.engine import Extractor
+from taskvec.model.prefill import make_batches
 from taskvec.model.prefix import plan_prefix_tree
 from taskvec.prompts.item import Item
 from tests.tiny import make_model

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from taskvec.model.generation import Finished, Generator, plan_generation
+from taskvec.model.generation import Finished, Generator
+from taskvec.model.prefill import plan
 from taskvec.prompts.config import Generation
 from tests.tiny import make_model, make_tokenizer
 
@@ -92,9 +93,9 @@ def eos_case(model: torch.nn.Module) -> tuple[list[list[int]], list[int], list[l
 
 
 def test_plan_is_the_extraction_plan() -> None:
-    tree = plan_generation(prompts())
+    tree = plan(prompts())
     assert sorted(n.prefix_len for n in tree.walk()) == [0, 40, 60]
-    bare = plan_generation(prompts(), prefix_cache=False)
+    bare = plan(prompts(), prefix_cache=False)
     assert bare.prefix_len == 0 and not bare.children and sorted(bare.members) == list(range(8))
 
 

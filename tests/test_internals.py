@@ -12,7 +12,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from taskvec.model.attention import supports_shared_prefix
+from taskvec.model.attention import use_shared_prefix_attention
 from taskvec.model.kvcache import cache_kw
 from tests.tiny import make_model
 
@@ -48,7 +48,8 @@ def _attn_implementation() -> None:
     """An sdpa model reads as sdpa, and switching it shows the new name."""
     model = make_model("qwen2", n_layers=1)
     assert model.config._attn_implementation == "sdpa"
-    assert supports_shared_prefix(model) and model.config._attn_implementation == "taskvec"
+    with use_shared_prefix_attention(model) as shared:
+        assert shared and model.config._attn_implementation == "taskvec"
 
 
 def _cache_keyword() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 from taskvec.extraction.distributed import World
 from taskvec.extraction.sharding import plan_shards
-from taskvec.model.generation import GenerationStats, plan_generation
+from taskvec.model import prefill
+from taskvec.model.generation import GenerationStats
 from taskvec.model.prefix import PrefixNode
 
 
@@ -41,7 +42,7 @@ def shard(
     trees = []
     for plan in plans if plans is not None else [range(len(ids))]:
         todo = [i for i in plan if i not in done]
-        trees.append(_relabel(plan_generation([ids[i] for i in todo], prefix_cache), todo))
+        trees.append(_relabel(prefill.plan([ids[i] for i in todo], prefix_cache), todo))
     lengths = [len(p) for p in ids]
     shares, planned = plan_shards(trees, lengths, max_new_tokens, world.size)
     return Shard(set(range(len(ids))) - set(shares[world.rank]), planned)

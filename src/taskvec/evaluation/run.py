@@ -44,7 +44,8 @@ from taskvec.evaluation.ranks import combined, rank_report, shard
 from taskvec.evaluation.record import timings, write_metrics
 from taskvec.extraction.distributed import World, joined_world
 from taskvec.extraction.prepare import Prepared
-from taskvec.model.generation import Finished, GenerationStats, Generator, plan_generation
+from taskvec.model import prefill
+from taskvec.model.generation import Finished, GenerationStats, Generator
 from taskvec.model.loading import (
     ModelRef,
     load_model,
@@ -459,7 +460,7 @@ def _generate_rows(
         draft_tokens=o.draft_tokens,
     )
     todo = [ids for i, ids in enumerate(prep.ids) if i not in skip]
-    plan = plan_generation(todo, o.prefix_cache).tokens_computed([len(ids) for ids in todo])
+    plan = prefill.plan(todo, o.prefix_cache).tokens_computed([len(ids) for ids in todo])
     bar = Progress(Work(plan, len(todo), prep.prompt_config.generation.max_new_tokens), progress)
     try:
         for done in generator.run(prep.ids, skip=skip, on_step=bar.step):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from taskvec.extraction.prepare import Prepared, prepare
-from taskvec.model.engine import plan
+from taskvec.model.prefill import plan
 from taskvec.session.layout import CONSOLIDATED
 from taskvec.session.store import CONSOLIDATE_MAX_BYTES
 
@@ -54,7 +54,7 @@ def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
     text = prep.model_config.get_text_config()
     cfg, items = prep.config, prep.items
     lengths = [len(it.ids) for it in items]
-    tree = plan(items)
+    tree = plan([it.ids for it in items])
     n_keys = len(prep.layers) * len(cfg.token_positions)
     first = prep.prompts[items[0].idx]
     rows = [

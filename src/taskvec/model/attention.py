@@ -11,7 +11,8 @@ Positions (rotary) are the caller's: position ids continue after the prefix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -207,11 +208,22 @@ def register() -> str:
     return NAME
 
 
-def supports_shared_prefix(model: PreTrainedModel) -> bool:
-    """Whether `model` can take `shared_prefix=`: it runs this implementation, switched to from
-    `sdpa` here (the same computation without a shared prefix). Other implementations (eager,
-    flash) are left alone: False."""
-    config = model.config
-    if config._attn_implementation == "sdpa":
+def can_share_prefix(model: PreTrainedModel) -> bool:
+    """Whether `model` runs, or `use_shared_prefix_attention` switches it to, this implementation:
+    an `sdpa` or `taskvec` model (eager or flash ones cannot take `shared_prefix=`)."""
+    return bool(model.config._attn_implementation in ("sdpa", NAME))
+
+
+@contextmanager
+def use_shared_prefix_attention(model: PreTrainedModel) -> Iterator[bool]:
+    """Run `model` on this implementation inside the block (the one place taskvec switches a
+    model's attention): an `sdpa` model is switched to it, the same computation without a shared
+    prefix, and back on exit; other implementations are left alone. Yields whether it runs it."""
+    switched = model.config._attn_implementation == "sdpa"
+    if switched:
         model.set_attn_implementation(register())
-    return bool(config._attn_implementation == NAME)
+    try:
+        yield bool(model.config._attn_implementation == NAME)
+    finally:
+        if switched:
+            model.set_attn_implementation("sdpa")

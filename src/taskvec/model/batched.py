@@ -1,6 +1,6 @@
 """Batched greedy continuations on shared prefixes, each prompt optionally run as several patched rows.
 
-Prompts are grouped by the extraction engine's prefix tree (`Extractor.prefixed_batches`):
+Prompts are grouped by the prefix plan (`prefill.py`, as extraction and generation group them):
 each shared prefix's KV cache is computed once. A batch of prompts then runs its own
 tokens but the last, left-padded, on top of that cache; the cache is repeated `rows`
 times per prompt and the last token runs once for all rows, row 0 unpatched and row
@@ -22,9 +22,9 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from taskvec.model.capture import block_output, decoder_blocks
-from taskvec.model.engine import Extractor, Prefix
-from taskvec.model.kvcache import from_cache, select_rows, to_cache
-from taskvec.prompts.item import Item
+from taskvec.model.kvcache import cache_kw, from_cache, select_rows, to_cache
+from taskvec.model.prefill import Prefix, PrefixCache, PrefixForward, node_batches, plan
+from taskvec.model.ragged import left_padded
 
 Keep = Callable[[int, str], bool]  # (prompt index, continuation text so far) -> keep generating
 
@@ -120,9 +120,9 @@ class GreedyRunner:
         self.base = model.get_decoder()
         self.tokenizer = tokenizer
         self.blocks = decoder_blocks(model)
-        self.extractor = Extractor(
-            model, [len(self.blocks) - 1], max_batch_tokens=max_batch_tokens, batch_size=batch_size
-        )
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
+        self.prefix_forward = PrefixForward(model)
+        self.cache_kw = cache_kw(self.base)
         self.special = set(tokenizer.all_special_ids)
 
     @property
@@ -134,15 +134,15 @@ class GreedyRunner:
         self, prompts: Sequence[Sequence[int]], spec: RunSpec, keep: Keep
     ) -> list[list[RowOutput]]:
         """Per prompt, its `spec.rows` row outputs (row 0 unpatched, row 1+i patched at `spec.layers[i]`)."""
-        items = [Item(i, list(p), [len(p) - 1]) for i, p in enumerate(prompts)]
+        tree = plan(prompts)
+        lengths = [len(p) for p in prompts]
+        batches = node_batches(tree, lengths, self.max_batch_tokens, self.batch_size, False)
+        prefixes = PrefixCache(tree, prompts, self.prefix_forward, range(len(prompts)))
         out: list[list[RowOutput]] = [[] for _ in prompts]
-        for batch, prefix in self.extractor.prefixed_batches(items):
-            for m, rows in zip(
-                batch,
-                self._batch([list(items[m].ids) for m in batch], prefix, spec, keep, batch),
-                strict=True,
-            ):
-                out[m] = rows
+        for batch, prefix in prefixes.batches(batches):
+            rows = self._batch([list(prompts[m]) for m in batch], prefix, spec, keep, batch)
+            for m, prompt_rows in zip(batch, rows, strict=True):
+                out[m] = prompt_rows
         return out
 
     def _batch(
@@ -235,27 +235,18 @@ class GreedyRunner:
     ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """Run every prompt but its last token on the prefix, left-padded; the cache, its mask,
         the last token's position."""
-        device, start = self.device, prefix.length
-        heads = [list(p[start:-1]) for p in prompts]
-        width, n = max(len(h) for h in heads), len(prompts)
-        mask = torch.zeros(n, start + width, dtype=torch.long, device=device)
-        mask[:, :start] = 1
+        start, n = prefix.length, len(prompts)
+        heads = left_padded([p[start:-1] for p in prompts], [start] * n)
+        mask = heads.mask(start).long().to(self.device)
         cache = to_cache(prefix.kv or None, rows=n)
-        nxt = torch.tensor([start + len(h) for h in heads], device=device)
-        if width:
-            ids = torch.zeros(n, width, dtype=torch.long)
-            pos = torch.full((n, width), start, dtype=torch.long)
-            for b, h in enumerate(heads):
-                if h:
-                    ids[b, width - len(h) :] = torch.tensor(h)
-                    pos[b, width - len(h) :] = torch.arange(start, start + len(h))
-                    mask[b, start + width - len(h) :] = 1
+        nxt = torch.tensor([start + k for k in heads.lens], device=self.device)
+        if heads.width:
             self.base(
-                input_ids=ids.to(device),
+                input_ids=heads.ids.to(self.device),
                 attention_mask=mask,
-                position_ids=pos.to(device),
+                position_ids=heads.positions.to(self.device),
                 use_cache=True,
-                **{self.extractor.cache_kw: cache},
+                **{self.cache_kw: cache},
             )
         return cache, mask, nxt
 
@@ -268,7 +259,7 @@ class GreedyRunner:
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,
-            **{self.extractor.cache_kw: cache},
+            **{self.cache_kw: cache},
         )
         return out.logits[:, -1]
 

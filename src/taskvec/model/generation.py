@@ -1,17 +1,19 @@
 """Generation with shared-prefix reuse and continuous batching: rows leave as they finish, waiting
 prompts join.
 
-The prompts' shared prefixes (the prefix plan extraction uses, `plan_prefix_tree`) are prefilled
-once (`prefixes.py`); each prompt then prefills only its own suffix on top of its prefix's KV cache.
-The prefix all prompts share (the tree's root: the few-shot demonstrations) is never copied per row:
-rows attend to its one copy through the `taskvec` attention implementation (`attention.py`), so a
-step reads it once for the whole batch. Each decode step advances every active row by at least one
-token. A row that writes eos or a complete answer sentence leaves at once and a waiting prompt takes
-its place (`decoding.py` holds the rules), so no step is spent on a finished row. Rows of different
-lengths share one left-padded KV cache with an attention mask and explicit position ids, so each row
-computes what it would alone; the cache has spare columns, so a step writes into it in place. Greedy
-rows also check prompt-lookup drafts (`drafts.py`) while the batch has room, keeping those the model
-agrees with, and on the CPU the linear layers run on prepacked weights (`packed.py`).
+The prompts' shared prefixes (the prefix plan extraction uses) are prefilled once, each on its
+parent's (`prefill.py`); each prompt then prefills only its own suffix on top of its prefix's KV
+cache. The prefix all prompts share (the tree's root: the few-shot demonstrations) is never copied
+per row: rows attend to its one copy through the `taskvec` attention implementation
+(`attention.py`, which an `sdpa` model runs while `run` goes on), so a step reads it once for the
+whole batch. Each decode step advances every active row by at least one token. A row that writes
+eos or a complete answer sentence leaves at once and a waiting prompt takes its place
+(`decoding.py` holds the rules), so no step is spent on a finished row. Rows of different lengths
+share one left-padded KV cache with an attention mask and explicit position ids (`ragged.py`), so
+each row computes what it would alone; the cache has spare columns, so a step writes into it in
+place. Greedy rows also check prompt-lookup drafts (`drafts.py`) while the batch has room, keeping
+those the model agrees with, and on the CPU the linear layers run on prepacked weights
+(`packed.py`).
 
 Steering (`steering.py`) plugs in at one seam: every forward (a prefix, the suffixes, a decode step)
 first tells `RowSteering.plan` which input tokens of which rows are steered. Prompts steered at
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from taskvec.model.attention import SharedPrefix, supports_shared_prefix
+from taskvec.model.attention import SharedPrefix, use_shared_prefix_attention
 from taskvec.model.decoding import GenerationStats, Row, Rules
 from taskvec.model.kvcache import (
     concat_rows,
@@ -41,13 +43,14 @@ from taskvec.model.kvcache import (
     select_rows,
 )
 from taskvec.model.packed import packed_linears
-from taskvec.model.prefix import PrefixNode, plan_prefix_tree
-from taskvec.model.prefixes import Prefix, PrefixStore
+from taskvec.model.prefill import Ids, Prefix, PrefixCache, plan
+from taskvec.model.prefix import PrefixNode
+from taskvec.model.ragged import pad_front
 from taskvec.model.runner import Reading, Runner, StepPlan
 from taskvec.model.steering import RowSteering, Steer
 from taskvec.prompts.config import Generation
 
-__all__ = ["Finished", "GenerationStats", "Generator", "Reading", "Steer", "plan_generation"]
+__all__ = ["Finished", "GenerationStats", "Generator", "Reading", "Steer"]
 
 
 @dataclass(frozen=True)
@@ -70,14 +73,6 @@ class _Active:
     mask: torch.Tensor | None = None
 
 
-def plan_generation(prompt_ids: Sequence[Sequence[int]], prefix_cache: bool = True) -> PrefixNode:
-    """The prefix tree generation follows (the extraction plan); a bare root when prefix reuse is
-    off."""
-    if not prefix_cache:
-        return PrefixNode(0, list(range(len(prompt_ids))))
-    return plan_prefix_tree(prompt_ids, [len(ids) - 1 for ids in prompt_ids])
-
-
 def plan_groups(
     prompt_ids: Sequence[Sequence[int]], steers: Sequence[Steer | None], prefix_cache: bool = True
 ) -> list[tuple[PrefixNode, Steer | None]]:
@@ -91,7 +86,7 @@ def plan_groups(
     plans = []
     for steer, members in groups.values():
         if members:
-            tree = plan_generation([prompt_ids[i] for i in members], prefix_cache)
+            tree = plan([prompt_ids[i] for i in members], prefix_cache)
             for node in tree.walk():
                 node.members = [members[m] for m in node.members]
             plans.append((tree, steer))
@@ -159,8 +154,9 @@ class Generator:
             if conditions:
                 steering = RowSteering(runner.blocks, conditions, runner.device)
                 runner.steering = stack.enter_context(steering.installed())
+            shared = stack.enter_context(use_shared_prefix_attention(self.model))
             for tree, steer in plan_groups(prompt_ids, self._steers, self.prefix_cache):
-                yield from self._run_plan(tree, steer, prompt_ids, skip, on_step)
+                yield from self._run_plan(tree, steer, prompt_ids, skip, shared, on_step)
         runner.shared, runner.steering = None, None
 
     def _run_plan(
@@ -169,31 +165,33 @@ class Generator:
         steer: Steer | None,
         prompt_ids: Sequence[Sequence[int]],
         skip: Set[int],
+        shared: bool,
         on_step: Callable[[GenerationStats], None] | None,
     ) -> Iterator[Finished]:
         """Generate the members of one prefix plan, whose prefixes carry `steer`, until all are
-        finished."""
+        finished; with `shared` (the `taskvec` attention) every row reads the root prefix's one
+        copy."""
         runner = self.runner
         runner.shared = None
-        runner.shared_len = (
-            tree.prefix_len if tree.prefix_len and supports_shared_prefix(self.model) else 0
+        runner.shared_len = tree.prefix_len if shared else 0
+
+        def extend(below: Prefix, ids: Ids, wanted: list[int]) -> Prefix:
+            return runner.extend(below, ids, wanted, steer)
+
+        queue = [(m, node) for node in tree.walk() for m in node.members if m not in skip]
+        prefixes = PrefixCache(
+            tree, prompt_ids, extend, {m for m, _ in queue}, runner.indices, runner.share_root
         )
-
-        def extend(below: Prefix, ids: list[int], start: int, wanted: list[int]) -> Prefix:
-            return runner.extend(below, ids, start, wanted, steer)
-
-        store = PrefixStore(tree, prompt_ids, skip, extend, runner.indices, runner.share_root)
         active = _Active()
-        while store.queue or active.rows:
+        while queue or active.rows:
             free = self.batch_size - len(active.rows)
-            if free > 0 and store.queue:
-                node = store.queue[0][1]
-                group = [m for m, n in store.queue[:free] if n is node]
-                del store.queue[: len(group)]
-                prefix = store.get(node)
+            if free > 0 and queue:
+                node = queue[0][1]
+                group = [m for m, n in queue[:free] if n is node]
+                del queue[: len(group)]
                 prompts = [list(prompt_ids[m]) for m in group]
-                yield from self._join(active, prompts, group, node.prefix_len, prefix)
-                store.release(node, len(group))
+                yield from self._join(active, prompts, group, node.prefix_len, prefixes.get(node))
+                prefixes.release(node, len(group))
             if active.rows:
                 yield from self._step(active)
             if on_step is not None:
@@ -232,7 +230,7 @@ class Generator:
             left_pad(new_kv, width - new_mask.shape[1]),
         )
         active.cache = growing_cache(kv, room)
-        active.mask = torch.cat([_pad_mask(active.mask, width), _pad_mask(new_mask, width)])
+        active.mask = torch.cat([pad_front(active.mask, width), pad_front(new_mask, width)])
         active.rows += rows
 
     def _step(self, active: _Active) -> Iterator[Finished]:
@@ -288,9 +286,3 @@ class Generator:
         reason = self.rules.reason(row)
         assert reason is not None
         return Finished(row.idx, list(row.tokens), reason, row.vectors)
-
-
-def _pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """`mask` with False columns in front up to `width`."""
-    extra = width - mask.shape[1]
-    return mask if extra == 0 else torch.cat([mask.new_zeros(mask.shape[0], extra), mask], dim=1)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
@@ -21,7 +20,8 @@ from taskvec.model.attention import SharedPrefix
 from taskvec.model.capture import capture, decoder_blocks
 from taskvec.model.decoding import GenerationStats
 from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
-from taskvec.model.prefixes import Prefix
+from taskvec.model.prefill import Ids, Prefix, PrefixForward
+from taskvec.model.ragged import left_padded
 from taskvec.model.steering import RowSteering, Steer, generated_mask, prompt_mask
 
 
@@ -53,16 +53,9 @@ class StepPlan:
         steers: list[Steer | None],
     ) -> StepPlan:
         """`contexts[r]`: row r's last token and its position."""
-        width = 1 + max(map(len, drafts))
-        ids = torch.zeros(len(drafts), width, dtype=torch.long)
-        positions = torch.zeros(len(drafts), width, dtype=torch.long)
-        fed = torch.zeros(len(drafts), width, dtype=torch.bool)
-        for r, ((token, last), draft) in enumerate(zip(contexts, drafts)):
-            n = 1 + len(draft)
-            ids[r, width - n :] = torch.tensor([token, *draft])
-            positions[r] = torch.arange(last + n - width, last + n).clamp_(min=last)
-            fed[r, width - n :] = True
-        return cls(ids, positions, fed, drafts, steers)
+        rows = [[token, *draft] for (token, _), draft in zip(contexts, drafts)]
+        step = left_padded(rows, [last for _, last in contexts])
+        return cls(step.ids, step.positions, step.fed, drafts, steers)
 
 
 class Runner:
@@ -75,6 +68,7 @@ class Runner:
         self.model, self.base, self.reading, self.stats = model, model.get_decoder(), reading, stats
         self.blocks = decoder_blocks(model)
         self.device = next(model.parameters()).device
+        self.prefix_forward = PrefixForward(model, reading.layers if reading is not None else ())
         self.shared: SharedPrefix | None = (
             None  # the root prefix's KV (one row) while a plan uses it
         )
@@ -91,7 +85,7 @@ class Runner:
         if not self.shared_len:
             return prefix
         self.shared = prefix.kv
-        return Prefix(None, prefix.known)
+        return Prefix(prefix.length, None, prefix.known)
 
     def _shared_kw(self) -> dict[str, SharedPrefix]:
         return {"shared_prefix": self.shared} if self.shared is not None else {}
@@ -116,29 +110,15 @@ class Runner:
         return out, torch.stack(read, dim=1)
 
     @torch.inference_mode()
-    def extend(
-        self, below: Prefix, ids: list[int], start: int, wanted: list[int], steer: Steer | None
-    ) -> Prefix:
-        """Run `ids` (one row, positions from `start`) through every block on top of `below`; read
-        `wanted`. A prefix's steer (if any) steers every prompt token."""
+    def extend(self, below: Prefix, ids: Ids, wanted: list[int], steer: Steer | None) -> Prefix:
+        """Run `ids` (one row) through every block on top of `below`; read `wanted`. A prefix's
+        steer (if any) steers every prompt token."""
         t0 = time.perf_counter()
-        cache = to_cache(below.kv)
         self._steer([steer], torch.full((1, len(ids)), steer is not None))
-        positions = torch.arange(start, start + len(ids), device=self.device)[None]
-        tokens = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.device)[None]
-        _, read = self._forward(
-            self.base,
-            [t - start for t in wanted],
-            input_ids=tokens,
-            position_ids=positions,
-            use_cache=True,
-            **{cache_kw(self.base): cache},
-            **self._shared_kw(),
-        )
-        new = {t: read[j] for j, t in enumerate(wanted)} if read is not None else {}
+        prefix = self.prefix_forward(below, ids, wanted, **self._shared_kw())
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += len(ids)
-        return Prefix(from_cache(cache), dict(below.known) | new)
+        return prefix
 
     @torch.inference_mode()
     def prefill(
@@ -150,31 +130,22 @@ class Runner:
         steers: list[Steer | None],
     ) -> tuple[torch.Tensor, KV, torch.Tensor, list[torch.Tensor | None]]:
         """Last-token logits, KV cache, mask and read vectors of left-padded suffixes run on their
-          node's
-        prefix (expanded per row after the shared root prefix; the cache and mask start after
-          it)."""
+        node's prefix (expanded per row after the shared root prefix; the cache and mask start
+        after it)."""
         t0 = time.perf_counter()
-        lens = [len(p) - start for p in prompts]
-        width, own = max(lens), start - self.shared_len
-        ids = torch.zeros(len(prompts), width, dtype=torch.long)
-        mask = torch.zeros(len(prompts), own + width, dtype=torch.bool)
-        positions = torch.full((len(prompts), width), start, dtype=torch.long)
-        mask[:, :own] = True
-        for r, (p, n) in enumerate(zip(prompts, lens)):
-            ids[r, width - n :] = torch.as_tensor(p[start:])
-            mask[r, own + width - n :] = True
-            positions[r, width - n :] = torch.arange(start, start + n)
-        mask = mask.to(self.device)
+        batch = left_padded([p[start:] for p in prompts], [start] * len(prompts))
+        lens, width = batch.lens, batch.width
+        mask = batch.mask(start - self.shared_len).to(self.device)
         cache = to_cache(prefix.kv, len(prompts))
         wanted = [(r, t) for r, i in enumerate(idxs) for t in self.indices(i) if t >= start]
-        index = [r * width + width - lens[r] + t - start for r, t in wanted]
+        index = [batch.first[r] + t - start for r, t in wanted]
         self._steer(steers, prompt_mask(steers, lens, width))
         out, read = self._forward(
             self.model,
             index,
-            input_ids=ids.to(self.device),
+            input_ids=batch.ids.to(self.device),
             attention_mask=mask.long(),
-            position_ids=positions.to(self.device),
+            position_ids=batch.positions.to(self.device),
             use_cache=True,
             logits_to_keep=1,
             **{cache_kw(self.model): cache},
