@@ -146,6 +146,7 @@ def test_steering_results_alone(study: Path, tmp_path: Path) -> None:
     text = path.read_text()
     assert f"taskvec steer --config {study / 'results' / 'steer_run' / 'config.yaml'}" in text
     assert "Steering" in text and text.count("<img") == 1 and "0.625" in text
+    assert "unsteered accuracy 0.250 (prefix 0.500, n 8)" in text  # scores rounded as in the tables
     assert "Sessions" not in text  # empty sections are left out
 
 
@@ -213,3 +214,25 @@ def test_page_renders_in_headless_chromium(page: Path, tmp_path: Path) -> None:
     shutil.copy(
         shot, page.parent / "screenshot.png"
     )  # kept beside the page for a person to look at
+
+
+def test_wide_figures_scroll_and_steering_scores_are_rounded(tmp_path: Path) -> None:
+    """A figure wider than WIDE_PX is shown at half its pixels in a sideways-scrolling box (a compare of
+    five sessions squeezed to the page width is unreadable); a narrow one fills the page as before."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.html import WIDE_PX, Figure, figure_html, png_width
+
+    for inches, wide in ((4.0, False), (40.0, True)):
+        fig = plt.figure(figsize=(inches, 2), dpi=100)
+        fig.savefig(tmp_path / "f.png")
+        plt.close(fig)
+        raw = (tmp_path / "f.png").read_bytes()
+        assert png_width(raw) == int(inches * 100) and (png_width(raw) > WIDE_PX) == wide
+        block = figure_html(Figure(tmp_path / "f.png", "t", "cmd", []))
+        assert ('class="scroll"' in block) == wide
+        assert (f'width="{int(inches * 50)}"' in block) == wide
+    assert png_width(b"not a png") == 0

@@ -143,6 +143,10 @@ def patching_section(study: Study) -> Section:
     return section
 
 
+def _score(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def steering_section(study: Study) -> Section:
     """steering.json: the baseline, one row per condition, the vector; steering.png when there is one."""
     section = Section("Steering")
@@ -151,8 +155,8 @@ def steering_section(study: Study) -> Section:
         base, vector = data.get("baseline") or {}, data.get("vector") or {}
         section.text(
             f"{folder.name}: vector {vector.get('expression')} at position {vector.get('position')}; "
-            f"unsteered accuracy {base.get('accuracy')} (prefix {base.get('accuracy_prefix')}, "
-            f"n {base.get('n')})"
+            f"unsteered accuracy {_score(base.get('accuracy'))} "
+            f"(prefix {_score(base.get('accuracy_prefix'))}, n {base.get('n')})"
         )
         conditions = pd.DataFrame(data.get("conditions") or [])
         if len(conditions):
