@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from transformers import GenerationConfig  # noqa: E402
 
 from bench_extract import RESULTS, SHAPES, random_model, seed_items, sync  # noqa: E402
-from taskvec.evaluation.run import EvalOptions  # noqa: E402
+from taskvec.evaluation.options import EvalOptions  # noqa: E402
 from taskvec.model.generation import GenerationStats, Generator  # noqa: E402
 from taskvec.prompts.config import Generation  # noqa: E402
 
@@ -104,25 +104,27 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
     """The embedded model on the first `samples` test prompts of each shipped 5-shot config;
     `taskvec_with_extract` also reads the default extraction config's layers at the last token
     (one pass for evaluation and extraction)."""
-    import taskvec.evaluation.run as ev
+    from hf_generate import generate_padded
+    from taskvec.evaluation.prepare import prepare_evaluation
+    from taskvec.evaluation.stopping import answer_stop_pattern, eos_ids
     from taskvec.model.generation import Reading
     from taskvec.model.loading import load_model
 
     out: dict[str, Any] = {}
     model = None
     for variant, file in CPU_CONFIGS.items():
-        prep = ev.prepare_evaluation(
+        prep = prepare_evaluation(
             REPO / "configs" / "smollm2-135m" / file, max_samples=samples, split="test"
         )
         model = model or load_model(prep.model_ref, torch.float32, torch.device("cpu"))
         gen, tok = prep.prompt_config.generation, prep.tokenizer
-        stop = ev.answer_stop_pattern(prep.prompt_config.answer_format)
+        stop = answer_stop_pattern(prep.prompt_config.answer_format)
 
         def taskvec(
             reading: Reading | None = None, **options: Any
         ) -> tuple[Outputs, GenerationStats]:
             generator = Generator(
-                model, gen, ev.eos_ids(model, tok), BATCH, tok, stop, reading=reading, **options
+                model, gen, eos_ids(model, tok), BATCH, tok, stop, reading=reading, **options
             )
             results = {f.idx: f.tokens for f in generator.run(prep.ids)}
             return [results[i] for i in range(len(prep.ids))], generator.stats
@@ -132,7 +134,7 @@ def eval_cpu(samples: int, repeats: int, baseline_repeats: int | None) -> dict[s
         )
         methods: dict[str, Method] = {
             "hf_generate_bs16": lambda: (
-                ev.generate_padded(model, tok, prep.ids, gen, 16, stop),
+                generate_padded(model, tok, prep.ids, gen, 16, stop),
                 None,
             ),
             "taskvec": taskvec,

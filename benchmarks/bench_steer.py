@@ -35,8 +35,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-import taskvec.evaluation.run as ev  # noqa: E402
+from hf_generate import generate_padded  # noqa: E402
+from taskvec.evaluation.prepare import EvalPrepared, prepare_evaluation  # noqa: E402
+from taskvec.evaluation.stopping import eos_ids  # noqa: E402
 from taskvec.model.generation import Generator  # noqa: E402
 from taskvec.model.intervene import mean_last_token_vectors  # noqa: E402
 from taskvec.model.loading import load_model  # noqa: E402
@@ -61,7 +64,7 @@ def direction(model: Any, samples: int, skip: int) -> dict[int, torch.Tensor]:
     `skip`..`skip+samples`."""
     means = []
     for file in ("words_chat_cot_5shot.yaml", "words_chat_past_tense_5shot.yaml"):
-        prep = ev.prepare_evaluation(CONFIGS / file, split="train", max_samples=skip + samples)
+        prep = prepare_evaluation(CONFIGS / file, split="train", max_samples=skip + samples)
         means.append(mean_last_token_vectors(model, prep.ids[skip:], LAYERS))
     return {layer: means[0][layer] - means[1][layer] for layer in LAYERS}
 
@@ -72,7 +75,7 @@ def steers(vectors: dict[int, torch.Tensor]) -> list[Steer | None]:
     return out
 
 
-def naive(model: Any, prep: ev.EvalPrepared, conditions: list[Steer | None]) -> Outputs:
+def naive(model: Any, prep: EvalPrepared, conditions: list[Steer | None]) -> Outputs:
     """Condition by condition: `generate`, batch 16, with one steering hook."""
     out: Outputs = []
     for steer in conditions:
@@ -83,22 +86,18 @@ def naive(model: Any, prep: ev.EvalPrepared, conditions: list[Steer | None]) -> 
         )
         with hooks:
             out.append(
-                ev.generate_padded(
-                    model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 16
-                )
+                generate_padded(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 16)
             )
     return out
 
 
-def batched(
-    model: Any, prep: ev.EvalPrepared, conditions: list[Steer | None], batch: int
-) -> Outputs:
+def batched(model: Any, prep: EvalPrepared, conditions: list[Steer | None], batch: int) -> Outputs:
     """Every condition and the baseline in one generator run."""
     n = len(prep.ids)
     gen = Generator(
         model,
         prep.prompt_config.generation,
-        ev.eos_ids(model, prep.tokenizer),
+        eos_ids(model, prep.tokenizer),
         batch,
         prep.tokenizer,
     )
@@ -118,7 +117,7 @@ def timed(fn: Callable[[], Outputs], runs: int) -> tuple[Outputs, list[float]]:
 
 
 def steer_cpu(samples: int, repeats: int, baseline_repeats: int, batch: int) -> dict[str, Any]:
-    prep = ev.prepare_evaluation(
+    prep = prepare_evaluation(
         CONFIGS / "words_chat_past_tense_5shot.yaml", split="train", max_samples=samples
     )
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))

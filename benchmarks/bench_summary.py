@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-import taskvec.session.store as store
+import taskvec.session.table as table_module
+from taskvec.session.atomic import save_torch
 from taskvec.session.layout import SessionPaths
-from taskvec.session.store import SampleTable, save_torch
+from taskvec.session.table import SampleTable
 
 LAYERS = [0, 5, 10, 15, 20, 25, 29]
 KEYS = [[f"layer_{layer}_pos_{p}" for p in ("last", -2)] for layer in LAYERS]
@@ -60,11 +61,11 @@ def main() -> None:
             assert table.summarise()
 
         def from_files() -> None:
-            cap, store.CONSOLIDATE_MAX_BYTES = store.CONSOLIDATE_MAX_BYTES, 0
+            cap, table_module.CONSOLIDATE_MAX_BYTES = table_module.CONSOLIDATE_MAX_BYTES, 0
             try:
                 assert not SampleTable(paths, LAYERS, KEYS, idxs, hidden).summarise()
             finally:
-                store.CONSOLIDATE_MAX_BYTES = cap
+                table_module.CONSOLIDATE_MAX_BYTES = cap
 
         files, memory = _timed(from_files, args.repeats), _timed(from_memory, args.repeats)
     print(

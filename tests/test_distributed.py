@@ -69,7 +69,7 @@ def test_a_killed_rank_leaves_a_resumable_session(
     config = _config(tmp_path, tiny_model_dir)
     script = tmp_path / "dies.py"
     script.write_text(
-        "import os, signal, time, taskvec.session.store as s\n"
+        "import os, signal, time, taskvec.session.writer as s\n"
         "add, calls = s.SessionWriter.add, []\n"
         "def slow_add(self, *a):\n"
         "    calls.append(1)\n"

@@ -11,18 +11,23 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from benchmarks.hf_generate import generate_padded
 
+import taskvec.evaluation.loop as loop
 import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.data.base import Sample
 from taskvec.data.builtin import generate_labeled
 from taskvec.errors import Interrupted
+from taskvec.evaluation import stopping
 from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
+from taskvec.evaluation.prepare import EvalPrepared, prepare_evaluation
 from taskvec.extraction.prepare import prepare
 from taskvec.model.generation import Finished, GenerationStats
 from taskvec.model.loading import load_model
-from taskvec.session.store import create_unique_dir
+from taskvec.session.directories import create_unique_dir
 from tests.conftest import REPO, write_configs
+from tests.generating import generate
 from tests.tiny import script_model
 
 PREDICTION_FIELDS = {
@@ -96,7 +101,7 @@ def test_writes_results(
 def test_same_samples_and_prompts_as_extraction(tiny_model_dir: Path, tmp_path: Path) -> None:
     """The first N samples of the split, rendered exactly as `taskvec extract` renders them."""
     extraction = prepare(write_configs(tmp_path, str(tiny_model_dir), split="test", max_samples=4))
-    prep = ev.prepare_evaluation(
+    prep = prepare_evaluation(
         tmp_path / "prompt.yaml", max_samples=4, output_dir=tmp_path / "results"
     )
     assert (
@@ -111,31 +116,29 @@ def test_same_samples_and_prompts_as_extraction(tiny_model_dir: Path, tmp_path: 
 @pytest.fixture(scope="module")
 def tiny_prep(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[ev.EvalPrepared, torch.nn.Module]:
+) -> tuple[EvalPrepared, torch.nn.Module]:
     tmp = tmp_path_factory.mktemp("eval")
-    prep = ev.prepare_evaluation(write_prompt(tmp, str(tiny_model_dir)), max_samples=5)
+    prep = prepare_evaluation(write_prompt(tmp, str(tiny_model_dir)), max_samples=5)
     return prep, load_model(prep.model_ref, torch.float32, torch.device("cpu"))
 
 
 def test_batched_generation_equals_batch_size_one(
-    tiny_prep: tuple[ev.EvalPrepared, torch.nn.Module],
+    tiny_prep: tuple[EvalPrepared, torch.nn.Module],
 ) -> None:
     prep, model = tiny_prep
     assert len({len(ids) for ids in prep.ids}) > 1, (
         "prompts of different lengths exercise the left padding"
     )
-    single = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 1)
-    batched = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 3)
+    single = generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 1)
+    batched = generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 3)
     assert batched == single
     assert all(len(out) == 8 or out[-1] == prep.tokenizer.eos_token_id for out in single)
-    reference = ev.generate_padded(
-        model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 1
-    )
+    reference = generate_padded(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 1)
     assert single == reference, (
         "the continuous-batching path equals plain `generate` at batch size 1"
     )
     assert (
-        ev.generate(
+        generate(
             model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 2, prefix_cache=False
         )
         == reference
@@ -143,14 +146,14 @@ def test_batched_generation_equals_batch_size_one(
 
 
 def test_stop_pattern_truncates_generation(
-    tiny_prep: tuple[ev.EvalPrepared, torch.nn.Module],
+    tiny_prep: tuple[EvalPrepared, torch.nn.Module],
 ) -> None:
     """Each row stops at the first token whose decoded text completes the stop pattern."""
     prep, model = tiny_prep
-    full = ev.generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 5)
+    full = generate(model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 5)
     text = prep.tokenizer.decode(full[0], skip_special_tokens=True)
     pattern = re.compile(re.escape(text[:2]))
-    stopped = ev.generate(
+    stopped = generate(
         model, prep.tokenizer, prep.ids, prep.prompt_config.generation, 5, stop=pattern
     )
     for out, ref in zip(stopped, full):
@@ -172,9 +175,9 @@ def test_stop_pattern_truncates_generation(
     ],
 )
 def test_answer_stop_pattern(text: str, stops: bool) -> None:
-    pattern = ev.answer_stop_pattern("The answer is {answer}.")
+    pattern = stopping.answer_stop_pattern("The answer is {answer}.")
     assert pattern is not None and bool(pattern.search(text)) is stops
-    assert ev.answer_stop_pattern("{answer}") is None
+    assert stopping.answer_stop_pattern("{answer}") is None
 
 
 @pytest.mark.parametrize(
@@ -194,7 +197,7 @@ def test_answer_stop_pattern(text: str, stops: bool) -> None:
     ],
 )
 def test_text_answer_stop_pattern(text: str, stops: bool) -> None:
-    pattern = ev.answer_stop_pattern("The answer is {answer}.", "text")
+    pattern = stopping.answer_stop_pattern("The answer is {answer}.", "text")
     assert pattern is not None and bool(pattern.search(text)) is stops
 
 
@@ -202,17 +205,17 @@ def test_stop_pattern_follows_the_answer_type() -> None:
     fmt = "The answer is {answer}."
     words = [Sample("w", "walk", None, "walked")]
     numbers = [Sample("n", "q", 12.5, "12.5"), *words]
-    assert ev.stop_pattern(fmt, words) == ev.answer_stop_pattern(fmt, "text")
+    assert stopping.stop_pattern(fmt, words) == stopping.answer_stop_pattern(fmt, "text")
     assert (
-        ev.stop_pattern(fmt, numbers)
-        == ev.answer_stop_pattern(fmt, "number")
-        == ev.answer_stop_pattern(fmt)
+        stopping.stop_pattern(fmt, numbers)
+        == stopping.answer_stop_pattern(fmt, "number")
+        == stopping.answer_stop_pattern(fmt)
     )
     # no closing punctuation: the line ends it
-    assert ev.stop_pattern("Answer: {answer}", words) == re.compile(
-        r"Answer:\s*:?\s*" + ev._TEXT_ANSWER + r"\s*\n(?:(?<!\d\.)|\s)", re.IGNORECASE
+    assert stopping.stop_pattern("Answer: {answer}", words) == re.compile(
+        r"Answer:\s*:?\s*" + stopping._TEXT_ANSWER + r"\s*\n(?:(?<!\d\.)|\s)", re.IGNORECASE
     )
-    assert ev.stop_pattern("{answer}", words) is None
+    assert stopping.stop_pattern("{answer}", words) is None
 
 
 def test_a_text_answer_row_stops_at_its_answer_sentence(
@@ -225,7 +228,7 @@ def test_a_text_answer_row_stops_at_its_answer_sentence(
         "words_chat_cot_5shot.yaml",
         generation={"max_new_tokens": 40},
     )
-    prep = ev.prepare_evaluation(config, max_samples=3, output_dir=tmp_path / "out")
+    prep = prepare_evaluation(config, max_samples=3, output_dir=tmp_path / "out")
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
     script = prep.tokenizer("The answer is sold. Question", add_special_tokens=False)["input_ids"]
     assert len({ids[-1] for ids in prep.ids}) == 1, "every chat prompt ends with the same token"
@@ -243,7 +246,7 @@ def test_scoring_uses_the_parser(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Generations that state the gold answer (in another notation for odd samples) are all scored correct."""
-    prep = ev.prepare_evaluation(
+    prep = prepare_evaluation(
         write_prompt(tmp_path, str(tiny_model_dir)), max_samples=4, output_dir=tmp_path / "out"
     )
     answers = [
@@ -259,7 +262,7 @@ def test_scoring_uses_the_parser(
             for i, a in enumerate(answers):
                 yield Finished(i, prep.tokenizer(a, add_special_tokens=False)["input_ids"], "eos")
 
-    monkeypatch.setattr(ev, "Generator", FakeGenerator)
+    monkeypatch.setattr(loop, "Generator", FakeGenerator)
     result = ev.run_evaluation(prep, progress=False)
     rows = read_predictions(result.directory)
     assert [r["generation"] for r in rows] == answers
@@ -480,7 +483,7 @@ def test_truncated_output_is_not_an_answer(
 ) -> None:
     """Output that hits max_new_tokens without an answer sentence is `truncated` and wrong, and
     metrics say so."""
-    prep = ev.prepare_evaluation(
+    prep = prepare_evaluation(
         write_prompt(tmp_path, str(tiny_model_dir)), max_samples=3, output_dir=tmp_path / "out"
     )
     texts = [
@@ -498,7 +501,7 @@ def test_truncated_output_is_not_an_answer(
             for i, (t, r) in enumerate(zip(texts, reasons)):
                 yield Finished(i, prep.tokenizer(t, add_special_tokens=False)["input_ids"], r)
 
-    monkeypatch.setattr(ev, "Generator", FakeGenerator)
+    monkeypatch.setattr(loop, "Generator", FakeGenerator)
     result = ev.run_evaluation(prep, progress=False)
     rows = read_predictions(result.directory)
     assert [r["truncated"] for r in rows] == [True, False, True]

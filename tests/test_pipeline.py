@@ -11,7 +11,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from taskvec.cli import main
-from taskvec.session.store import create_session
+from taskvec.session.directories import create_session
 from tests.conftest import write_configs
 
 KEYS = [f"layer_{L}_pos_{p}" for L in (0, 2, 3) for p in ("last", -2, "first")]

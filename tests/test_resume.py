@@ -19,14 +19,17 @@ import pytest
 import torch
 import yaml
 
-import taskvec.session.store
+import taskvec.session.atomic
+import taskvec.session.table
+import taskvec.session.writer
 from taskvec.cli import main
 from taskvec.extraction.check import disk_estimate
 from taskvec.extraction.prepare import prepare
 from taskvec.model.engine import BatchResult, Extractor
+from taskvec.session.atomic import FILE_MODE
 from taskvec.session.layout import SessionPaths
+from taskvec.session.lock import session_lock
 from taskvec.session.reader import list_sessions, load_session
-from taskvec.session.store import FILE_MODE, session_lock
 from tests.conftest import REPO, write_configs
 
 N = 24
@@ -148,7 +151,7 @@ def test_ctrl_c_keeps_work_and_resume_equals_uninterrupted(
 def _slow_extract(config: Path) -> subprocess.Popen[str]:
     """`taskvec extract` in a child process, slowed to 0.3 s a batch so a signal lands mid-run."""
     slow = (
-        "import time, taskvec.session.store as s\n"
+        "import time, taskvec.session.writer as s\n"
         "add = s.SessionWriter.add\n"
         "s.SessionWriter.add = lambda self, *a: (time.sleep(0.3), add(self, *a))[1]\n"
         "from taskvec.cli import main\n"
@@ -218,7 +221,7 @@ def test_disk_full_ends_like_an_interruption(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = _config(tmp_path, tiny_model_dir)
-    save, calls = taskvec.session.store.save_torch, []
+    save, calls = taskvec.session.writer.save_torch, []
 
     def full_disk(path: Path, obj: Any) -> None:
         calls.append(path)
@@ -226,7 +229,7 @@ def test_disk_full_ends_like_an_interruption(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         save(path, obj)
 
-    monkeypatch.setattr(taskvec.session.store, "save_torch", full_disk)
+    monkeypatch.setattr(taskvec.session.writer, "save_torch", full_disk)
     assert main(["extract", "--config", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert (
@@ -405,7 +408,7 @@ def test_large_runs_stream_statistics_from_files(
 ) -> None:
     """Above the in-memory cap the statistics come from the files, to the same bits, and there is
     no consolidated file."""
-    monkeypatch.setattr(taskvec.session.store, "CONSOLIDATE_MAX_BYTES", 0)
+    monkeypatch.setattr(taskvec.session.table, "CONSOLIDATE_MAX_BYTES", 0)
     config = _config(tmp_path, tiny_model_dir)
     assert main(["extract", "--config", str(config), "--quiet"]) == 0
     (session,) = _sessions(config)
@@ -438,7 +441,7 @@ def test_disk_full_hidden_by_the_writer_is_named(
 
     monkeypatch.setattr(torch, "save", full)
     monkeypatch.setattr(
-        taskvec.session.store.shutil,
+        taskvec.session.atomic.shutil,
         "disk_usage",
         lambda p: shutil._ntuple_diskusage(2**30, 2**30, 0),
     )

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 from taskvec.cli import main
 from taskvec.data.base import Sample
 from taskvec.errors import TaskvecError
-from taskvec.evaluation import run as ev
+from taskvec.evaluation.prepare import prepare_evaluation
 from taskvec.patching.prompts import prepare_patching
 from taskvec.prompts.build import build_prompts
 from taskvec.prompts.config import PromptConfig
@@ -123,7 +123,7 @@ def test_evaluation_and_patching_build_the_same_start(tmp_path: Path, tiny_model
     (directory,) = out.iterdir()
     metrics = json.loads((directory / "metrics.json").read_text())
     assert metrics["start_token"] == {"setting": "auto", "token": EOT, "added_by": "prompt"}
-    prep = ev.prepare_evaluation(tmp_path / "p.yaml", max_samples=2, output_dir=out)
+    prep = prepare_evaluation(tmp_path / "p.yaml", max_samples=2, output_dir=out)
     eot = prep.tokenizer.convert_tokens_to_ids(EOT)
     assert all(ids[0] == eot and eot not in ids[1:] for ids in prep.ids)
     patch = prepare_patching(tiny_configs(tmp_path, tiny_model_dir))

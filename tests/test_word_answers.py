@@ -15,12 +15,15 @@ import yaml
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+import taskvec.evaluation.loop as loop
 import taskvec.evaluation.run as ev
 from taskvec.cli import main
 from taskvec.data import DatasetConfig, available_splits, load_split
 from taskvec.data.tasks import WORD_TASKS, task_rows, word_split
 from taskvec.errors import TaskvecError
 from taskvec.evaluation.answers import extract_text_answer, score_text
+from taskvec.evaluation.prepare import prepare_evaluation
+from taskvec.model.generation import Finished, GenerationStats
 from taskvec.patching.plot import plot_patching
 from taskvec.patching.run import patch
 from taskvec.patching.scoring import AnswerScorer, first_token_forms
@@ -141,7 +144,7 @@ def test_evaluation_scores_text_answers(
         },
     )
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
-    prep = ev.prepare_evaluation(tmp_path / "p.yaml", split="all", output_dir=tmp_path / "out")
+    prep = prepare_evaluation(tmp_path / "p.yaml", split="all", output_dir=tmp_path / "out")
     outputs = ["Paris", " yen.", "rome", "Lima"]
 
     class Scripted:
@@ -157,15 +160,15 @@ def test_evaluation_scores_text_answers(
             *args: object,
             **kwargs: object,
         ) -> None:
-            self.tok, self.stats = tok, ev.GenerationStats()
+            self.tok, self.stats = tok, GenerationStats()
 
         def run(
             self, ids: list[list[int]], skip: object = (), on_step: object = None
-        ) -> Iterator[ev.Finished]:
+        ) -> Iterator[Finished]:
             for i, text in enumerate(outputs):
-                yield ev.Finished(i, self.tok(text, add_special_tokens=False)["input_ids"], "eos")  # type: ignore[operator]
+                yield Finished(i, self.tok(text, add_special_tokens=False)["input_ids"], "eos")  # type: ignore[operator]
 
-    monkeypatch.setattr(ev, "Generator", Scripted)
+    monkeypatch.setattr(loop, "Generator", Scripted)
     result = ev.run_evaluation(prep, progress=False)
     lines = [
         json.loads(line)

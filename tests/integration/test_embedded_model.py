@@ -134,14 +134,18 @@ def test_evaluate_extract_and_correlate_on_embedded_model(
 def test_generation_equals_generate_batch_size_one_on_embedded_model() -> None:
     """On the real model (where a position off by one shows), continuous batching with the shared 5-shot
     prefix gives plain `generate`'s greedy tokens at batch size 1."""
-    import taskvec.evaluation.run as ev
-    from taskvec.model.loading import load_model
+    from benchmarks.hf_generate import generate_padded
 
-    prep = ev.prepare_evaluation(
+    from taskvec.evaluation.prepare import prepare_evaluation
+    from taskvec.evaluation.stopping import answer_stop_pattern
+    from taskvec.model.loading import load_model
+    from tests.generating import generate
+
+    prep = prepare_evaluation(
         REPO / "configs/smollm2-135m/vanilla_5shot_answer.yaml", max_samples=4
     )
     model = load_model(prep.model_ref, torch.float32, torch.device("cpu"))
     gen = prep.prompt_config.generation.model_copy(update={"max_new_tokens": 24})
-    stop = ev.answer_stop_pattern(prep.prompt_config.answer_format)
-    reference = ev.generate_padded(model, prep.tokenizer, prep.ids, gen, 1, stop)
-    assert ev.generate(model, prep.tokenizer, prep.ids, gen, 3, stop) == reference
+    stop = answer_stop_pattern(prep.prompt_config.answer_format)
+    reference = generate_padded(model, prep.tokenizer, prep.ids, gen, 1, stop)
+    assert generate(model, prep.tokenizer, prep.ids, gen, 3, stop) == reference

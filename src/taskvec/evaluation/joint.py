@@ -3,32 +3,24 @@ normal extraction session, and the session and the results directory name each o
 
 from __future__ import annotations
 
-import os
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from taskvec.errors import TaskvecError
 from taskvec.extraction.distributed import World
 from taskvec.extraction.prepare import Prepared, prepare
-from taskvec.extraction.session_files import new_session, session_metadata
 from taskvec.model.generation import Reading
 from taskvec.model.loading import ModelRef
-from taskvec.session.layout import CONSOLIDATED
+from taskvec.session.builder import SessionBuilder
+from taskvec.session.files import new_session
+from taskvec.session.layout import SAMPLE_GLOB, SessionPaths
 from taskvec.session.resume import config_differences
 
 if TYPE_CHECKING:
-    from taskvec.evaluation.run import EvalPrepared
-from taskvec.session.store import (
-    SampleTable,
-    SessionWriter,
-    check_finite,
-    save_json,
-    take_lock,
-)
+    from taskvec.evaluation.prepare import EvalPrepared
 
 
 def prepare_extraction(config_path: Path, evaluation: EvalPrepared) -> Prepared:
@@ -96,85 +88,78 @@ def _check_same_selection(prep: Prepared, evaluation: EvalPrepared) -> None:
 
 
 class SessionSink:
-    """An extraction session filled sample by sample from generation's prefill (`reading`).
-
-    Under torchrun every rank writes its own samples' files into the one session rank 0 created;
-    rank 0 keeps the lock and computes the task vectors over all samples, as `taskvec extract` does.
-    """
+    """An extraction session filled sample by sample from generation's prefill (`reading`),
+    written by the `SessionBuilder` `taskvec extract` uses; it and the results directory
+    (`results_dir`) name each other."""
 
     def __init__(
-        self, prep: Prepared, device: torch.device, dtype: torch.dtype, world: World
+        self,
+        prep: Prepared,
+        device: torch.device,
+        dtype: torch.dtype,
+        world: World,
+        results_dir: Path,
     ) -> None:
-        self.prep, self.device, self.dtype, self.world = prep, device, dtype, world
-        self.paths = world.on_main(lambda: new_session(prep))
-        # held until close: `ls` tells a live run from a dead one
-        self.lock = take_lock(self.paths) if world.main else None
-        self.items = {it.idx: it for it in prep.items}
-        hidden = prep.text_config.hidden_size
-        self.writer = SessionWriter(self.paths, prep.keys)
-        self.table = (
-            SampleTable(self.paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
-            if world.main
-            else None
-        )
+        self.prep, self.world = prep, world
+        paths = world.on_main(lambda: new_session(prep))
+        self.session = SessionBuilder(prep, paths, device, dtype, world.main)
+        engine = {
+            "one_pass_with_evaluation": True,
+            "tokens_total": sum(len(it.ids) for it in prep.items),
+            "world_size": world.size,
+        }
+        try:
+            self.session.start(0, 0, world.size, evaluation_results=str(results_dir), engine=engine)
+        except BaseException:
+            self.session.release()
+            raise
         self.started = time.perf_counter()
-        self.started_at = datetime.now().isoformat(timespec="seconds")
+
+    @property
+    def paths(self) -> SessionPaths:
+        return self.session.paths
 
     @property
     def reading(self) -> Reading:
         """What generation reads: the session's layers, at each sample's token indices (none for
         skipped samples)."""
+        items = self.session.items
         return Reading(
             self.prep.layers,
             [
-                list(self.items[i].token_indices) if i in self.items else []
+                list(items[i].token_indices) if i in items else []
                 for i in range(len(self.prep.samples))
             ],
         )
 
     def add(self, idx: int, vectors: torch.Tensor) -> None:
         """Queue one sample's (layers, positions, hidden) vectors for its file and the statistics."""
-        item, sample_id = self.items[idx], self.prep.samples[idx].id
-        check_finite(vectors[None], [sample_id], self.dtype)
-        self.writer.add([item], [sample_id], vectors[None])
-        if self.table is not None:
-            self.table.put([idx], vectors[None])
+        self.session.add([idx], vectors[None])
 
     def finish_files(self) -> int:
         """Wait until this rank's sample files are written; how many there are."""
-        self.writer.close()
-        return self.writer.n_saved
+        return self.session.finish_files()
 
-    def close(self, status: str, results_dir: Path) -> None:
+    def close(self, status: str) -> None:
         """Wait for the files; on rank 0, once every rank's files are written, the task vectors
-        (when complete) and metadata naming the results directory."""
+        (when complete) and the run's ending in metadata.json."""
         try:
             self.finish_files()
             if self.world.main:
-                self._record(status, results_dir)
+                consolidated = self.session.task_vectors() if status == "complete" else None
+                self.session.recorder.record(
+                    status,
+                    sum(1 for _ in self.paths.raw_dir.glob(SAMPLE_GLOB)),
+                    timings={**self.prep.timings, "run_s": time.perf_counter() - self.started},
+                    consolidated=consolidated,
+                )
         finally:
-            if self.lock is not None:
-                os.close(self.lock)
-                self.lock = None
+            self.session.release()
 
-    def _record(self, status: str, results_dir: Path) -> None:
-        consolidated = self.table.summarise() if status == "complete" and self.table else False
-        lengths = [len(it.ids) for it in self.prep.items]
-        engine = {
-            "one_pass_with_evaluation": True,
-            "tokens_total": sum(lengths),
-            "world_size": self.world.size,
-        }
-        extra: dict[str, Any] = {
-            "status": status,
-            "created_at": self.started_at,
-            "n_saved": sum(1 for _ in self.paths.raw_dir.glob("sample_*.pt")),
-            "evaluation_results": str(results_dir),
-            "engine": engine,
-            "timings": {**self.prep.timings, "run_s": time.perf_counter() - self.started},
-            "consolidated": CONSOLIDATED if consolidated else None,
-        }
-        save_json(
-            self.paths.task_vector_dir / "metadata.json",
-            session_metadata(self.prep, self.paths, self.device, self.dtype, extra),
-        )
+    def stop(self, exc: BaseException) -> None:
+        """Record the session as interrupted (by `exc`, a KeyboardInterrupt) or failed; the
+        evaluation's own error is the one reported."""
+        try:
+            self.close("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        except Exception:  # noqa: BLE001
+            pass

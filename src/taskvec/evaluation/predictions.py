@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from taskvec.session.store import save_text
+from taskvec.session.atomic import save_text
 
 LOG = "predictions.jsonl"
 

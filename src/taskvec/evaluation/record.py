@@ -14,11 +14,11 @@ from taskvec.evaluation.joint import SessionSink
 from taskvec.model.generation import GenerationStats
 from taskvec.model.loading import dtype_name
 from taskvec.prompts.render import start_token
-from taskvec.session.store import save_json
+from taskvec.session.atomic import save_json
 from taskvec.versions import package_versions
 
 if TYPE_CHECKING:
-    from taskvec.evaluation.run import EvalPrepared
+    from taskvec.evaluation.prepare import EvalPrepared
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import torch
 from taskvec.extraction.prepare import Prepared, prepare
 from taskvec.model.prefill import plan
 from taskvec.session.layout import CONSOLIDATED
-from taskvec.session.store import CONSOLIDATE_MAX_BYTES
+from taskvec.session.table import CONSOLIDATE_MAX_BYTES
 
 
 def _mib(n_bytes: int) -> str:

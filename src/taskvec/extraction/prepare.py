@@ -27,7 +27,7 @@ from taskvec.prompts.build import build_prompts, select_samples, warn_if_short
 from taskvec.prompts.config import PromptConfig, load_prompt_config
 from taskvec.prompts.item import Item
 from taskvec.prompts.render import RenderedPrompt
-from taskvec.session.store import check_writable
+from taskvec.session.directories import check_writable
 
 
 @dataclass

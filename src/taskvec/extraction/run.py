@@ -4,7 +4,6 @@ session, record the run."""
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,14 @@ from tqdm import tqdm
 from taskvec.errors import TaskvecError, sigterm_as_interrupt
 from taskvec.extraction.distributed import World, joined_world
 from taskvec.extraction.prepare import Prepared, prepare
-from taskvec.extraction.session_files import new_session, resolved_config, session_metadata
 from taskvec.model.engine import DEFAULT_BATCH_TOKENS, Extractor, choose_batching
 from taskvec.model.loading import dtype_name, load_model, resolve_device, resolve_dtype
 from taskvec.model.prefix import PrefixNode
-from taskvec.session.layout import CONSOLIDATED, SessionPaths
-from taskvec.session.recorder import SessionRecorder
+from taskvec.session.builder import SessionBuilder
+from taskvec.session.files import new_session, resolved_config
+from taskvec.session.layout import SessionPaths
 from taskvec.session.resume import check_matches, locate_session, sound_samples
-from taskvec.session.store import SampleTable, SessionWriter, check_finite, session_lock
+from taskvec.session.table import SampleTable
 
 
 def _resume_target(
@@ -91,9 +90,65 @@ def _run(
     dtype = resolve_dtype(cfg.dtype, device)
     # checked before the weights load
     target = _resume_target(prep, resume, dtype) if resume is not None else None
+    # before the session exists: a load error writes nothing
+    engine, batching, load_s = _load(prep, device, dtype)
+    paths, runs = world.on_main(lambda: target or (new_session(prep), []))
+    with SessionBuilder(prep, paths, device, dtype, world.main, runs) as session:
+        done, tree = _start(prep, session, engine, batching, target is not None, world)
+        try:
+            t1 = time.perf_counter()
+            _extract_batches(prep, engine, tree, done, world, session, progress)
+            extract_s = time.perf_counter() - t1
+            n_saved = sum(world.gather(session.writer.n_saved))  # also waits for every rank's files
+            t2 = time.perf_counter()
+            consolidated = session.task_vectors()
+        except BaseException as exc:
+            session.close_files_quietly()
+            session.recorder.fail(
+                exc,
+                session.writer.n_saved,
+                len(prep.items),
+                f"taskvec extract --config {prep.config_path} --resume {paths.name}",
+            )
+        session.recorder.run["extract_s"] = extract_s
+        timings = {
+            **prep.timings,
+            "load_model_s": load_s,
+            "extract_s": extract_s,
+            "summarise_s": time.perf_counter() - t2,
+            "samples_per_s": (len(prep.items) - len(done)) / max(extract_s, 1e-9),
+        }
+        session.recorder.finish(n_saved, timings=timings, consolidated=consolidated)
+    world.barrier()  # every rank returns once the session is complete
+    return paths
+
+
+def _start(
+    prep: Prepared,
+    session: SessionBuilder,
+    engine: Extractor,
+    batching: str,
+    resumed: bool,
+    world: World,
+) -> tuple[set[int], PrefixNode]:
+    """Keep a resumed session's sound samples, plan the run, record status `running`; the samples
+    kept and the plan."""
+    table = session.table
+    done, redone = world.on_main(
+        lambda: _sound_done(prep, session.paths, table) if resumed and table else (set(), 0)
+    )
+    # the full run's plan, so finished batches are skipped and the rest run as before
+    tree = engine.plan(prep.items)
+    engine_summary = _engine_summary(prep, engine, tree, batching, world.size)
+    session.start(len(done), redone, world.size, engine=engine_summary)
+    return done, tree
+
+
+def _load(prep: Prepared, device: torch.device, dtype: torch.dtype) -> tuple[Extractor, str, float]:
+    """The weights in the engine that runs them, the batching chosen and the seconds it took."""
+    cfg = prep.config
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    # before the session exists: a load error writes nothing
     model = load_model(prep.model_ref, dtype, device, cfg.device_map)
     load_s = time.perf_counter() - t0
     batching = choose_batching(cfg.batching, device, prep.model_config)
@@ -105,65 +160,7 @@ def _run(
         cfg.prefix_cache == "auto",
         batching == "packed",
     )
-    paths, runs = world.on_main(lambda: target or (new_session(prep), []))
-    hidden = prep.text_config.hidden_size
-    with session_lock(paths) if world.main else nullcontext():
-        table = (
-            SampleTable(paths, prep.layers, prep.keys, [it.idx for it in prep.items], hidden)
-            if world.main
-            else None
-        )
-        done, redone = world.on_main(
-            lambda: _sound_done(prep, paths, table) if target and table else (set(), 0)
-        )
-        # the full run's plan, so finished batches are skipped and the rest run as before
-        tree = engine.plan(prep.items)
-        recorder = SessionRecorder(
-            paths,
-            lambda **extra: session_metadata(prep, paths, device, dtype, extra),
-            runs,
-            world.main,
-        )
-        recorder.start(
-            len(done),
-            {
-                "device": str(device),
-                "world_size": world.size,
-                "n_kept": len(done),
-                "n_redone": redone,
-                "n_to_compute": len(prep.items) - len(done),
-            },
-            engine=_engine_summary(prep, engine, tree, batching, world.size),
-        )
-        writer = SessionWriter(paths, prep.keys, n_saved=len(done) if world.main else 0)
-        try:
-            t1 = time.perf_counter()
-            _extract_batches(prep, engine, tree, done, world, writer, table, dtype, progress)
-            extract_s = time.perf_counter() - t1
-            n_saved = sum(world.gather(writer.n_saved))  # also waits for every rank's files
-            t2 = time.perf_counter()
-            consolidated = table.summarise() if table is not None else False
-        except BaseException as exc:
-            _close_quietly(writer)
-            recorder.fail(
-                exc,
-                writer.n_saved,
-                len(prep.items),
-                f"taskvec extract --config {prep.config_path} --resume {paths.name}",
-            )
-        recorder.run["extract_s"] = extract_s
-        timings = {
-            **prep.timings,
-            "load_model_s": load_s,
-            "extract_s": extract_s,
-            "summarise_s": time.perf_counter() - t2,
-            "samples_per_s": (len(prep.items) - len(done)) / max(extract_s, 1e-9),
-        }
-        recorder.finish(
-            n_saved, timings=timings, consolidated=CONSOLIDATED if consolidated else None
-        )
-    world.barrier()  # every rank returns once the session is complete
-    return paths
+    return engine, batching, load_s
 
 
 def _engine_summary(
@@ -191,16 +188,13 @@ def _extract_batches(
     tree: PrefixNode,
     done: set[int],
     world: World,
-    writer: SessionWriter,
-    table: SampleTable | None,
-    dtype: torch.dtype,
+    session: SessionBuilder,
     progress: bool,
 ) -> None:
     """The loop: this rank's batches through the model, checked, written, kept for the
     statistics; a bar counting tokens."""
     elsewhere = world.shard(engine.schedule(prep.items, tree)) if world.size > 1 else set()
     mine = sum(1 for it in prep.items if it.idx not in done and it.idx not in elsewhere)
-    by_idx = {it.idx: it for it in prep.items}
     # the bar counts tokens: prefixes make early samples slow
     work = engine.work(prep.items, tree, done | elsewhere)
     n_run = 0
@@ -217,25 +211,11 @@ def _extract_batches(
     ):
         for batch in engine.run(prep.items, tree, done | elsewhere):
             rows = [r for r, idx in enumerate(batch.idxs) if idx not in done]
-            items = [by_idx[batch.idxs[r]] for r in rows]
-            sample_ids = [prep.samples[it.idx].id for it in items]
-            vectors = batch.vectors[rows]
-            check_finite(vectors, sample_ids, dtype)
-            writer.add(items, sample_ids, vectors)
-            if table is not None:
-                table.put([it.idx for it in items], vectors)
-            n_run += len(items)
+            session.add([batch.idxs[r] for r in rows], batch.vectors[rows])
+            n_run += len(rows)
             bar.update(engine.tokens_done - bar.n)
             bar.set_postfix_str(f"{n_run}/{mine} samples")
-        writer.close()
-
-
-def _close_quietly(writer: SessionWriter) -> None:
-    """Close the writer after a failure; the first error is the one reported."""
-    try:
-        writer.close()
-    except Exception:  # noqa: BLE001
-        pass
+        session.finish_files()
 
 
 def extract(config_path: Path, progress: bool = True, resume: str | None = None) -> SessionPaths:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +20,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from taskvec.errors import TaskvecError
 from taskvec.model.identity import (
@@ -160,6 +164,24 @@ def silence_loading() -> None:
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     huggingface_hub.utils.disable_progress_bars()
+
+
+@contextmanager
+def quiet_loading(quiet: bool) -> Iterator[None]:
+    """With `quiet`, nothing from loading reaches the terminal (transformers' logs and its GGUF
+    progress bar) while the block runs; the settings are restored after it."""
+    if not quiet:
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with open(os.devnull, "w") as sink, redirect_stderr(sink):
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
 
 
 def resolve_device(device: str) -> torch.device:

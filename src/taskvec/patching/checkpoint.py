@@ -20,8 +20,9 @@ from taskvec.errors import TaskvecError
 from taskvec.patching.prompts import PatchPrepared, TaskPrompts
 from taskvec.patching.scoring import AnswerScorer
 from taskvec.patching.sweep import Scores, TaskRun
+from taskvec.session.atomic import save_json, save_torch
+from taskvec.session.directories import create_unique_dir
 from taskvec.session.resume import config_differences
-from taskvec.session.store import create_unique_dir, save_json, save_torch
 
 RUN_FILE = "run.json"
 SUMMARY_FILE = "patching.json"

@@ -26,8 +26,8 @@ from taskvec.positions import VectorKey, normalise_layer
 from taskvec.prompts.build import build_prompts, select_samples
 from taskvec.prompts.config import PromptConfig, load_prompt_config
 from taskvec.prompts.render import start_token
+from taskvec.session.directories import check_writable
 from taskvec.session.reader import load_session
-from taskvec.session.store import check_writable
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from taskvec.patching.prompts import PatchPrepared, prepare_patching
 from taskvec.patching.ranks import gather_tasks, task_shares
 from taskvec.patching.summary import summarise, task_summary
 from taskvec.patching.sweep import best_layer, run_dev, run_test, task_scorer
-from taskvec.session.store import save_json
+from taskvec.session.atomic import save_json
 from taskvec.versions import package_versions
 
 

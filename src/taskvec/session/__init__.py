@@ -1,2 +1,2 @@
-"""A session on disk: its layout, running statistics, the writer, metadata over a run, resuming
-and reading."""
+"""A session on disk: its layout, atomic writes, the lock, the writer and sample table, the one
+builder and recorder that write it, resuming and reading."""

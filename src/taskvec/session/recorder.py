@@ -11,8 +11,8 @@ from typing import Any, NoReturn
 import torch
 
 from taskvec.errors import Interrupted, TaskvecError
+from taskvec.session.atomic import save_json
 from taskvec.session.layout import SessionPaths
-from taskvec.session.store import save_json
 
 
 def ending(exc: BaseException, done: int, total: int, resume_hint: str) -> tuple[str, TaskvecError]:
@@ -71,7 +71,8 @@ class SessionRecorder:
         self.run: dict[str, Any] = {}
         self.fixed: dict[str, Any] = {}
 
-    def _write(self, status: str, n_saved: int, **more: Any) -> None:
+    def record(self, status: str, n_saved: int, **more: Any) -> None:
+        """Write metadata.json with this run ending (so far) as `status`; `more` joins the fields."""
         if not self.enabled:
             return
         self.run.update(status=status, n_saved=n_saved, ended_at=_now())
@@ -91,16 +92,16 @@ class SessionRecorder:
         `fixed` goes in every write."""
         self.run = {"started_at": _now(), **run}
         self.fixed = fixed
-        self._write("running", n_saved)
+        self.record("running", n_saved)
 
     def finish(self, n_saved: int, **more: Any) -> None:
-        self._write("complete", n_saved, **more)
+        self.record("complete", n_saved, **more)
 
     def fail(self, exc: BaseException, n_saved: int, total: int, resume_hint: str) -> NoReturn:
         """Record how the run stopped and raise the one-line error that says how to resume."""
         status, error = ending(exc, n_saved, total, resume_hint)
         try:
-            self._write(status, n_saved, error=str(error))
+            self.record(status, n_saved, error=str(error))
         except OSError:
             pass  # a full disk may refuse even this; the files on disk still say what is done
         raise error from exc

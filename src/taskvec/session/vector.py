@@ -22,7 +22,7 @@ from torch import nn
 
 from taskvec.errors import TaskvecError
 from taskvec.model.steer import Mode, Where, steering_hooks
-from taskvec.session.store import atomic_write
+from taskvec.session.atomic import atomic_write
 
 FORMAT = "taskvec.TaskVector/1"
 

@@ -22,22 +22,19 @@ from tqdm import tqdm
 
 from taskvec.errors import Interrupted, TaskvecError, sigterm_as_interrupt
 from taskvec.evaluation.predictions import PredictionLog, log_path, merge, read_all
+from taskvec.evaluation.prepare import EvalPrepared, prepare_evaluation
 from taskvec.evaluation.ranks import shard
-from taskvec.evaluation.run import (
-    EvalPrepared,
-    eos_ids,
-    prepare_evaluation,
-    score_prediction,
-    stop_pattern,
-)
+from taskvec.evaluation.rows import score_prediction
+from taskvec.evaluation.stopping import eos_ids, stop_pattern
 from taskvec.extraction.distributed import World, joined_world
 from taskvec.model.generation import Generator
 from taskvec.model.identity import model_identity
 from taskvec.model.loading import load_model, load_model_config, resolve_device, resolve_dtype
 from taskvec.patching.scoring import AnswerScorer
+from taskvec.session.atomic import save_text
+from taskvec.session.directories import create_unique_dir
 from taskvec.session.expression import parse_vector
 from taskvec.session.resume import config_differences
-from taskvec.session.store import create_unique_dir, save_text
 from taskvec.session.vector import TaskVector
 from taskvec.steering.conditions import Condition, build_conditions, check_layers
 from taskvec.steering.config import SteerConfig, load_steer_config

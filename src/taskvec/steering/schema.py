@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from taskvec.errors import TaskvecError
-from taskvec.session.store import save_text
+from taskvec.session.atomic import save_text
 
 FILE = "steering.json"
 

@@ -1,24 +1,50 @@
 """What an extraction session says about itself: config.yaml (re-runs as it is), prompts.jsonl
-and metadata.json."""
+and metadata.json, all built from the run's `SessionSource`."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-from taskvec.extraction.prepare import Prepared
-from taskvec.model.loading import dtype_name
+from taskvec.config import ExtractionConfig
+from taskvec.data.base import Sample
+from taskvec.model.loading import ModelRef, dtype_name
 from taskvec.prompts.config import PromptConfig
-from taskvec.prompts.render import start_token
+from taskvec.prompts.item import Item
+from taskvec.prompts.render import RenderedPrompt, start_token
+from taskvec.session.atomic import save_text, save_yaml
+from taskvec.session.directories import create_session
 from taskvec.session.layout import SessionPaths, session_name
-from taskvec.session.store import create_session, save_text, save_yaml
 from taskvec.versions import package_versions
 
 
-def resolved_config(prep: Prepared) -> dict[str, Any]:
+class SessionSource(Protocol):
+    """What a session is written from: an extraction run's checked configs and tokenised prompts
+    (`taskvec.extraction.prepare.Prepared`)."""
+
+    config: ExtractionConfig
+    prompt_config: PromptConfig
+    model_ref: ModelRef
+    tokenizer: PreTrainedTokenizerBase
+    layers: list[int]
+    samples: list[Sample]
+    prompts: list[RenderedPrompt]
+    items: list[Item]
+    skipped: list[dict[str, Any]]
+    data_sha256: dict[str, str]
+
+    @property
+    def text_config(self) -> PretrainedConfig: ...
+
+    @property
+    def keys(self) -> list[list[str]]: ...
+
+
+def resolved_config(prep: SessionSource) -> dict[str, Any]:
     """config.yaml: the extraction config as run, model resolved and the prompt config inlined."""
     cfg = prep.config.model_dump(mode="json")
     cfg["model"] = prep.model_ref.spec
@@ -27,7 +53,7 @@ def resolved_config(prep: Prepared) -> dict[str, Any]:
     return cfg
 
 
-def write_prompts(paths: SessionPaths, prep: Prepared) -> None:
+def write_prompts(paths: SessionPaths, prep: SessionSource) -> None:
     """prompts.jsonl: one line per sample (skipped ones too) with its prompt text and token count."""
     tokens = {it.idx: len(it.ids) for it in prep.items} | {
         s["sample_idx"]: s["n_tokens"] for s in prep.skipped
@@ -50,7 +76,7 @@ def write_prompts(paths: SessionPaths, prep: Prepared) -> None:
 
 
 def session_metadata(
-    prep: Prepared,
+    prep: SessionSource,
     paths: SessionPaths,
     device: torch.device,
     dtype: torch.dtype,
@@ -100,7 +126,7 @@ def session_metadata(
     }
 
 
-def new_session(prep: Prepared) -> SessionPaths:
+def new_session(prep: SessionSource) -> SessionPaths:
     """Create the session directories and write its config and prompts."""
     cfg = prep.config
     prompt_cfg = prep.prompt_config
