@@ -236,3 +236,32 @@ def test_wide_figures_scroll_and_steering_scores_are_rounded(tmp_path: Path) -> 
         assert ('class="scroll"' in block) == wide
         assert (f'width="{int(inches * 50)}"' in block) == wide
     assert png_width(b"not a png") == 0
+
+
+def test_accuracy_bars_of_two_runs_of_one_strategy_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two results folders of one strategy (a re-run) get two tick labels: their names lose the model,
+    not the tag and the timestamp (cut at 60 characters, both read "cot 5-shot / cot_5shot_test_...")."""
+    from taskvec.report import sections
+
+    drawn: list[Figure] = []
+    monkeypatch.setattr(sections, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    model = "SmolLM2-135M-Instruct.Q4_1"
+    rows: list[dict[str, object]] = [
+        {
+            "results": f"cot_5shot_test_{model}_results_20261207_{t}",
+            "model": model,
+            "strategy": "cot 5-shot",
+            "accuracy": 46 / 53,
+            "correct": 46,
+            "n": 53,
+        }
+        for t in ("060720", "062614")
+    ]
+    sections._accuracy_plot(rows, tmp_path / "acc.png")
+    labels = [t.get_text() for t in drawn[0].axes[0].get_xticklabels()]
+    assert labels == [
+        "cot 5-shot\ncot_5shot_test_20261207_060720",
+        "cot 5-shot\ncot_5shot_test_20261207_062614",
+    ]
