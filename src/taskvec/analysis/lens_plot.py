@@ -9,7 +9,6 @@ import pandas as pd
 from taskvec.analysis.plotting import layer_ticks, legend_outside, new_figure, save_figure
 
 MAX_TOKEN_CHARS = 14
-PROB_FLOOR = 1e-6  # the probability panel is log-scaled; a 0 (or less) is drawn here
 
 
 def _cell(token: str, prob: float) -> str:
@@ -49,8 +48,9 @@ def plot_tokens(table: pd.DataFrame, title: str, path: Path) -> Path:
 
 def plot_gold(gold: pd.DataFrame, label: str, vocab: int, path: Path) -> Path:
     """Left: median rank of the gold first token per layer (quartile band, log scale); right: its mean
-    probability and the share of samples where it is the top token, on a log scale (a small model's gold
-    probabilities are 1e-5 to 1e-2 before the last blocks: on a 0-1 axis every point sits on the floor)."""
+    probability and the share of samples where it is the top token, on a log scale down to the smallest
+    value (a small model's gold probabilities are 1e-10 to 1e-3 before its last blocks: on a 0-1 axis every
+    point sat on the floor); a share of 0 is left undrawn."""
     fig = new_figure(12, 4.8)
     rank_ax, prob_ax = fig.subplots(1, 2)
     for i, (position, group) in enumerate(gold.groupby("position", sort=False)):
@@ -64,14 +64,14 @@ def plot_gold(gold: pd.DataFrame, label: str, vocab: int, path: Path) -> Path:
         )
         prob_ax.plot(
             group.layer,
-            group.mean_prob.clip(lower=PROB_FLOOR),
+            group.mean_prob.where(group.mean_prob > 0),
             marker="o",
             color=color,
             label=f"mean probability, pos {position}",
         )
         prob_ax.plot(
             group.layer,
-            group.top1.clip(lower=PROB_FLOOR),
+            group.top1.where(group.top1 > 0),
             marker="x",
             linestyle=":",
             color=color,
@@ -81,9 +81,11 @@ def plot_gold(gold: pd.DataFrame, label: str, vocab: int, path: Path) -> Path:
     rank_ax.set_ylim(0.8, vocab * 1.2)
     rank_ax.set_ylabel(f"rank of the gold first token (1 = top, of {vocab})")
     rank_ax.set_title("Gold answer's rank from each sample's own vector")
+    shown = pd.concat([gold.mean_prob, gold.top1])
+    positive = shown[shown > 0]
     prob_ax.set_yscale("log")
-    prob_ax.set_ylim(PROB_FLOOR / 2, 2.0)
-    prob_ax.set_ylabel(f"probability / share of samples (log; 0 drawn at {PROB_FLOOR:g})")
+    prob_ax.set_ylim(float(positive.min()) / 3 if len(positive) else 1e-4, 2.0)
+    prob_ax.set_ylabel("probability / share of samples (log; a 0 is not drawn)")
     prob_ax.set_title("Gold answer's probability")
     for ax in (rank_ax, prob_ax):
         layer_ticks(ax, gold.layer.tolist())
