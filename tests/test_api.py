@@ -34,10 +34,11 @@ def test_public_names_do_not_shadow_subpackages() -> None:
 
 
 LAYERS = [
-    "errors validation positions versions",
+    "errors validation positions versions settings",
     "data",
     "prompts",
     "config",
+    "schemas",
     "model",
     "session",
     "analysis",

@@ -266,7 +266,7 @@ def test_scoring_uses_the_parser(
     result = ev.run_evaluation(prep, progress=False)
     rows = read_predictions(result.directory)
     assert [r["generation"] for r in rows] == answers
-    assert all(r["correct"] for r in rows) and result.metrics["accuracy"] == 1.0
+    assert all(r["correct"] for r in rows) and result.metrics.accuracy == 1.0
     assert [r["parse_method"] for r in rows] == ["last_number", "answer_phrase"] * 2
     assert (
         rows[1]["parsed_answer"] == prep.samples[1].answer
@@ -511,9 +511,9 @@ def test_truncated_output_is_not_an_answer(
         and rows[0]["parsed_answer"] == prep.samples[0].answer
     )
     m = result.metrics
-    assert (m["n_truncated"], m["n_correct"], m["accuracy"]) == (2, 1, 1 / 3)
-    assert (
-        m["accuracy_with_fallback"] == pytest.approx(2 / 3) and "truncated" in m["truncated_policy"]
+    assert (m.n_truncated, m.n_correct, m.accuracy) == (2, 1, 1 / 3)
+    assert m.accuracy_with_fallback == pytest.approx(2 / 3) and "truncated" in str(
+        m.truncated_policy
     )
 
 
@@ -539,6 +539,7 @@ def test_one_pass_writes_the_extraction_session(
 ) -> None:
     """--extract: the same prefill writes a normal session with `taskvec extract`'s vectors; each
     names the other."""
+    from taskvec.schemas.metrics import Metrics
     from taskvec.session.hints import after_evaluate
     from taskvec.session.reader import load_session
 
@@ -560,7 +561,9 @@ def test_one_pass_writes_the_extraction_session(
     metrics = json.loads((results / "metrics.json").read_text())
     one_pass = load_session(metrics["extraction_session"], tmp_path)
     sessions = tmp_path / "sessions"
-    (hint,) = after_evaluate(results, metrics, Path("outputs"))  # the one-pass session, by stem
+    (hint,) = after_evaluate(
+        results, Metrics.model_validate(metrics), Path("outputs")
+    )  # the one-pass session, by stem
     assert hint == f"taskvec correlate vanilla_5shot_test --output-dir {sessions}"
     assert (
         one_pass.metadata["evaluation_results"] == str(results)
@@ -580,7 +583,9 @@ def test_one_pass_writes_the_extraction_session(
             one_pass.vectors(key), separate.vectors(key), atol=1e-5, rtol=1e-4
         )
         torch.testing.assert_close(one_pass.mean(key), separate.mean(key), atol=1e-5, rtol=1e-4)
-    (hint,) = after_evaluate(results, {**metrics, "extraction_session": None}, sessions)
+    (hint,) = after_evaluate(
+        results, Metrics.model_validate({**metrics, "extraction_session": None}), sessions
+    )
     assert hint.startswith(f"taskvec correlate {separate.name} {results} --output-dir {sessions}")
     capsys.readouterr()
     assert (

@@ -13,7 +13,8 @@ import yaml
 
 from taskvec.cli import main
 from taskvec.data import DatasetConfig, load_split
-from taskvec.data.builtin import LABELS, SHORT_KINDS, generate_labeled, generate_split
+from taskvec.data.builtin import generate_labeled, generate_split
+from taskvec.data.short import LABELS, SHORT_KINDS
 from taskvec.model.capture import capture, decoder_blocks
 from taskvec.model.intervene import (
     full_logits,
@@ -326,10 +327,10 @@ def test_task_vectors_from_a_session(tmp_path: Path, tiny_model_dir: Path) -> No
     )
     result = patch(cfg, progress=False)
     s = result.summary
-    assert s["dev"]["layers"] == [0, 2, N_LAYERS - 1] and session.layers == [0, 2, N_LAYERS - 1]
+    assert s.dev.layers == [0, 2, N_LAYERS - 1] and session.layers == [0, 2, N_LAYERS - 1]
     # add mode with scale 0 is the zero-shot run at every layer
-    assert all(v == s["dev"]["zero_shot"] for v in s["dev"]["task_vector"].values())
-    assert s["test"]["task_vector"] == s["test"]["zero_shot"]
+    assert all(v == s.dev.zero_shot for v in s.dev.task_vector.values())
+    assert s.test["task_vector"] == s.test["zero_shot"]
 
 
 def test_shared_layer_choice_tests_every_task_at_the_mean_best_layer(
@@ -341,11 +342,11 @@ def test_shared_layer_choice_tests_every_task_at_the_mean_best_layer(
         tiny_configs(tmp_path, tiny_model_dir, layers=[0, 1, 2], layer_choice="shared"),
         progress=False,
     ).summary
-    shared = summary["best_layer"]
-    for task in summary["per_task"]:
-        test = task["test"]
+    shared = summary.best_layer
+    for task in summary.per_task:
+        test = task.test
         assert test["layer"] == shared and test["task_vector"] == test["task_vector_shared"]
-    assert summary["test"]["task_vector"] == summary["test"]["task_vector_shared"]
+    assert summary.test["task_vector"] == summary.test["task_vector_shared"]
 
 
 def _table_is_aligned(printed: str) -> None:

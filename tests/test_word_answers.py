@@ -28,6 +28,7 @@ from taskvec.patching.plot import plot_patching
 from taskvec.patching.run import patch
 from taskvec.patching.scoring import AnswerScorer, first_token_forms
 from taskvec.patching.sweep import best_layer
+from taskvec.schemas.patching import PatchSummary
 from tests.conftest import REPO, write_configs
 from tests.tiny import make_tokenizer
 
@@ -180,7 +181,7 @@ def test_evaluation_scores_text_answers(
         and lines[2]["parsed_answer"] == "rome"
         and lines[0]["gold"] == "Paris"
     )
-    assert result.metrics["accuracy"] == 0.5
+    assert result.metrics.accuracy == 0.5
 
 
 # --- defects 2-4: the patching scorer, per tokenizer family
@@ -307,12 +308,12 @@ def _file_patch_configs(tmp: Path, model_dir: Path, **overrides: object) -> Path
 
 def test_patching_a_word_file_uses_disjoint_queries(tmp_path: Path, tiny_model_dir: Path) -> None:
     summary = patch(_file_patch_configs(tmp_path, tiny_model_dir), progress=False).summary
-    ids = summary["per_task"][0]["sample_ids"]
+    ids = summary.per_task[0].sample_ids
     assert len(ids["vector"]) == 6 and len(ids["dev"]) == 4 and len(ids["test"]) == 5
     assert not set(ids["vector"]) & set(ids["dev"]) and not (
         set(ids["vector"]) | set(ids["dev"])
     ) & set(ids["test"])
-    assert "greedy continuation" in summary["per_task"][0]["scoring"]
+    assert "greedy continuation" in summary.per_task[0].scoring
 
 
 def test_overlapping_splits_are_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -365,7 +366,8 @@ def test_plot_stars_only_a_real_best_layer(
         figures.append(fig)
         return path
 
-    plot_patching(_summary(curve, best), tmp_path / "p.png", new_figure, keep)
+    summary = PatchSummary.model_validate(_summary(curve, best))
+    plot_patching(summary, tmp_path / "p.png", new_figure, keep)
     ax = figures[0].axes[0]
     stars = [line for line in ax.lines if line.get_marker() == "*"]
     assert len(stars) == (best is not None)

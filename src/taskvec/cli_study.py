@@ -18,7 +18,7 @@ def correlate_command(args: argparse.Namespace) -> None:
     from taskvec.session.reader import load_session
 
     session = load_session(args.session, Path(args.output_dir))
-    results_dir = args.results_dir or session.metadata.get("evaluation_results")
+    results_dir = args.results_dir or session.info.evaluation_results
     if results_dir is None:
         raise TaskvecError(
             f"correlate: session '{session.name}' records no evaluation; pass RESULTS_DIR "

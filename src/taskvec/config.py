@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_serializer, field_validator
 
 from taskvec.positions import Position, check_position
 from taskvec.prompts.config import PromptConfig, load_prompt_config
+from taskvec.settings import DeviceMap, PrefixCache, RunSettings, prefix_cache_word
 from taskvec.validation import load_yaml_model
 
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
-
-def _check_device(value: str) -> str:
-    if not DEVICE_RE.match(value):
-        raise ValueError("use auto, cpu, cuda or cuda:N")
-    return value
-
-
-Device = Annotated[str, AfterValidator(_check_device)]
-DType = Literal["auto", "float32", "bfloat16", "float16"]
-
-
-class ExtractionConfig(BaseModel):
+class ExtractionConfig(RunSettings):
     """What to extract: model, prompts, split, layers and positions, and where to write."""
 
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = None
     prompt_config: Path | PromptConfig = Field(
         description="a prompt config YAML, or one inlined (as in a session's config.yaml)"
     )
@@ -42,22 +28,16 @@ class ExtractionConfig(BaseModel):
         description="a position outside some sample's prompt: stop with an error, "
         "or skip that sample (recorded)",
     )
-    tag: str | None = None
     batch_size: int = Field(64, ge=1, description="upper bound on samples per forward")
     max_batch_tokens: int | None = Field(
         None, ge=1, description="token budget per forward; auto by device"
     )
-    prefix_cache: Literal["auto", "off"] = "auto"
+    prefix_cache: PrefixCache = True
     batching: Literal["auto", "packed", "padded"] = Field(
         "auto", description="auto: packed on CPU, padded on GPU"
     )
     output_dir: Path = Path("outputs")
-    dtype: DType = "auto"
-    device: Device = "auto"
-    device_map: Literal["auto"] | None = Field(
-        None,
-        description="auto: spread a model too large for one GPU over every visible GPU (accelerate)",
-    )
+    device_map: DeviceMap = None
     seed: int = 0
 
     @field_validator("token_positions", mode="before")
@@ -78,17 +58,10 @@ class ExtractionConfig(BaseModel):
             raise ValueError("duplicate layers; list each once")
         return value
 
-    @field_validator("tag")
-    @classmethod
-    def _tag(cls, value: str | None) -> str | None:
-        return check_tag(value)
-
-
-def check_tag(value: str | None) -> str | None:
-    """A tag starts a directory name: letters, digits, '.', '_' and '-' only."""
-    if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-        raise ValueError("use letters, digits, '.', '_' and '-' only (it becomes a directory name)")
-    return value
+    @field_serializer("prefix_cache")
+    def _prefix_cache_word(self, value: bool) -> str:
+        """Sessions record `auto` or `off`, the words the YAML takes, as they always have."""
+        return prefix_cache_word(value)
 
 
 def load_config(path: Path) -> ExtractionConfig:

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from taskvec.data import DatasetConfig, load_split, parse_number
-from taskvec.data.builtin import KINDS, generate_labeled, generate_split
+from taskvec.data.builtin import generate_labeled, generate_split
 from taskvec.data.easy import EASY_KINDS
+from taskvec.data.finance import KINDS
 from taskvec.data.numbers import format_number
 from taskvec.errors import TaskvecError
 

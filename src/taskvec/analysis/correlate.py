@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ValidationError
 
 from taskvec.analysis.correlate_plot import plot_correlate
 from taskvec.analysis.plotting import session_labels
@@ -34,6 +35,7 @@ from taskvec.analysis.samples import session_kinds, session_samples
 from taskvec.errors import TaskvecError
 from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
+from taskvec.schemas.metrics import Metrics
 from taskvec.session.reader import Session
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -79,26 +81,34 @@ def read_predictions(results: Path) -> dict[str, dict]:
     return correct
 
 
+def _metrics(path: Path) -> Metrics:
+    """A results folder's metrics.json (none: nothing recorded to compare)."""
+    if not path.is_file():
+        return Metrics()
+    try:
+        return Metrics.read(path)
+    except ValidationError as exc:
+        raise TaskvecError(
+            f"{path} is not an evaluation's metrics ({exc.errors()[0]['msg']})"
+        ) from None
+
+
 def check_same_prompts(session: Session, results_dir: Path) -> None:
     """Refuse to join vectors and predictions made from different models, splits or prompts,
     naming the difference."""
     folder = results_dir.parent if results_dir.is_file() else results_dir
-    metrics = (
-        json.loads((folder / "metrics.json").read_text())
-        if (folder / "metrics.json").is_file()
-        else {}
-    )
-    meta = session.metadata
+    metrics = _metrics(folder / "metrics.json")
+    meta, recorded = session.info, metrics.model_fields_set
     problems = [
-        f"{f}: session {meta.get(f)!r}, predictions {metrics[f]!r}"
+        f"{f}: session {getattr(meta, f)!r}, predictions {getattr(metrics, f)!r}"
         for f in ("split", "prompt_type", "n_shot")
-        if f in metrics and metrics[f] != meta.get(f)
+        if f in recorded and getattr(metrics, f) != getattr(meta, f)
     ]
-    if "model" in metrics and recorded_identity(metrics) != recorded_identity(meta):
+    ours, theirs = recorded_identity(session.metadata), recorded_identity(metrics.dump())
+    if "model" in recorded and theirs != ours:
         problems.insert(
             0,
-            f"model: session {meta.get('model')!r} ({recorded_identity(meta)}), predictions "
-            f"{metrics['model']!r} ({recorded_identity(metrics)})",
+            f"model: session {meta.model!r} ({ours}), predictions {metrics.model!r} ({theirs})",
         )
     written = {row["sample_id"]: row["prompt"] for row in session.prompts}
     predictions = folder / PREDICTIONS_FILE
@@ -301,7 +311,7 @@ def correlate(
             f"(session: {', '.join(ids[:3]) or 'no samples'}...; predictions: "
             f"{', '.join(list(predictions)[:3])}...); "
             "evaluate the split the session extracted (`taskvec evaluate --config PROMPT_CONFIG "
-            f"--split {session.metadata.get('split')}`)"
+            f"--split {session.info.split}`)"
         )
     joined = [ids[i] for i in rows]
     y = np.array([bool(predictions[i]["correct"]) for i in joined], dtype=int)

@@ -45,7 +45,7 @@ def _reader(ref: ModelRef) -> tuple[Unembedding, PreTrainedTokenizerBase]:
 def lens_keys(session: Session, layers: Sequence[int] | None, position: str | None) -> list[str]:
     """The session's keys at `layers` (negative counts from the end; default all) and `position`
     (default all)."""
-    depth = int(session.metadata.get("n_model_layers", 0))
+    depth = session.info.n_model_layers or 0
     wanted = None if layers is None else {la + depth if la < 0 else la for la in layers}
     keys = [
         str(k)
@@ -177,7 +177,7 @@ def lens(
     keys = lens_keys(session, layers, position)
     if minus is not None:
         _check_minus(session, minus, keys)
-    ref = resolve_model(str(session.metadata["model"]))
+    ref = resolve_model(session.info.model)
     unembed, tokenizer = _reader(ref)
     if unembed.weight.shape[1] != session.mean(keys[0]).shape[0]:
         raise TaskvecError(

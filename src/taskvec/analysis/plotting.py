@@ -18,7 +18,7 @@ def session_labels(sessions: Sequence[Session]) -> list[str]:
     """Short, unique labels: the name stem before `_{model_short}_task_vector_`; stems that
     repeat get their run's time (`cot_5shot_train@031502`), and numbers if that still repeats."""
     stems = [
-        s.name.split("_task_vector_")[0].removesuffix(f"_{s.metadata.get('model_short', '')}")
+        s.name.split("_task_vector_")[0].removesuffix(f"_{s.info.model_short or ''}")
         for s in sessions
     ]
     if len(set(stems)) == len(stems):

@@ -22,7 +22,11 @@ def project_key(sessions: Sequence[Session], layer: int, position: str | None) -
     the first session's first)."""
     first = sessions[0]
     if layer < 0:
-        layer += int(first.metadata["n_model_layers"])
+        if first.info.n_model_layers is None:
+            raise TaskvecError(
+                f"session '{first.name}' does not record its depth; give a non-negative layer"
+            )
+        layer += first.info.n_model_layers
     position = position if position is not None else first.positions[0]
     key = str(VectorKey(layer, check_position(position)))
     for s in sessions:

@@ -29,7 +29,7 @@ def session_samples(session: Session) -> tuple[dict[str, Sample], str]:
 def session_kinds(session: Session) -> dict[str, str]:
     """`sample_id -> question kind` where the session's data has kinds (the builtin financial generator)."""
     try:
-        dataset = DatasetConfig.model_validate(session.metadata.get("dataset") or {})
+        dataset = DatasetConfig.model_validate(session.info.dataset or {})
     except ValueError:
         return {}
-    return sample_kinds(dataset, str(session.metadata.get("split")))
+    return sample_kinds(dataset, session.info.split)

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from taskvec.data.sources import SOURCES, listed
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,11 @@ class FieldMap(BaseModel):
 
 
 class DatasetConfig(BaseModel):
-    """Where samples come from: the built-in generator, a local file, FinQA JSON, or the HF Hub."""
+    """Where samples come from: a registered source (`data/sources.py`): the built-in generator,
+    a local file, FinQA JSON, or the HF Hub."""
 
     model_config = ConfigDict(extra="forbid")
-    source: Literal["builtin", "file", "finqa", "hf"] = "builtin"
+    source: str = Field("builtin", description="a registered source (`taskvec.data.sources`)")
     name: str | None = Field(None, description="builtin task set or Hugging Face dataset name")
     path: Path | None = None
     splits: dict[str, Path] = Field(
@@ -69,6 +73,17 @@ class DatasetConfig(BaseModel):
         "number", description="file/hf answers: parsed numbers or text kept as written"
     )
     case_sensitive: bool = Field(True, description="text answers: whether scoring compares case")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _registered(cls, value: object) -> object:
+        """A name in the registry (the same error pydantic gives for a choice not offered)."""
+        if not isinstance(value, str) or value not in SOURCES:
+            expected = listed([repr(name) for name in SOURCES])
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": expected}
+            )
+        return value
 
     @model_validator(mode="after")
     def _distinct_split_files(self) -> DatasetConfig:

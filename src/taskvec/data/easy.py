@@ -1,6 +1,6 @@
 """Easy financial questions: one step of arithmetic on small whole numbers.
 
-The `finance` kinds (`builtin.py`) need several steps on five- and six-digit figures with two
+The `finance` kinds (`finance.py`) need several steps on five- and six-digit figures with two
 decimals; a 135M model answers none of them. These ask the same kind of question (a figure read off
 the question, the larger of two, a total, a profit) with figures of one or two digits and a
 whole-number answer, so a small model gets some right and some wrong, which is what a correlation of
@@ -11,19 +11,18 @@ set of its own (`dataset.name: easy_lookup`).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
-from taskvec.data.builtin import TASK_SETS, Generator, Problem, _company, _possessive, _year
+from taskvec.data.problems import (
+    Generator,
+    Problem,
+    company_name,
+    fiscal_year,
+    possessive,
+    registrar,
+)
 
 EASY_KINDS: dict[str, Generator] = {}
-
-
-def _register(name: str) -> Callable[[Generator], Generator]:
-    def add(generator: Generator) -> Generator:
-        EASY_KINDS[name] = generator
-        return generator
-
-    return add
+_register = registrar(EASY_KINDS)
 
 
 def _whole(value: int) -> float:
@@ -39,7 +38,7 @@ def _two(rng: random.Random, low: int, high: int) -> tuple[int, int]:
 @_register("easy_lookup")
 def lookup(rng: random.Random) -> Problem:
     """Read one of two years' figures off the question: no arithmetic."""
-    name, year = _company(rng), _year(rng)
+    name, year = company_name(rng), fiscal_year(rng)
     item = rng.choice(("revenue", "net income", "cash", "sales"))
     old, new = _two(rng, 10, 99)
     asked = rng.choice((year, year + 1))
@@ -55,10 +54,10 @@ def lookup(rng: random.Random) -> Problem:
 @_register("easy_larger")
 def larger(rng: random.Random) -> Problem:
     """The larger of two segments' revenue: a comparison, no arithmetic."""
-    name, year = _company(rng), _year(rng, 0)
+    name, year = company_name(rng), fiscal_year(rng, 0)
     first, second = _two(rng, 10, 99)
     return Problem(
-        f"In {year}, {_possessive(name)} retail segment had revenue of ${first} million and its "
+        f"In {year}, {possessive(name)} retail segment had revenue of ${first} million and its "
         f"online segment ${second} million. What was the larger segment revenue, in millions of "
         "dollars?",
         _whole(max(first, second)),
@@ -70,7 +69,7 @@ def larger(rng: random.Random) -> Problem:
 @_register("easy_total")
 def total(rng: random.Random) -> Problem:
     """Half-year revenue from two single-digit quarters."""
-    name, year = _company(rng), _year(rng, 0)
+    name, year = company_name(rng), fiscal_year(rng, 0)
     first, second = rng.randint(1, 5), rng.randint(1, 4)
     return Problem(
         f"{name} had revenue of ${first} million in Q1 {year} and ${second} million in Q2 {year}. "
@@ -83,7 +82,7 @@ def total(rng: random.Random) -> Problem:
 @_register("easy_profit")
 def profit(rng: random.Random) -> Problem:
     """Revenue minus costs with single digits: one subtraction."""
-    name, year = _company(rng), _year(rng, 0)
+    name, year = company_name(rng), fiscal_year(rng, 0)
     costs = rng.randint(1, 7)
     revenue = costs + rng.randint(1, 9 - costs)
     return Problem(
@@ -92,6 +91,3 @@ def profit(rng: random.Random) -> Problem:
         _whole(revenue - costs),
         f"Profit is revenue minus costs: {revenue} - {costs} = {revenue - costs} million.",
     )
-
-
-TASK_SETS["finance_easy"] = EASY_KINDS

@@ -23,6 +23,7 @@ import pandas as pd
 
 from taskvec.data.base import DatasetConfig, FieldMap, Sample
 from taskvec.data.numbers import format_number, normalize_number_text, parse_number
+from taskvec.data.sources import Source, register
 from taskvec.errors import TaskvecError
 
 log = logging.getLogger(__name__)
@@ -421,3 +422,7 @@ def _finqa_sample(record: Record, index: int, path: Path) -> Sample | None:
 def _finqa_text(lines: list[str]) -> str:
     """FinQA sentence lists, without the lone '.' lines the extraction left behind."""
     return "\n".join(line.strip() for line in lines if line.strip() not in ("", "."))
+
+
+register(Source("file", file_splits, load_file_split, local_files=True))
+register(Source("finqa", file_splits, load_finqa_split, local_files=True))

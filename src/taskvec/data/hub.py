@@ -11,6 +11,7 @@ from types import ModuleType
 
 from taskvec.data.base import DatasetConfig, Sample
 from taskvec.data.files import records_to_samples
+from taskvec.data.sources import Source, register
 from taskvec.errors import TaskvecError
 
 
@@ -74,3 +75,8 @@ def load_hub_split(cfg: DatasetConfig, split: str) -> list[Sample]:
     return records_to_samples(
         rows, cfg.fields, split, f"Hugging Face dataset '{name}'", cfg.answer_type == "text"
     )
+
+
+register(
+    Source("hf", hub_splits, lambda cfg, split, _base_dir: load_hub_split(cfg, split), online=True)
+)

@@ -48,22 +48,22 @@ def _evaluate(args: argparse.Namespace) -> None:
     m = result.metrics
     print(f"results: {result.directory}")
     print(
-        f"accuracy: {m['accuracy']:.4f} ({m['n_correct']}/{m['n_samples']} correct, "
-        f"{m['n_parse_failures']} without an answer, "
-        f"{m['n_truncated']} truncated)"
+        f"accuracy: {m.accuracy:.4f} ({m.n_correct}/{m.n_samples} correct, "
+        f"{m.n_parse_failures} without an answer, "
+        f"{m.n_truncated} truncated)"
     )
-    if m.get("extraction_session"):
-        print(f"extraction session (same pass): {m['extraction_session']}")
-    t = m["timings"]
+    if m.extraction_session:
+        print(f"extraction session (same pass): {m.extraction_session}")
+    t = m.timings
     print(
-        f"generated {m['n_generated_tokens']} tokens in {t['generate_s']:.1f} s "
+        f"generated {m.n_generated_tokens} tokens in {t['generate_s']:.1f} s "
         f"({t['tokens_per_s']:.1f} tokens/s, "
         f"prefill {t['prefill_share']:.0%} of model time)"
     )
-    if m.get("world_size", 1) > 1:
+    if m.world_size > 1:
         from taskvec.evaluation.ranks import load_balance
 
-        print(load_balance(m["runs"][-1]["ranks"]))
+        print(load_balance(m.runs[-1]["ranks"]))
     if not args.quiet:
         from taskvec.session.hints import after_evaluate
 

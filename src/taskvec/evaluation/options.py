@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
-from taskvec.config import Device, DType, check_tag
 from taskvec.errors import TaskvecError
+from taskvec.settings import DeviceMap, PrefixCache, RunSettings, check_tag
 from taskvec.validation import describe_validation_error
 
 
-class EvalOptions(BaseModel):
+class EvalOptions(RunSettings):
     """Run settings that are not part of the prompt config (the CLI's overrides)."""
 
-    model_config = ConfigDict(extra="forbid")
     split: str = "test"
     max_samples: int | None = Field(None, ge=1, description="the first N samples of the split")
     batch_size: int = Field(32, ge=1, description="rows decoding at once")
-    model: str | None = Field(None, description="overrides the prompt config's model")
-    output_dir: Path = Path("results")
-    device: Device = "auto"
-    dtype: DType = "auto"
     seed: int = Field(0, description="sampling seed (matters only with generation.do_sample)")
-    prefix_cache: bool = Field(
-        True, description="prefill shared prompt prefixes once (off: every prompt in full)"
-    )
-    device_map: Literal["auto"] | None = Field(
-        None, description="auto: accelerate spreads the model's blocks over the node's devices"
-    )
+    prefix_cache: PrefixCache = True
+    device_map: DeviceMap = None
     tag: Annotated[str | None, AfterValidator(check_tag)] = Field(
         None,
         description="starts the results directory's name "

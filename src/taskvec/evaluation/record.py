@@ -14,6 +14,7 @@ from taskvec.evaluation.joint import SessionSink
 from taskvec.model.generation import GenerationStats
 from taskvec.model.loading import dtype_name
 from taskvec.prompts.render import start_token
+from taskvec.schemas.metrics import Metrics
 from taskvec.session.atomic import save_json
 from taskvec.versions import package_versions
 
@@ -126,7 +127,7 @@ def write_metrics(
     dtype: torch.dtype,
     stop: re.Pattern[str] | None,
     sink: SessionSink | None,
-) -> dict[str, Any]:
+) -> Metrics:
     """Write metrics.json for `rows` (the finished predictions) and the run ending as `status`."""
     runs[-1].update(
         status=status, n_saved=len(rows), ended_at=datetime.now().isoformat(timespec="seconds")
@@ -143,5 +144,6 @@ def write_metrics(
     )
     metrics["world_size"] = runs[-1]["world_size"]
     metrics["extraction_session"] = str(sink.paths.task_vector_dir) if sink is not None else None
-    save_json(directory / "metrics.json", metrics)
-    return metrics
+    written = Metrics.model_validate(metrics)
+    save_json(directory / "metrics.json", written.dump())
+    return written

@@ -3,14 +3,16 @@ after checking this config made it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from taskvec.errors import TaskvecError
 from taskvec.evaluation.options import EvalOptions
 from taskvec.evaluation.predictions import merge, read_all
 from taskvec.evaluation.prepare import EvalPrepared
+from taskvec.schemas.metrics import Metrics
 from taskvec.session.resume import config_differences
 
 
@@ -22,8 +24,19 @@ def saved_options(directory: Path) -> dict[str, Any]:
             f"--resume: '{directory}' is not an evaluation results directory (no metrics.json); "
             "pass the directory `taskvec evaluate` printed"
         )
-    config = json.loads(path.read_text()).get("config", {})
+    config = _metrics(path).config
     return {k: v for k, v in config.items() if k in EvalOptions.model_fields}
+
+
+def _metrics(path: Path) -> Metrics:
+    """The results directory's metrics.json, typed; one line when it is not an evaluation's."""
+    try:
+        return Metrics.read(path)
+    except (OSError, ValueError, ValidationError) as exc:
+        raise TaskvecError(
+            f"--resume: cannot read {path} as an evaluation's metrics ({exc.__class__.__name__}); "
+            "pass the directory `taskvec evaluate` printed"
+        ) from None
 
 
 def resume_state(
@@ -36,14 +49,14 @@ def resume_state(
         raise TaskvecError(
             f"--resume: '{directory}' is not an evaluation results directory (no metrics.json or config.yaml)"
         )
-    saved = json.loads(metrics_path.read_text())
-    if saved.get("status") == "complete":
+    saved = _metrics(metrics_path)
+    if saved.status == "complete":
         raise TaskvecError(f"--resume: '{directory}' is already complete; nothing to resume")
     now = {
         **prep.options.model_dump(mode="json"),
         "prompt_config": prep.prompt_config.model_dump(mode="json"),
     }
-    then = {k: v for k, v in saved.get("config", {}).items() if k != "config_path"}
+    then = {k: v for k, v in saved.config.items() if k != "config_path"}
     diffs = config_differences(then, now)
     if diffs:
         raise TaskvecError(
@@ -61,4 +74,4 @@ def resume_state(
                 f"--resume: prediction for sample {idx} ('{row.get('sample_id')}') does not match this "
                 "config's prompt; the dataset or tokenizer changed since, so start a new evaluation"
             )
-    return rows, list(saved.get("runs", []))
+    return rows, list(saved.runs)

@@ -32,12 +32,13 @@ from taskvec.evaluation.resume import resume_state, saved_options
 from taskvec.evaluation.stopping import stop_pattern
 from taskvec.extraction.distributed import World, joined_world
 from taskvec.model.loading import load_model, quiet_loading, resolve_device, resolve_dtype
+from taskvec.schemas.metrics import Metrics
 
 
 class Record(Protocol):
     """Writes metrics.json for the finished predictions `done`, the run ending as `status`."""
 
-    def __call__(self, status: str, done: dict[int, dict[str, Any]]) -> dict[str, Any]: ...
+    def __call__(self, status: str, done: dict[int, dict[str, Any]]) -> Metrics: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class EvalResult:
     """Where the results went and what `metrics.json` says."""
 
     directory: Path
-    metrics: dict[str, Any]
+    metrics: Metrics
 
 
 def run_evaluation(
@@ -94,11 +95,11 @@ def _run(
     }
     runs = [*runs, run]
 
-    def record(status: str, done: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    def record(status: str, done: dict[int, dict[str, Any]]) -> Metrics:
         return write_metrics(prep, directory, status, done, runs, device, dtype, stop, sink)
 
     reports = _generate(prep, model, world, directory, rows, stop, sink, record, progress, t1)
-    metrics: dict[str, Any] = {}  # rank 0 writes them; every rank returns them
+    metrics = Metrics()  # rank 0 writes them; every rank returns them
     if world.main:
         stats, wall = combined(reports)
         run["timings"] = timings(prep, stats, t1 - t0, wall, len(prep.ids) - run["n_kept"])
@@ -152,8 +153,8 @@ def _generate(
 def _complete(
     directory: Path,
     sink: SessionSink | None,
-    record: Callable[[dict[int, dict[str, Any]]], dict[str, Any]],
-) -> dict[str, Any]:
+    record: Callable[[dict[int, dict[str, Any]]], Metrics],
+) -> Metrics:
     """Rank 0, once every rank is done: every rank's predictions in one file in sample order,
     the one-pass session's task vectors, metrics.json."""
     everything = read_all(directory)

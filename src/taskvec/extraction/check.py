@@ -80,7 +80,7 @@ def validate(config_path: Path) -> tuple[Prepared, list[tuple[str, str]]]:
         (
             "prefix reuse",
             f"{tree.tokens_computed(lengths):,} of {sum(lengths):,} tokens to compute"
-            if cfg.prefix_cache == "auto"
+            if cfg.prefix_cache
             else "off",
         ),
         ("disk", _disk_line(disk_estimate(prep), n_keys)),

@@ -14,6 +14,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from taskvec.config import ExtractionConfig, load_config
 from taskvec.data.base import Sample
 from taskvec.data.files import absolute_paths, file_sha256, split_file
+from taskvec.data.sources import source
 from taskvec.errors import TaskvecError
 from taskvec.model.loading import (
     ModelRef,
@@ -80,7 +81,7 @@ def prepare(config_path: Path) -> Prepared:
     resolve_device(cfg.device)
     base_dir = given.parent if isinstance(given, Path) else config_path.parent
     # absolute paths: the session's config.yaml re-runs from anywhere
-    if prompt_cfg.dataset.source in ("file", "finqa"):
+    if source(prompt_cfg.dataset.source).local_files:
         prompt_cfg = prompt_cfg.model_copy(
             update={"dataset": absolute_paths(prompt_cfg.dataset, base_dir)}
         )
@@ -144,7 +145,7 @@ def prepare(config_path: Path) -> Prepared:
 def _data_hashes(prompt_cfg: PromptConfig, split: str) -> dict[str, str]:
     """SHA-256 of each data file the run reads (query split and demonstration split), by absolute path."""
     ds = prompt_cfg.dataset
-    if ds.source not in ("file", "finqa"):
+    if not source(ds.source).local_files:
         return {}
     splits = {split} | ({prompt_cfg.demonstrations.split} if prompt_cfg.n_shot else set())
     files = {split_file(ds, name) for name in splits}

@@ -21,6 +21,7 @@ from taskvec.session.files import new_session, resolved_config
 from taskvec.session.layout import SessionPaths
 from taskvec.session.resume import check_matches, locate_session, sound_samples
 from taskvec.session.table import SampleTable
+from taskvec.settings import prefix_cache_word
 
 
 def _resume_target(
@@ -157,7 +158,7 @@ def _load(prep: Prepared, device: torch.device, dtype: torch.dtype) -> tuple[Ext
         prep.layers,
         cfg.max_batch_tokens or DEFAULT_BATCH_TOKENS[batching],
         cfg.batch_size,
-        cfg.prefix_cache == "auto",
+        cfg.prefix_cache,
         batching == "packed",
     )
     return engine, batching, load_s
@@ -169,7 +170,7 @@ def _engine_summary(
     """How the work was scheduled (metadata `engine`)."""
     cfg, lengths = prep.config, [len(it.ids) for it in prep.items]
     return {
-        "prefix_cache": cfg.prefix_cache,
+        "prefix_cache": prefix_cache_word(cfg.prefix_cache),
         "prefix_nodes": [
             {"prefix_len": n.prefix_len, "n_samples": len(n.members)} for n in tree.walk()
         ],

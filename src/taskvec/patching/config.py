@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from taskvec.config import Device, DType
+from taskvec.settings import RunSettings
 from taskvec.validation import load_yaml_model
 
 
-class PatchConfig(BaseModel):
+class PatchConfig(RunSettings):
     """A patching run: where task vectors come from, the zero-shot prompts they are patched into,
     the sweep."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str | None = Field(None, description="overrides the prompt configs' model")
     task_vectors: str | None = Field(
         None,
@@ -51,10 +50,6 @@ class PatchConfig(BaseModel):
         50, ge=1, description="zero-shot dev queries for the sweep (the next N of dev_split)"
     )
     test_max_samples: int = Field(100, ge=1, description="test queries (first N of test_split)")
-    output_dir: Path = Path("results")
-    tag: str | None = None
-    device: Device = "auto"
-    dtype: DType = "auto"
     batch_size: int = Field(
         8, ge=1, description="prompts per forward (a zero-shot prompt runs as 1 + n_layers rows)"
     )

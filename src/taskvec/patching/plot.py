@@ -5,76 +5,77 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from taskvec.analysis import plotting
 from taskvec.patching.summary import layer_text
+from taskvec.schemas.patching import PatchSummary
 
 
 def plot_patching(
-    summary: dict[str, Any],
+    summary: PatchSummary,
     path: Path,
     new_figure: Callable[[float, float], Figure] = plotting.new_figure,
     save_figure: Callable[[Figure, Path], Path] = plotting.save_figure,
 ) -> Path:
     """Plot `summary` (patching.json) to `path`; `new_figure` and `save_figure` make and write the figure."""
-    per_task, dev, layers = summary["per_task"], summary["dev"], summary["dev"]["layers"]
+    per_task, dev, layers = summary.per_task, summary.dev, summary.dev.layers
     fig = new_figure(11.0, 5.0)
     ax = fig.add_subplot()
     colours = colormaps["tab20"](range(len(per_task)))
     for colour, t in zip(colours, per_task, strict=True):
         ax.plot(
             layers,
-            [t["dev"]["task_vector"][layer] for layer in layers],
+            [t.dev.task_vector[layer] for layer in layers],
             color=colour,
             lw=1.2,
             alpha=0.9,
-            label=f"{t['task']} (few {t['dev']['few_shot'] or 0:.2f}, zero {t['dev']['zero_shot']:.2f})",
+            label=f"{t.task} (few {t.dev.few_shot or 0:.2f}, zero {t.dev.zero_shot:.2f})",
         )
     if len(per_task) > 1:
         ax.plot(
             layers,
-            [dev["task_vector"][layer] for layer in layers],
+            [dev.task_vector[layer] for layer in layers],
             color="black",
             lw=2.5,
             label="mean over tasks",
         )
-    ax.axhline(
-        dev["zero_shot"],
-        color="tab:red",
-        ls="--",
-        lw=1,
-        label=f"zero-shot, mean {dev['zero_shot']:.2f}",
-    )
-    if dev["few_shot"] is not None:
+    if dev.zero_shot is not None:
         ax.axhline(
-            dev["few_shot"],
+            dev.zero_shot,
+            color="tab:red",
+            ls="--",
+            lw=1,
+            label=f"zero-shot, mean {dev.zero_shot:.2f}",
+        )
+    if dev.few_shot is not None:
+        ax.axhline(
+            dev.few_shot,
             color="tab:green",
             ls=":",
             lw=2,
-            label=f"few-shot, mean {dev['few_shot']:.2f}",
+            label=f"few-shot, mean {dev.few_shot:.2f}",
         )
-    best, test = summary["best_layer"], summary["test"]
+    best, test = summary.best_layer, summary.test
     if best is not None:  # a flat sweep has no best layer: nothing to star
         ax.plot(
             [best],
-            [dev["task_vector"][best]],
+            [dev.task_vector[best]],
             marker="*",
             ms=14,
             color="black",
             ls="none",
             label=f"best mean layer {best} (test TV {test['task_vector_shared']:.2f})",
         )
-    ax.set_xlabel(f"patched layer (output of decoder block; model has {summary['n_layers']})")
+    ax.set_xlabel(f"patched layer (output of decoder block; model has {summary.n_layers})")
     ax.set_ylabel("dev accuracy (greedy answer)")
     ax.set_ylim(-0.02, 1.02)
-    mode = "replace" if summary["mode"] == "replace" else f"add x{summary['scale']:g}"
-    tag = (summary.get("config") or {}).get("tag")
+    mode = "replace" if summary.mode == "replace" else f"add x{summary.scale:g}"
+    tag = summary.config.get("tag")
     ax.set_title(
-        f"Task-vector patching ({mode}), {summary['model']}{f' [{tag}]' if tag else ''}\n"
+        f"Task-vector patching ({mode}), {summary.model}{f' [{tag}]' if tag else ''}\n"
         f"{len(per_task)} task(s); best mean layer: {layer_text(best)}",
         fontsize=10,
     )

@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from taskvec.data.base import Sample
+from taskvec.data.sources import source
 from taskvec.errors import TaskvecError
 from taskvec.model.loading import (
     ModelRef,
@@ -84,7 +85,7 @@ def _prompt_config(
         )
     cfg = load_prompt_config(full)
     if task is not None:
-        if cfg.dataset.source != "builtin":
+        if not source(cfg.dataset.source).task_sets:
             raise TaskvecError(
                 f"tasks: names builtin task sets but {field_name} uses dataset.source "
                 f"'{cfg.dataset.source}'; remove `tasks`"

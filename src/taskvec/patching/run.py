@@ -21,6 +21,7 @@ from taskvec.patching.prompts import PatchPrepared, prepare_patching
 from taskvec.patching.ranks import gather_tasks, task_shares
 from taskvec.patching.summary import summarise, task_summary
 from taskvec.patching.sweep import best_layer, run_dev, run_test, task_scorer
+from taskvec.schemas.patching import PatchSummary
 from taskvec.session.atomic import save_json
 from taskvec.versions import package_versions
 
@@ -30,7 +31,7 @@ class PatchResult:
     """Where the results went and what `patching.json` says."""
 
     directory: Path
-    summary: dict[str, Any]
+    summary: PatchSummary
 
 
 def run_patching(
@@ -78,11 +79,12 @@ def _run(
     per_rank = world.gather({"rank": world.rank, "tasks": tasks, **timings})
     summary["timings"] = {**timings, "per_rank": per_rank}
     summary["world_size"] = world.size
+    written = _typed(prep, summary)
     if world.main:
-        _write(prep, summary, checkpoint.directory)
+        _write(written, checkpoint.directory)
         checkpoint.record(prep, "complete")
     world.barrier()  # every rank returns once the results are written
-    return PatchResult(checkpoint.directory, summary)
+    return PatchResult(checkpoint.directory, written)
 
 
 def _sweep_and_test(
@@ -125,17 +127,23 @@ def _sweep_and_test(
     return summarise(prep, [everything[k] for k in range(n)], dev_curve, shared)
 
 
-def _write(prep: PatchPrepared, summary: dict[str, Any], directory: Path) -> None:
+def _typed(prep: PatchPrepared, summary: dict[str, Any]) -> PatchSummary:
+    """patching.json's content: the run's summary with the config and package versions."""
+    return PatchSummary.model_validate(
+        {
+            **summary,
+            "config": prep.config.model_dump(mode="json"),
+            "config_path": str(prep.config_path),
+            "versions": package_versions(),
+        }
+    )
+
+
+def _write(written: PatchSummary, directory: Path) -> None:
     from taskvec.patching.plot import plot_patching  # matplotlib only when writing
 
-    summary = {
-        **summary,
-        "config": prep.config.model_dump(mode="json"),
-        "config_path": str(prep.config_path),
-        "versions": package_versions(),
-    }
-    save_json(directory / SUMMARY_FILE, summary)
-    plot_patching(summary, directory / "patching.png")
+    save_json(directory / SUMMARY_FILE, written.dump())
+    plot_patching(written, directory / "patching.png")
 
 
 def patch(

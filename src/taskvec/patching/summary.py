@@ -7,6 +7,7 @@ from typing import Any
 
 from taskvec.patching.prompts import PatchPrepared
 from taskvec.patching.sweep import TaskRun
+from taskvec.schemas.patching import PatchSummary
 
 ICL_THRESHOLD = (
     0.5  # tasks whose few-shot test accuracy reaches this are the ones the model learns in context
@@ -107,33 +108,33 @@ def layer_text(layer: int | None) -> str:
     return "no effect" if layer is None else str(layer)
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: PatchSummary) -> str:
     """The CLI's report: the mean dev curve, then per task and mean test accuracies."""
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
     lines = [f"{'layer':>5}  {'dev TV (mean)':>13}"]
-    for layer in summary["dev"]["layers"]:
-        mark = "  <- best" if layer == summary["best_layer"] else ""
-        lines.append(f"{layer:>5}  {summary['dev']['task_vector'][layer]:>13.3f}{mark}")
-    if summary["best_layer"] is None:
+    for layer in summary.dev.layers:
+        mark = "  <- best" if layer == summary.best_layer else ""
+        lines.append(f"{layer:>5}  {summary.dev.task_vector[layer]:>13.3f}{mark}")
+    if summary.best_layer is None:
         lines.append("no effect: no layer's mean dev accuracy beats zero-shot")
     means = [
         (f"{label} ({m['n_tasks']})", m)
         for label, m in (
-            ("mean, all tasks", summary["test"]),
-            (f"mean, few-shot >= {ICL_THRESHOLD}", summary["test_learned_in_context"]),
+            ("mean, all tasks", summary.test),
+            (f"mean, few-shot >= {ICL_THRESHOLD}", summary.test_learned_in_context),
         )
     ]
-    width = max(len(name) for name in [*(t["task"] for t in summary["per_task"]), *dict(means)])
+    width = max(len(name) for name in [*(t.task for t in summary.per_task), *dict(means)])
     lines.append(
         f"{'task':<{width}} {'zero':>5} {'few':>5} {'TV':>5} {'layer':>9} {'TV shared':>9}"
     )
-    for t in summary["per_task"]:
-        s = t["test"]
+    for t in summary.per_task:
+        s = t.test
         lines.append(
-            f"{t['task']:<{width}} {fmt(s['zero_shot']):>5} {fmt(s['few_shot']):>5} "
+            f"{t.task:<{width}} {fmt(s['zero_shot']):>5} {fmt(s['few_shot']):>5} "
             f"{fmt(s['task_vector']):>5} {layer_text(s['layer']):>9} "
             f"{fmt(s['task_vector_shared']):>9}"
         )
@@ -144,7 +145,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"TV/few {fmt(m['task_vector_over_few_shot'])}"
         )
     lines.append(
-        f"layer choice: {summary['layer_choice']}; shared best layer "
-        f"{layer_text(summary['best_layer'])} of {summary['n_layers']}"
+        f"layer choice: {summary.layer_choice}; shared best layer "
+        f"{layer_text(summary.best_layer)} of {summary.n_layers}"
     )
     return "\n".join(lines)

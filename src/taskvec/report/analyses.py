@@ -22,12 +22,9 @@ def groups(sessions: Sequence[Session]) -> dict[str, list[Session]]:
     """Sessions that can be compared: same model, data and split (two or more, sharing a key)."""
     found: dict[str, list[Session]] = {}
     for s in sessions:
-        data = (s.metadata.get("dataset") or {}).get("name") or (
-            s.metadata.get("dataset") or {}
-        ).get("source")
-        found.setdefault(
-            f"{s.metadata.get('model_short')}, {data}, {s.metadata.get('split')}", []
-        ).append(s)
+        dataset = s.info.dataset or {}
+        data = dataset.get("name") or dataset.get("source")
+        found.setdefault(f"{s.info.model_short}, {data}, {s.info.split}", []).append(s)
     return {
         name: members
         for name, members in found.items()
@@ -42,7 +39,7 @@ def _slug(text: str) -> str:
 def predictions_for(session: Session, evaluations: Sequence[Path]) -> Path | None:
     """The results directory made from this session's prompts: its one-pass evaluation, else the first
     given one that passes correlate's same-run check and shares sample ids."""
-    recorded = session.metadata.get("evaluation_results")
+    recorded = session.info.evaluation_results
     candidates = ([Path(recorded)] if recorded and Path(recorded).is_dir() else []) + list(
         evaluations
     )
@@ -191,7 +188,7 @@ def lens_part(section: Section, session: Session, figures: Path, top: int) -> No
     redo = command("taskvec", "lens", session.task_vector_dir, "--top", top, "--out", out)
     reads = [
         str(session.task_vector_dir),
-        f"the final norm and unembedding of {session.metadata.get('model')}",
+        f"the final norm and unembedding of {session.info.model}",
     ]
     gold = table.attrs["gold"]
     if len(gold):

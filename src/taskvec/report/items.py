@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from taskvec.errors import TaskvecError
+from taskvec.schemas.base import Record
 from taskvec.session.layout import RAW_DIR, TASK_VECTOR_DIR
 from taskvec.session.reader import Session, load_session
 
 MAX_DEPTH = 4
+R = TypeVar("R", bound=Record)
 
 
 @dataclass
@@ -36,6 +40,16 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TaskvecError(f"report: {path} does not hold a JSON object")
     return data
+
+
+def read_record(path: Path, schema: type[R]) -> R:
+    """`path` read as `schema` (metrics.json, patching.json); a file that is not one is one line."""
+    try:
+        return schema.model_validate(read_json(path))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise TaskvecError(f"report: {path} is not a {path.name} ({where}: {err['msg']})") from None
 
 
 def _kind(folder: Path) -> str | None:

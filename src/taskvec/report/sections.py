@@ -10,16 +10,14 @@ import pandas as pd
 
 from taskvec.analysis.plotting import new_figure, save_figure, session_labels
 from taskvec.report.html import Figure, Section
-from taskvec.report.items import Study, read_json
+from taskvec.report.items import Study, read_json, read_record
+from taskvec.schemas.metrics import Metrics
+from taskvec.schemas.patching import PatchSummary
 from taskvec.session.reader import Session
 
 
 def command(*words: object) -> str:
     return shlex.join(str(w) for w in words)
-
-
-def strategy(meta: dict) -> str:
-    return f"{meta.get('prompt_type')} {meta.get('n_shot')}-shot"
 
 
 def sessions_section(study: Study) -> Section:
@@ -28,15 +26,14 @@ def sessions_section(study: Study) -> Section:
     rows = [
         {
             "label": label,
-            "model": s.metadata.get("model_short"),
-            "strategy": strategy(s.metadata),
-            "data": (s.metadata.get("dataset") or {}).get("name")
-            or (s.metadata.get("dataset") or {}).get("source"),
-            "split": s.metadata.get("split"),
+            "model": s.info.model_short,
+            "strategy": s.info.strategy,
+            "data": (s.info.dataset or {}).get("name") or (s.info.dataset or {}).get("source"),
+            "split": s.info.split,
             "n": len(s.sample_ids),
             "layers": ", ".join(map(str, s.layers)),
             "positions": ", ".join(s.positions),
-            "created": str(s.metadata.get("created_at", ""))[:19],
+            "created": str(s.info.created_at or "")[:19],
             "directory": str(s.task_vector_dir),
         }
         for label, s in zip(labels, study.sessions)
@@ -47,20 +44,20 @@ def sessions_section(study: Study) -> Section:
 
 
 def _evaluation_rows(study: Study) -> list[dict[str, object]]:
-    rows = []
+    rows: list[dict[str, object]] = []
     for folder in study.evaluations:
-        m = read_json(folder / "metrics.json")
+        m = read_record(folder / "metrics.json", Metrics)
         rows.append(
             {
                 "results": folder.name,
-                "model": m.get("model_short"),
-                "strategy": strategy(m),
-                "split": m.get("split"),
-                "n": m.get("n_samples"),
-                "correct": m.get("n_correct"),
-                "accuracy": float(m.get("accuracy", float("nan"))),
-                "no answer": m.get("n_parse_failures"),
-                "truncated": m.get("n_truncated"),
+                "model": m.model_short,
+                "strategy": m.strategy,
+                "split": m.split,
+                "n": m.n_samples,
+                "correct": m.n_correct,
+                "accuracy": m.accuracy,
+                "no answer": m.n_parse_failures,
+                "truncated": m.n_truncated,
             }
         )
     return rows
@@ -91,9 +88,9 @@ def _by_kind(study: Study) -> pd.DataFrame:
     """Accuracy per question kind (rows) and results directory (columns), where metrics have `by_kind`."""
     columns = {}
     for folder in study.evaluations:
-        by_kind = read_json(folder / "metrics.json").get("by_kind")
+        by_kind = read_record(folder / "metrics.json", Metrics).by_kind
         if by_kind:
-            columns[folder.name] = {k: f"{v['n_correct']}/{v['n']}" for k, v in by_kind.items()}
+            columns[folder.name] = {k: f"{v.n_correct}/{v.n}" for k, v in by_kind.items()}
     return pd.DataFrame(columns).rename_axis("kind").reset_index() if columns else pd.DataFrame()
 
 
@@ -120,24 +117,22 @@ def evaluation_section(study: Study, figures: Path, remake: str) -> Section:
 def patching_section(study: Study) -> Section:
     section = Section("Task-vector patching")
     for folder in study.patchings:
-        summary = read_json(folder / "patching.json")
+        summary = read_record(folder / "patching.json", PatchSummary)
         rows = [
             {
-                "task": t["task"],
-                **{k: t["test"].get(k) for k in ("zero_shot", "few_shot", "task_vector", "layer")},
+                "task": t.task,
+                **{k: t.test.get(k) for k in ("zero_shot", "few_shot", "task_vector", "layer")},
             }
-            for t in summary.get("per_task", [])
+            for t in summary.per_task
         ]
         section.text(
-            f"{folder.name}: model {summary.get('model')}, mode {summary.get('mode')}, "
-            f"shared best layer {summary.get('best_layer')} of {summary.get('n_layers')}"
+            f"{folder.name}: model {summary.model}, mode {summary.mode}, "
+            f"shared best layer {summary.best_layer} of {summary.n_layers}"
         )
         if rows:
             section.table(pd.DataFrame(rows).fillna("-"), "test accuracy per task")
         if (folder / "patching.png").is_file():
-            redo = command(
-                "taskvec", "patch", "--config", summary.get("config_path", "PATCH_CONFIG")
-            )
+            redo = command("taskvec", "patch", "--config", summary.config_path or "PATCH_CONFIG")
             section.figure(
                 Figure(
                     folder / "patching.png",

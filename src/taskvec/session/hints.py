@@ -8,13 +8,15 @@ how to make one.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from taskvec.errors import TaskvecError
 from taskvec.model.identity import recorded_identity
+from taskvec.schemas.metrics import Metrics
+from taskvec.schemas.session import SessionMetadata
 from taskvec.session.layout import SessionPaths
 from taskvec.session.names import SessionSummary, list_sessions, resolve_name
 
@@ -44,8 +46,8 @@ def _flag(output_dir: Path) -> str:
     return "" if same else f" --output-dir {output_dir}"
 
 
-def _meta(paths: SessionPaths) -> dict[str, Any]:
-    return dict(json.loads(paths.metadata.read_text()))
+def _meta(paths: SessionPaths) -> SessionMetadata:
+    return SessionMetadata.read(paths.metadata)
 
 
 def after_extract(paths: SessionPaths, output_dir: Path) -> list[str]:
@@ -58,37 +60,39 @@ def after_extract(paths: SessionPaths, output_dir: Path) -> list[str]:
     ]
     if others:
         steps.append(f"taskvec compare {me} {short_name(others[-1].name, output_dir)}{flag}")
-    second = SECOND.get((str(meta.get("prompt_type")), int(meta.get("n_shot") or 0)))
+    second = SECOND.get((meta.prompt_type, meta.n_shot or 0))
     if second and (SHIPPED / second).is_file():
         steps.append(f"taskvec extract --config {SHIPPED / second}   # another prompting strategy")
-    if meta.get("evaluation_results"):
+    if meta.evaluation_results:
         steps.append(f"taskvec correlate {me}{flag}   # vectors vs the evaluation's correctness")
     return steps
 
 
-def _same_run(summary: SessionSummary, output_dir: Path, metrics: dict[str, Any]) -> bool:
+def _same_run(summary: SessionSummary, output_dir: Path, metrics: Metrics) -> bool:
     if summary.status != "complete":
         return False
-    meta = _meta(SessionPaths.under(output_dir, summary.name))
+    try:
+        meta = _meta(SessionPaths.under(output_dir, summary.name))
+    except ValidationError:  # not a session this release can read: not the same run
+        return False
     fields = ("split", "prompt_type", "n_shot")
-    same = all(meta.get(f) == metrics.get(f) for f in fields)
-    return same and recorded_identity(meta) == recorded_identity(metrics)
+    same = all(getattr(meta, f) == getattr(metrics, f) for f in fields)
+    return same and recorded_identity(meta.dump()) == recorded_identity(metrics.dump())
 
 
-def after_evaluate(results: Path, metrics: dict[str, Any], output_dir: Path) -> list[str]:
+def after_evaluate(results: Path, m: Metrics, output_dir: Path) -> list[str]:
     """`correlate` with the session of the same prompts under `output_dir`, or how to make one."""
-    if metrics.get("extraction_session"):
-        session = Path(str(metrics["extraction_session"]))
+    if m.extraction_session:
+        session = Path(m.extraction_session)
         root = session.parent.parent
         return [f"taskvec correlate {short_name(session.name, root)}{_flag(root)}"]
     sessions = list_sessions(output_dir) if output_dir.is_dir() else []
-    matching = [s for s in sessions if _same_run(s, output_dir, metrics)]
+    matching = [s for s in sessions if _same_run(s, output_dir, m)]
     if matching:
         name = short_name(matching[-1].name, output_dir)
         return [f"taskvec correlate {name} {results}{_flag(output_dir)}   # vectors vs correctness"]
-    prompt = (metrics.get("config") or {}).get("config_path")
     return [
-        f"taskvec extract --config EXTRACTION_CONFIG   # with prompt_config: {prompt}, "
-        f"split: {metrics.get('split')}, max_samples: {metrics.get('n_total')}",
+        f"taskvec extract --config EXTRACTION_CONFIG   # with prompt_config: "
+        f"{m.config.get('config_path')}, split: {m.split}, max_samples: {m.n_total}",
         f"taskvec correlate SESSION {results}   # SESSION: the name that extract prints",
     ]

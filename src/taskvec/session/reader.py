@@ -14,12 +14,14 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 from safetensors import safe_open
 
 from taskvec.errors import TaskvecError
 from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
-from taskvec.session.layout import CONSOLIDATED, SessionPaths
+from taskvec.schemas.session import SessionMetadata
+from taskvec.session.layout import SessionPaths
 from taskvec.session.names import (
     DEFAULT_OUTPUT_DIR,
     SessionSummary,
@@ -29,6 +31,7 @@ from taskvec.session.names import (
     missing_session,
     session_paths,
 )
+from taskvec.session.summary import describe
 from taskvec.session.vector import TaskVector
 
 __all__ = ["Session", "SessionSummary", "list_sessions", "load_session"]
@@ -50,6 +53,19 @@ class Session:
                 f"session '{self.name}': cannot read {self.paths.metadata} ({exc})"
             ) from None
 
+    @cached_property
+    def info(self) -> SessionMetadata:
+        """metadata.json as its typed model (`metadata` is the same file as a plain dict)."""
+        try:
+            return SessionMetadata.model_validate(self.metadata)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise TaskvecError(
+                f"session '{self.name}': {self.paths.metadata} is not a session's metadata "
+                f"({where}: {err['msg']})"
+            ) from None
+
     def __repr__(self) -> str:
         samples = f"{len(self.sample_ids)}/{self.metadata.get('n_samples')}"
         return f"Session({self.name!r}, status={self.status!r}, samples={samples})"
@@ -67,12 +83,12 @@ class Session:
     @cached_property
     def keys(self) -> list[str]:
         """Vector keys in extraction order (layer-major), without the `_std` keys."""
-        if "keys" in self.metadata:
-            return list(self.metadata["keys"])
+        if self.info.keys is not None:
+            return list(self.info.keys)
         return [
             str(VectorKey(layer, p))
-            for layer in self.metadata["layers"]
-            for p in self.metadata["token_positions"]
+            for layer in self.info.layers
+            for p in self.info.token_positions
         ]
 
     @property
@@ -124,8 +140,8 @@ class Session:
         return TaskVector(
             {key.layer: self.mean(str(key)) for key in keys},
             wanted,
-            recorded_identity(self.metadata) or str(self.metadata.get("model")),
-            int(self.metadata["hidden_size"]),
+            recorded_identity(self.metadata) or self.info.model,
+            self.info.hidden_size,
             self.name,
             (self.name,),
         )
@@ -160,8 +176,8 @@ class Session:
     def sample_ids(self) -> list[str]:
         """Ids of the samples that have vectors, in sample_idx order (the rows of `vectors`)."""
         # one per extracted sample; `sample_idxs` gives their idx when samples were skipped
-        ids = self.metadata["sample_ids"]
-        id_of = dict(zip(self.metadata.get("sample_idxs", range(len(ids))), ids))
+        ids, idxs = self.info.sample_ids, self.info.sample_idxs
+        id_of = dict(zip(range(len(ids)) if idxs is None else idxs, ids))
         return [id_of[i] for i in self.sample_idx]
 
     def vectors(self, key: str) -> torch.Tensor:
@@ -176,69 +192,7 @@ class Session:
 
     def describe(self) -> list[tuple[str, str]]:
         """(field, value) lines that summarise the session for people (`taskvec show`)."""
-        meta = self.metadata
-        timings = meta.get("timings") or {}
-        return [
-            ("session", self.name),
-            ("status", self._status_line()),
-            (
-                "model",
-                f"{meta.get('model')} ({meta.get('model_short')}, {meta.get('n_model_layers')} blocks)",
-            ),
-            (
-                "prompts",
-                f"{meta.get('prompt_type')}, {meta.get('n_shot')}-shot ({meta.get('prompt_config')})",
-            ),
-            ("split", str(meta.get("split"))),
-            (
-                "samples",
-                f"{len(self.sample_idx)} of {meta.get('n_samples')} have vectors"
-                + (
-                    f" ({len(meta['skipped'])} skipped: position out of range)"
-                    if meta.get("skipped")
-                    else ""
-                ),
-            ),
-            ("layers", ", ".join(map(str, self.layers))),
-            ("positions", ", ".join(self.positions)),
-            ("keys", f"{len(self.keys)}: {', '.join(self.keys)}"),
-            ("hidden size", str(meta.get("hidden_size"))),
-            ("dtype, device", f"{meta.get('dtype')}, {meta.get('device')}"),
-            ("created", str(meta.get("created_at"))),
-            (
-                "timings",
-                ", ".join(f"{k} {v:.3g}" for k, v in timings.items() if isinstance(v, (int, float)))
-                or "-",
-            ),
-            *self._where(),
-        ]
-
-    def _status_line(self) -> str:
-        if self.status != "stopped":
-            return self.status
-        return (
-            "stopped (recorded as running, but no live process writes it: it was killed, or "
-            "could not record its ending, e.g. on a full disk)"
-        )
-
-    def _where(self) -> list[tuple[str, str]]:
-        """Where the vectors are; for an unfinished session, that the task vectors are missing
-        and how to resume."""
-        raw = (
-            "per-sample vectors",
-            f"{self.raw_dir}" + (f" (+ {CONSOLIDATED})" if self.vectors_file.exists() else ""),
-        )
-        if self.status == "complete":
-            return [("task vectors", str(self.task_vector_dir)), raw]
-        config = self.paths.config
-        return [
-            (
-                "task vectors",
-                f"not written: the session is {self.status} ({len(self.sample_idx)} per-sample files saved)",
-            ),
-            raw,
-            ("resume with", f"taskvec extract --config {config} --resume {self.task_vector_dir}"),
-        ]
+        return describe(self)
 
     def _read_consolidated(self, key: str) -> None:
         """Read one key from vectors.safetensors (only that tensor is read from disk)."""
@@ -252,7 +206,7 @@ class Session:
         records = [
             torch.load(self.paths.sample_file(i), weights_only=True) for i in self.sample_idx
         ]
-        hidden = int(self.metadata.get("hidden_size", 0))
+        hidden = self.info.hidden_size
         for key in self.keys:
             rows = [r[key] for r in records]
             self._vectors[key] = torch.stack(rows) if rows else torch.empty(0, hidden)

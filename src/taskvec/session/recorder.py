@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import torch
 
 from taskvec.errors import Interrupted, TaskvecError
+from taskvec.schemas.session import SessionMetadata
 from taskvec.session.atomic import save_json
 from taskvec.session.layout import SessionPaths
 
@@ -51,7 +52,8 @@ def _now() -> str:
 
 
 class SessionRecorder:
-    """Keeps metadata.json true while a run goes: `start`, then `finish` or `fail`.
+    """Keeps metadata.json true while a run goes: `start`, then `finish` or `fail`; every write
+    goes through `SessionMetadata`, the schema its readers use.
 
     `describe(**extra)` builds the full metadata (the run's fixed fields plus `extra`); `runs` are the
     earlier runs of a resumed session. Only the main rank records (`enabled`).
@@ -85,7 +87,9 @@ class SessionRecorder:
             **self.fixed,
             **more,
         }
-        save_json(self.paths.metadata, self.describe(**extra))
+        save_json(
+            self.paths.metadata, SessionMetadata.model_validate(self.describe(**extra)).dump()
+        )
 
     def start(self, n_saved: int, run: dict[str, Any], **fixed: Any) -> None:
         """Record status `running` (kept if the process is killed); `run` describes this run,

@@ -6,19 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from taskvec.config import Device, DType
+from taskvec.settings import DeviceMap, RunSettings
 from taskvec.validation import load_yaml_model
 
 DEFAULT_SCALES = [1.0]
 
 
-class SteerConfig(BaseModel):
+class SteerConfig(RunSettings):
     """A steering run: the vector (an expression over sessions), the prompts generated from, the
     sweep."""
 
-    model_config = ConfigDict(extra="forbid")
     prompt_config: Path = Field(description="the prompt config whose prompts are generated from")
     split: str = "test"
     max_samples: int | None = Field(None, ge=1, description="the first N samples of the split")
@@ -37,17 +36,10 @@ class SteerConfig(BaseModel):
         "none", description="random: also each condition with a seeded random direction, same norm"
     )
     seed: int = Field(0, description="seed of the random control directions")
-    model: str | None = Field(None, description="overrides the prompt config's model")
-    device: Device = "auto"
-    dtype: DType = "auto"
-    device_map: Literal["auto"] | None = Field(
-        None, description="auto: accelerate spreads the model's blocks over the node's devices"
-    )
+    device_map: DeviceMap = None
     batch_size: int = Field(
         64, ge=1, description="rows decoding at once (a sweep multiplies the rows: conditions mix)"
     )
-    output_dir: Path = Path("results")
-    tag: str | None = None
 
     @field_validator("layers")
     @classmethod
