@@ -190,3 +190,40 @@ def test_lens_tokens_csv_has_one_row_per_key_and_rank(untied: Session, tmp_path:
         "logit",
     ]
     assert json.loads(json.dumps(result.note)) == ""
+
+
+def test_gold_probability_panel_shows_small_probabilities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gold probabilities of 1e-10 to 1e-3 (the embedded model's before its last blocks) are drawn a decade
+    apart on a log axis that reaches the smallest, and a share of 0 is not drawn; on the 0-1 linear axis
+    every one of them sat on the bottom edge."""
+    from matplotlib.figure import Figure
+
+    from taskvec.analysis import lens_plot
+
+    drawn: list[Figure] = []
+    monkeypatch.setattr(lens_plot, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    gold = pd.DataFrame(
+        {
+            "position": "last",
+            "layer": [0, 10, 20, 29],
+            "median_rank": [900.0, 500.0, 60.0, 2.0],
+            "q25_rank": [400.0, 200.0, 20.0, 1.0],
+            "q75_rank": [2000.0, 900.0, 200.0, 8.0],
+            "mean_rank": [1500.0, 700.0, 90.0, 5.0],
+            "mean_prob": [1e-10, 1e-7, 1e-3, 0.5],
+            "top1": [0.0, 0.0, 0.0, 0.6],
+            "n": 53,
+        }
+    )
+    lens_plot.plot_gold(gold, "s", 49152, tmp_path / "gold.png")
+    (fig,) = drawn
+    prob_ax = fig.axes[1]
+    assert prob_ax.get_title() == "Gold answer's probability" and prob_ax.get_yscale() == "log"
+    mean_line, top1_line = prob_ax.get_lines()[:2]
+    to_axes = prob_ax.transData + prob_ax.transAxes.inverted()
+    heights = [to_axes.transform(xy)[1] for xy in mean_line.get_xydata()]
+    assert 0.0 < heights[0] and all(b - a > 0.15 for a, b in zip(heights, heights[1:]))
+    assert heights[3] < 1.0
+    assert np.isnan(top1_line.get_ydata()[:3]).all() and top1_line.get_ydata()[3] == 0.6

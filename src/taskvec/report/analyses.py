@@ -61,7 +61,7 @@ def compare_part(
     redo = command("taskvec", "compare", *session_args(members), "--out", out)
     reads = session_args(members)
     section.text(f"{name}: {', '.join(session_labels(members))}")
-    section.parts.append(f"<pre>{compare_summary(result.table, len(members))}</pre>")
+    section.code(compare_summary(result.table, len(members)), wide=True)
     titles = {
         "compare_similarity.png": "Cosine of task vectors by layer",
         "compare_separation.png": "What separates the strategies, by layer",
