@@ -4,8 +4,8 @@ Usage:
     python benchmarks/steering_table.py results/steer_past_tense_cot_*/steering.json
     python benchmarks/steering_table.py --best results/steer_fewshot_tv_add_*/steering.json
 Default: one table per file, a row per condition (the baseline first). `--best`: one row per
-file, the baseline and the condition with the highest `accuracy_prefix` (ties: the shallower
-layer, then the smaller scale).
+file, the baseline and the steered condition (random controls left out) with the highest
+`accuracy_prefix` (ties: the shallower layer, then the smaller scale).
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ def conditions(result: SteeringResult) -> str:
 
 
 def best(results: list[SteeringResult]) -> str:
-    """A row per file: its baseline and its best condition by the prefix rule."""
+    """A row per file: its baseline and its best steered condition by the prefix rule (a random
+    control is what a condition is measured against, not a candidate)."""
     lines = [
         "| run | baseline acc / prefix | best condition | acc | prefix | n |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
-        top = max(r.conditions, key=lambda c: (c.accuracy_prefix, -c.layer, -c.scale))
+        steered = [c for c in r.conditions if c.control == "none"]
+        top = max(steered, key=lambda c: (c.accuracy_prefix, -c.layer, -c.scale))
         b = r.baseline
         lines.append(
             f"| {r.config['tag']} | {b.accuracy:.2f} / {b.accuracy_prefix:.2f} | {top.name} | "

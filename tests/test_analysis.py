@@ -60,7 +60,8 @@ def _write_predictions(path: Path, correct: dict[str, bool]) -> Path:
 
 
 def test_compare_matches_direct_torch(cot: Session, vanilla: Session, tmp_path: Path) -> None:
-    table = compare([cot, vanilla], tmp_path)
+    result = compare([cot, vanilla], tmp_path)
+    table = result.table
     assert len(table) == 2 * len(cot.keys)  # both ordered pairs per key
     raw_a = sample_records(cot.raw_dir)
     tv_b = torch.load(vanilla.task_vector_dir / "task_vectors.pt", weights_only=True)
@@ -76,26 +77,26 @@ def test_compare_matches_direct_torch(cot: Session, vanilla: Session, tmp_path: 
         assert row.q50 == pytest.approx(per_sample.median().item(), abs=1e-4) or N_SAMPLES % 2 == 0
         assert row.samples_cos_std == pytest.approx(per_sample.std().item(), abs=1e-5)
     assert (tmp_path / "compare.csv").exists()
-    assert [p.name for p in table.attrs["plots"]] == [
+    assert [p.name for p in result.plots] == [
         "compare_similarity.png",
         "compare_per_sample.png",
         "compare_separation.png",
     ]
-    for path in table.attrs["plots"]:
+    for path in result.plots:
         _assert_image(path)
 
 
 def test_compare_with_itself_is_one_and_three_sessions_add_a_heatmap(
     cot: Session, vanilla: Session, tmp_path: Path
 ) -> None:
-    same = compare([cot, load_session(cot.task_vector_dir)], tmp_path / "same")
+    same = compare([cot, load_session(cot.task_vector_dir)], tmp_path / "same").table
     assert np.allclose(same.cos_means, 1.0) and np.allclose(
         same.samples_cos_mean, same.own_cos_mean
     )
     assert set(same.session_a) == {"cot_5shot_train #1", "cot_5shot_train #2"}
     three = compare([cot, vanilla, cot], tmp_path / "three")
-    assert len(three) == 6 * len(cot.keys)
-    assert (tmp_path / "three" / "compare_heatmap.png") in three.attrs["plots"]
+    assert len(three.table) == 6 * len(cot.keys)
+    assert (tmp_path / "three" / "compare_heatmap.png") in three.plots
     _assert_image(tmp_path / "three" / "compare_heatmap.png")
 
 
@@ -159,11 +160,12 @@ def test_compare_needs_a_shared_key(
 
 def test_project_pca(cot: Session, vanilla: Session, tmp_path: Path) -> None:
     # -1 is the last block, 3; default position last
-    table = project([cot, vanilla], layer=-1, position=None, out=tmp_path)
+    result = project([cot, vanilla], layer=-1, position=None, out=tmp_path)
+    table = result.table
     assert len(table) == 2 * N_SAMPLES + 2 and list(table.kind).count("mean") == 2
-    assert table.attrs["plots"] == [tmp_path / "project_layer_3_pos_last.png"]
+    assert result.plots == (tmp_path / "project_layer_3_pos_last.png",)
     _assert_image(tmp_path / "project_layer_3_pos_last.png")
-    ratio = table.attrs["explained_variance_ratio"]
+    ratio = result.explained_variance_ratio
     assert 0 < ratio[1] <= ratio[0] < 1
     stacked = torch.cat(
         [cot.vectors("layer_3_pos_last"), vanilla.vectors("layer_3_pos_last")]
@@ -187,24 +189,20 @@ def test_correlate_joins_by_sample_id(cot: Session, tmp_path: Path) -> None:
     rng.shuffle(shuffled)
     extra = dict(shuffled + [("test_7", True), ("other_3", False)])  # unrelated ids are ignored
     moved = correlate(cot, _write_predictions(tmp_path / "shuffled", extra), tmp_path / "plots2")
-    pd.testing.assert_frame_equal(base, moved)
-    assert (
-        moved.attrs["matched"],
-        moved.attrs["session_only"],
-        moved.attrs["predictions_only"],
-    ) == (N_SAMPLES, 0, 2)
+    pd.testing.assert_frame_equal(base.table, moved.table)
+    assert (moved.matched, moved.session_only, moved.predictions_only) == (N_SAMPLES, 0, 2)
     partial = correlate(
         cot, _write_predictions(tmp_path / "partial", dict(shuffled[:10])), tmp_path / "plots3"
     )
-    assert (partial.attrs["matched"], partial.attrs["session_only"]) == (10, N_SAMPLES - 10)
-    assert (partial.n == 10).all()
-    for path in base.attrs["plots"]:
+    assert (partial.matched, partial.session_only) == (10, N_SAMPLES - 10)
+    assert (partial.table.n == 10).all()
+    for path in base.plots:
         _assert_image(path)
     cos = torch.nn.functional.cosine_similarity(
         cot.vectors("layer_0_pos_last"), cot.mean("layer_0_pos_last")[None], dim=1
     )
     ok = torch.tensor([truth[sid] for sid in cot.sample_ids])
-    row = base.set_index("key").loc["layer_0_pos_last"]
+    row = base.table.set_index("key").loc["layer_0_pos_last"]
     assert row.cos_correct == pytest.approx(cos[ok].mean().item(), abs=1e-6)
     assert row.cos_incorrect == pytest.approx(cos[~ok].mean().item(), abs=1e-6)
     assert row.baseline_acc == pytest.approx(max(ok.sum().item(), (~ok).sum().item()) / N_SAMPLES)
@@ -226,8 +224,8 @@ def test_correlate_errors(cot: Session, tmp_path: Path) -> None:
     one_class = correlate(
         cot, _write_predictions(tmp_path / "all", dict.fromkeys(cot.sample_ids, True)), tmp_path
     )
-    assert one_class.probe_acc.isna().all() and one_class.baseline_acc.eq(1.0).all()
-    assert "needs at least two of each class" in one_class.attrs["note"]
+    assert one_class.table.probe_acc.isna().all() and one_class.table.baseline_acc.eq(1.0).all()
+    assert "needs at least two of each class" in one_class.note
 
 
 def test_probe_finds_a_linear_signal(cot: Session, tmp_path: Path) -> None:
@@ -238,19 +236,20 @@ def test_probe_finds_a_linear_signal(cot: Session, tmp_path: Path) -> None:
     scaled = (vectors - vectors.mean(0)) / vectors.std(0)
     values = scaled @ torch.linalg.svd(scaled, full_matrices=False).Vh[0]
     truth = {sid: bool(v > values.median()) for sid, v in zip(cot.sample_ids, values)}
-    table = correlate(cot, _write_predictions(tmp_path, truth), tmp_path).set_index("key")
+    result = correlate(cot, _write_predictions(tmp_path, truth), tmp_path)
+    table = result.table.set_index("key")
     assert table.loc[key, "probe_acc"] >= table.loc[key, "baseline_acc"] + 0.25
     assert table.loc[key, "folds"] == 5
     assert table.loc[key, "auc"] > 0.8 and table.loc[key, "p_value"] < 0.05  # 16 samples
     assert table.loc[key, "auc"] > table.loc[key, "shuffled_auc_q95"]
     assert table.loc[key, "verdict"] == "beats controls"
-    assert (table.forced == "").all() and table.attrs["forced"] == ""
+    assert (table.forced == "").all() and result.forced == ""
 
 
 def test_correlate_on_noise_does_not_beat_its_controls(cot: Session, tmp_path: Path) -> None:
     rng = random.Random(1)
     truth = {sid: rng.random() < 0.5 for sid in cot.sample_ids}
-    table = correlate(cot, _write_predictions(tmp_path, truth), tmp_path, permutations=30)
+    table = correlate(cot, _write_predictions(tmp_path, truth), tmp_path, permutations=30).table
     run = table[table.folds > 0]
     assert len(run) and (run.verdict != "beats controls").mean() >= 0.8
     assert run.p_value.median() > 0.1 and 0.3 < run.auc.mean() < 0.7
@@ -281,21 +280,25 @@ def test_forced_join_is_marked_everywhere(
 def test_correlate_by_question_kind(cot: Session, tmp_path: Path) -> None:
     """The builtin financial questions have kinds: the kind baseline and the per-kind table appear."""
     truth = {sid: i % 3 == 0 for i, sid in enumerate(cot.sample_ids)}
-    table = correlate(cot, _write_predictions(tmp_path, truth), tmp_path, permutations=3)
-    by_kind = table.attrs["by_kind"]
-    assert "kind_auc" in table and len(by_kind) and (tmp_path / "correlate_by_kind.csv").is_file()
+    result = correlate(cot, _write_predictions(tmp_path, truth), tmp_path, permutations=3)
+    by_kind = result.by_kind
+    assert (
+        "kind_auc" in result.table
+        and len(by_kind)
+        and (tmp_path / "correlate_by_kind.csv").is_file()
+    )
     first = by_kind[by_kind.key == cot.keys[0]]
     assert first.n.sum() == N_SAMPLES and first.n_correct.sum() == sum(truth.values())
 
 
 def test_project_coloured_by_correctness(cot: Session, vanilla: Session, tmp_path: Path) -> None:
     truth = {sid: i % 2 == 0 for i, sid in enumerate(cot.sample_ids)}
-    table = project([cot, vanilla], 2, "last", tmp_path, [truth, None])
-    samples = table[table.kind == "sample"]
+    result = project([cot, vanilla], 2, "last", tmp_path, [truth, None])
+    samples = result.table[result.table.kind == "sample"]
     mine = samples[samples.session == "cot_5shot_train"]
     assert mine.correct.tolist() == [truth[s] for s in cot.sample_ids]
     assert samples[samples.session == "vanilla_0shot_train"].correct.isna().all()
-    _assert_image(table.attrs["plots"][0])
+    _assert_image(result.plots[0])
 
 
 def test_commands_write_plots(
@@ -384,6 +387,7 @@ def test_the_python_api_returns_tables_without_writing_files(
     ]
     written = set(tmp_path.rglob("*")) - set(before)  # only the folders the saved calls named
     for bare, saved in tables:
-        pd.testing.assert_frame_equal(bare, saved)
-        assert "csv" not in bare.attrs and "plots" not in bare.attrs and "csv" in saved.attrs
+        pd.testing.assert_frame_equal(bare.table, saved.table)
+        assert bare.csv is None and bare.plots == () and saved.csv is not None
+        assert not saved.table.attrs  # every value is a field of the result
     assert {p.relative_to(tmp_path).parts[0] for p in written} == {"c", "p", "r"}

@@ -79,8 +79,9 @@ def test_known_unembedding_gives_the_expected_top_tokens(untied: Session, tmp_pa
     for token, scale in zip(tokens, scales):
         head[token] = (scale * normed / normed.norm()).float()
     save_file({**weights, "lm_head.weight": head}, weights_file, metadata={"format": "pt"})
-    table = lens(untied, tmp_path, layers=[2], position="last", top=5)
-    assert table.attrs["tied"] is False
+    result = lens(untied, tmp_path, layers=[2], position="last", top=5)
+    table = result.table
+    assert result.tied is False
     assert table["token_id"].tolist()[:3] == tokens
     logits = np.array([s * normed.norm().item() for s in scales] + [0.0] * (head.shape[0] - 3))
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
@@ -99,8 +100,9 @@ def test_tied_embedding_and_last_block_match_the_full_model(
     """At the last block the lens is the model's own next-token prediction: ranks of the gold first token
     from each sample's vector equal those from the model's logits on its prompt."""
     session, model = tied
-    table = lens(session, tmp_path, top=3)
-    assert table.attrs["tied"] is True
+    result = lens(session, tmp_path, top=3)
+    table = result.table
+    assert result.tied is True
     samples = pd.read_csv(tmp_path / "lens_gold_samples.csv", dtype={"gold": str})
     last = samples[samples.key == "layer_3_pos_last"].set_index("sample_id")
     tokenizer = make_tokenizer()
@@ -116,7 +118,7 @@ def test_tied_embedding_and_last_block_match_the_full_model(
     with torch.no_grad():
         direct = model.lm_head(model.model.norm(session.mean("layer_3_pos_last")[None]))[0]
     assert top == direct.topk(3).indices.tolist()
-    gold = table.attrs["gold"].set_index("key")
+    gold = result.gold.set_index("key")
     assert (
         gold.loc["layer_3_pos_last", "n"] == 10 and 1 <= gold.loc["layer_3_pos_last", "median_rank"]
     )
@@ -126,7 +128,9 @@ def test_minus_reads_the_difference(
     untied: Session, tied: tuple[Session, LlamaForCausalLM], tmp_path: Path
 ) -> None:
     same = lens(untied, tmp_path / "a", minus=untied, layers=[0], position="last", top=3)
-    assert same.prob.tolist() == pytest.approx([1 / 400] * 3)  # a zero vector: every token alike
+    assert same.table.prob.tolist() == pytest.approx(
+        [1 / 400] * 3
+    )  # a zero vector: every token alike
     with pytest.raises(TaskvecError, match="has no vectors at layers"):
         lens(untied, tmp_path, layers=[1])
     with pytest.raises(TaskvecError, match="--top must be at least 1"):
@@ -172,8 +176,8 @@ def test_gguf_tensors_are_read_and_dequantised(tmp_path: Path) -> None:
 
 
 def test_lens_tokens_csv_has_one_row_per_key_and_rank(untied: Session, tmp_path: Path) -> None:
-    table = lens(untied, tmp_path, top=2)
-    assert len(table) == 2 * len(untied.keys)
+    result = lens(untied, tmp_path, top=2)
+    assert len(result.table) == 2 * len(untied.keys)
     saved = pd.read_csv(tmp_path / "lens_tokens.csv")
     assert list(saved.columns) == [
         "key",
@@ -185,4 +189,41 @@ def test_lens_tokens_csv_has_one_row_per_key_and_rank(untied: Session, tmp_path:
         "prob",
         "logit",
     ]
-    assert json.loads(json.dumps(table.attrs["note"])) == ""
+    assert json.loads(json.dumps(result.note)) == ""
+
+
+def test_gold_probability_panel_shows_small_probabilities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gold probabilities of 1e-10 to 1e-3 (the embedded model's before its last blocks) are drawn a decade
+    apart on a log axis that reaches the smallest, and a share of 0 is not drawn; on the 0-1 linear axis
+    every one of them sat on the bottom edge."""
+    from matplotlib.figure import Figure
+
+    from taskvec.analysis import lens_plot
+
+    drawn: list[Figure] = []
+    monkeypatch.setattr(lens_plot, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    gold = pd.DataFrame(
+        {
+            "position": "last",
+            "layer": [0, 10, 20, 29],
+            "median_rank": [900.0, 500.0, 60.0, 2.0],
+            "q25_rank": [400.0, 200.0, 20.0, 1.0],
+            "q75_rank": [2000.0, 900.0, 200.0, 8.0],
+            "mean_rank": [1500.0, 700.0, 90.0, 5.0],
+            "mean_prob": [1e-10, 1e-7, 1e-3, 0.5],
+            "top1": [0.0, 0.0, 0.0, 0.6],
+            "n": 53,
+        }
+    )
+    lens_plot.plot_gold(gold, "s", 49152, tmp_path / "gold.png")
+    (fig,) = drawn
+    prob_ax = fig.axes[1]
+    assert prob_ax.get_title() == "Gold answer's probability" and prob_ax.get_yscale() == "log"
+    mean_line, top1_line = prob_ax.get_lines()[:2]
+    to_axes = prob_ax.transData + prob_ax.transAxes.inverted()
+    heights = [to_axes.transform(xy)[1] for xy in mean_line.get_xydata()]
+    assert 0.0 < heights[0] and all(b - a > 0.15 for a, b in zip(heights, heights[1:]))
+    assert heights[3] < 1.0
+    assert np.isnan(top1_line.get_ydata()[:3]).all() and top1_line.get_ydata()[3] == 0.6

@@ -146,6 +146,7 @@ def test_steering_results_alone(study: Path, tmp_path: Path) -> None:
     text = path.read_text()
     assert f"taskvec steer --config {study / 'results' / 'steer_run' / 'config.yaml'}" in text
     assert "Steering" in text and text.count("<img") == 1 and "0.625" in text
+    assert "unsteered accuracy 0.250 (prefix 0.500, n 8)" in text  # scores rounded as in the tables
     assert "Sessions" not in text  # empty sections are left out
 
 
@@ -213,3 +214,54 @@ def test_page_renders_in_headless_chromium(page: Path, tmp_path: Path) -> None:
     shutil.copy(
         shot, page.parent / "screenshot.png"
     )  # kept beside the page for a person to look at
+
+
+def test_wide_figures_scroll_and_steering_scores_are_rounded(tmp_path: Path) -> None:
+    """A figure wider than WIDE_PX is shown at half its pixels in a sideways-scrolling box (a compare of
+    five sessions squeezed to the page width is unreadable); a narrow one fills the page as before."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.html import WIDE_PX, Figure, figure_html, png_width
+
+    for inches, wide in ((4.0, False), (40.0, True)):
+        fig = plt.figure(figsize=(inches, 2), dpi=100)
+        fig.savefig(tmp_path / "f.png")
+        plt.close(fig)
+        raw = (tmp_path / "f.png").read_bytes()
+        assert png_width(raw) == int(inches * 100) and (png_width(raw) > WIDE_PX) == wide
+        block = figure_html(Figure(tmp_path / "f.png", "t", "cmd", []))
+        assert ('class="scroll"' in block) == wide
+        assert (f'width="{int(inches * 50)}"' in block) == wide
+    assert png_width(b"not a png") == 0
+
+
+def test_accuracy_bars_of_two_runs_of_one_strategy_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two results folders of one strategy (a re-run) get two tick labels: their names lose the model,
+    not the tag and the timestamp (cut at 60 characters, both read "cot 5-shot / cot_5shot_test_...")."""
+    from taskvec.report import sections
+
+    drawn: list[Figure] = []
+    monkeypatch.setattr(sections, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    model = "SmolLM2-135M-Instruct.Q4_1"
+    rows: list[dict[str, object]] = [
+        {
+            "results": f"cot_5shot_test_{model}_results_20261207_{t}",
+            "model": model,
+            "strategy": "cot 5-shot",
+            "accuracy": 46 / 53,
+            "correct": 46,
+            "n": 53,
+        }
+        for t in ("060720", "062614")
+    ]
+    sections._accuracy_plot(rows, tmp_path / "acc.png")
+    labels = [t.get_text() for t in drawn[0].axes[0].get_xticklabels()]
+    assert labels == [
+        "cot 5-shot\ncot_5shot_test_20261207_060720",
+        "cot 5-shot\ncot_5shot_test_20261207_062614",
+    ]

@@ -13,8 +13,7 @@ from taskvec.errors import Interrupted, TaskvecError
 from taskvec.evaluation.command import add_evaluate_command
 
 if TYPE_CHECKING:
-    import pandas as pd
-
+    from taskvec.analysis.results import AnalysisResult
     from taskvec.session.layout import SessionPaths
     from taskvec.session.reader import Session
 
@@ -84,16 +83,10 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
         print(f"{key:<{width}}  {value}")
 
 
-def _print_table(table: pd.DataFrame) -> None:
-    """Print a table in full, then every file the analysis wrote."""
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    _print_files(table)
-
-
-def _print_files(table: pd.DataFrame) -> None:
-    """The CSV (`attrs["csv"]`) and the plots (`attrs["plots"]`) an analysis wrote."""
-    print(f"table: {table.attrs['csv']}")
-    for path in table.attrs.get("plots", []):
+def _print_files(result: AnalysisResult) -> None:
+    """The CSV and the plots an analysis wrote."""
+    print(f"table: {result.csv}")
+    for path in result.plots:
         print(f"plot: {path}")
 
 
@@ -136,12 +129,12 @@ def _compare(args: argparse.Namespace) -> None:
     from taskvec.session.reader import load_session
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
-    table = compare(sessions, _analysis_dir(args, sessions))
+    result = compare(sessions, _analysis_dir(args, sessions))
     from taskvec.analysis.compare_summary import compare_summary
 
-    print(compare_summary(table, len(sessions)))
-    print(f"(every pair and column: {table.attrs['csv']})")
-    _print_files(table)
+    print(compare_summary(result.table, len(sessions)))
+    print(f"(every pair and column: {result.csv})")
+    _print_files(result)
 
 
 def _project(args: argparse.Namespace) -> None:
@@ -151,15 +144,14 @@ def _project(args: argparse.Namespace) -> None:
 
     sessions = [load_session(s, Path(args.output_dir)) for s in args.sessions]
     correct = match_correctness(sessions, [Path(r) for r in args.results]) if args.results else None
-    table = project(sessions, args.layer, args.position, _analysis_dir(args, sessions), correct)
+    result = project(sessions, args.layer, args.position, _analysis_dir(args, sessions), correct)
     print(
         "explained variance: "
-        + ", ".join(
-            f"PC{i + 1} {r:.1%}" for i, r in enumerate(table.attrs["explained_variance_ratio"])
-        )
+        + ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(result.explained_variance_ratio))
     )
+    table = result.table
     print(f"{len(table)} points ({(table.kind == 'mean').sum()} task vectors)")
-    _print_files(table)
+    _print_files(result)
 
 
 def _add_session_commands(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from taskvec.cli import _analysis_dir, _print_files
 from taskvec.errors import TaskvecError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from taskvec.analysis.results import CorrelateResult
 
 
 def correlate_command(args: argparse.Namespace) -> None:
@@ -24,28 +24,28 @@ def correlate_command(args: argparse.Namespace) -> None:
             f"correlate: session '{session.name}' records no evaluation; pass RESULTS_DIR "
             "(or make both in one pass: taskvec evaluate --config PROMPT_CONFIG --extract EXTRACTION_CONFIG)"
         )
-    table = correlate(
+    result = correlate(
         session,
         Path(results_dir),
         _analysis_dir(args, [session]),
         force=args.force,
         permutations=args.permutations,
     )
-    a = table.attrs
     print(
-        f"joined by sample_id: {a['matched']} matched, {a['session_only']} session samples "
+        f"joined by sample_id: {result.matched} matched, {result.session_only} session samples "
         "without a prediction, "
-        f"{a['predictions_only']} predictions without vectors"
+        f"{result.predictions_only} predictions without vectors"
     )
-    if a["forced"]:
-        print(f"note: {a['forced']}")
-    if a["note"]:
-        print(f"note: {a['note']}")
-    print_correlate(table)
+    if result.forced:
+        print(f"note: {result.forced}")
+    if result.note:
+        print(f"note: {result.note}")
+    print_correlate(result)
 
 
-def print_correlate(table: pd.DataFrame) -> None:
+def print_correlate(result: CorrelateResult) -> None:
     """The probe and its controls per layer and position, the verdict, then the files."""
+    table = result.table
     cols = ["layer", "position", "n_correct", "n_incorrect", "auc", "auc_std", "shuffled_auc_q95"]
     cols += ["p_value", *[c for c in ("surface_auc", "kind_auc") if c in table], "probe_acc"]
     cols += ["baseline_acc", "verdict"]
@@ -61,10 +61,9 @@ def print_correlate(table: pd.DataFrame) -> None:
             f"no layer/position probe beats its controls: at none of the {len(table)} does the "
             "probe's AUC exceed the shuffled-label band and the baselines"
         )
-    by_kind = table.attrs["by_kind"]
-    if len(by_kind):
-        print(f"by question kind: {table.attrs['csv'].parent / 'correlate_by_kind.csv'}")
-    _print_files(table)
+    if len(result.by_kind) and result.csv is not None:
+        print(f"by question kind: {result.csv.parent / 'correlate_by_kind.csv'}")
+    _print_files(result)
 
 
 def _lens(args: argparse.Namespace) -> None:
@@ -74,19 +73,19 @@ def _lens(args: argparse.Namespace) -> None:
     session = load_session(args.session, Path(args.output_dir))
     minus = load_session(args.minus, Path(args.output_dir)) if args.minus else None
     out = _analysis_dir(args, [session] + ([minus] if minus else []))
-    table = lens(session, out, minus, args.layers, args.position, args.top)
-    for (layer, position), group in table.groupby(["layer", "position"], sort=False):
+    result = lens(session, out, minus, args.layers, args.position, args.top)
+    for (layer, position), group in result.table.groupby(["layer", "position"], sort=False):
         tokens = "  ".join(f"{r.token} {r.prob:.2f}" for r in group.itertuples())
         print(f"layer {layer:>3} pos {position:<5} {tokens}")
-    gold = table.attrs["gold"]
+    gold = result.gold
     if len(gold):
         print("gold first answer token, from each sample's own vector:")
         cols = ["layer", "position", "n", "median_rank", "mean_rank", "mean_prob", "top1", "top10"]
         print(gold[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print(f"table: {out / 'lens_gold.csv'}")
-    elif table.attrs["note"]:
-        print(f"note: {table.attrs['note']}")
-    _print_files(table)
+    elif result.note:
+        print(f"note: {result.note}")
+    _print_files(result)
 
 
 def _add_lens_command(

@@ -28,6 +28,7 @@ from taskvec.analysis.plotting import (
     save_figure,
     session_labels,
 )
+from taskvec.analysis.results import CompareResult
 from taskvec.analysis.similarity import pair_measures
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey
@@ -55,9 +56,9 @@ def _cosine_to(vectors: torch.Tensor, mean: torch.Tensor) -> np.ndarray:
     ).numpy()
 
 
-def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFrame:
+def compare(sessions: Sequence[Session], out: Path | None = None) -> CompareResult:
     """One row per shared key and ordered session pair (a, b); writes compare.csv and the plots
-    to `out` (None: writes nothing).
+    to `out` (None: writes nothing) and returns the table with their paths.
 
     Columns: cos_means (cosine of the two mean vectors), the distribution of per-sample cosine of a's
     vectors to b's mean (samples_cos_mean, _std, q05..q95) and own_cos_mean (a's samples to a's own mean),
@@ -114,10 +115,9 @@ def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFram
             )
     table = pd.DataFrame(rows)
     if out is None:
-        return table
+        return CompareResult(table=table)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
-    table.attrs["csv"] = out / "compare.csv"
     plots = [
         _plot_similarity(table, labels, out),
         _plot_per_sample(dists, keys, labels, out),
@@ -125,8 +125,7 @@ def compare(sessions: Sequence[Session], out: Path | None = None) -> pd.DataFram
     ]
     if n >= 3:
         plots.append(_plot_heatmaps(table, keys, labels, out))
-    table.attrs["plots"] = plots
-    return table
+    return CompareResult(table=table, csv=out / "compare.csv", plots=tuple(plots))
 
 
 def _plot_similarity(table: pd.DataFrame, labels: list[str], out: Path) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from taskvec.analysis.probe import (
     shuffled_aucs,
     verdict,
 )
+from taskvec.analysis.results import CorrelateResult
 from taskvec.analysis.samples import session_kinds, session_samples
 from taskvec.errors import TaskvecError
 from taskvec.model.identity import recorded_identity
@@ -285,14 +287,14 @@ def correlate(
     out: Path | None = None,
     force: bool = False,
     permutations: int = PERMUTATIONS,
-) -> pd.DataFrame:
+) -> CorrelateResult:
     """One row per key: the probe for correctness, its controls and verdict, and cosine to the task vector.
 
     Vectors and predictions must come from the same model, split and prompts (`force` joins them anyway,
-    and every output says so: the `forced` column, `attrs["forced"]`, the plot's title). `attrs` holds the
-    join counts (`matched`, `session_only`, `predictions_only`), a `note` when the probe cannot run,
-    `by_kind` (a table, empty without kinds), and the written `plots`; the CSVs go next to them in `out`
-    (None: writes nothing).
+    and every output says so: the `forced` column, the result's `forced`, the plot's title). The result
+    also holds the join counts (`matched`, `session_only`, `predictions_only`), a `note` when the probe
+    cannot run, `by_kind` (a table, empty without kinds), and the written `csv` and `plots`; the CSVs and
+    the plot go to `out` (None: writes nothing).
     """
     if permutations < 0:
         raise TaskvecError(f"correlate: --permutations must be 0 or more (got {permutations})")
@@ -337,14 +339,21 @@ def correlate(
             kind_rows += _by_kind(key, score, y, kinds)
     table = pd.DataFrame(table_rows)
     by_kind = pd.DataFrame(kind_rows)
-    table.attrs.update(join, note=note, forced=forced, by_kind=by_kind)
+    result = CorrelateResult(
+        table=table,
+        matched=join["matched"],
+        session_only=join["session_only"],
+        predictions_only=join["predictions_only"],
+        note=note,
+        forced=forced,
+        by_kind=by_kind,
+    )
     if out is None:
-        return table
+        return result
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "correlate.csv", index=False)
     if len(by_kind):
         by_kind.to_csv(out / "correlate_by_kind.csv", index=False)
-    table.attrs["csv"] = out / "correlate.csv"
     label = session_labels([session])[0]
-    table.attrs["plots"] = [plot_correlate(table, label, join, note, forced, out / "correlate.png")]
-    return table
+    plot = plot_correlate(table, label, join, note, forced, out / "correlate.png")
+    return replace(result, csv=out / "correlate.csv", plots=(plot,))

@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from taskvec.analysis.lens_plot import plot_gold, plot_tokens
 from taskvec.analysis.plotting import session_labels
+from taskvec.analysis.results import LensResult
 from taskvec.analysis.samples import session_samples
 from taskvec.errors import TaskvecError
 from taskvec.model.loading import ModelRef, load_tokenizer, resolve_model
@@ -165,12 +166,12 @@ def lens(
     layers: Sequence[int] | None = None,
     position: str | None = None,
     top: int = 10,
-) -> pd.DataFrame:
+) -> LensResult:
     """The top tokens of each task vector (minus `minus`'s) per layer and position; writes
     lens_tokens.csv and lens_tokens.png.
 
-    `attrs["gold"]` is the per-key gold-rank summary (lens_gold.csv, lens_gold_samples.csv and
-    lens_gold_rank.png; empty, with `attrs["note"]` saying why, when there are no gold answers).
+    The result's `gold` is the per-key gold-rank summary (lens_gold.csv, lens_gold_samples.csv and
+    lens_gold_rank.png; empty, with `note` saying why, when there are no gold answers).
     """
     if top < 1:
         raise TaskvecError(f"lens: --top must be at least 1 (got {top})")
@@ -205,7 +206,11 @@ def lens(
         per_sample.to_csv(out / "lens_gold_samples.csv", index=False)
         vocab = unembed.weight.shape[0]
         plots.append(plot_gold(gold, labels[0], vocab, out / "lens_gold_rank.png"))
-    table.attrs.update(
-        csv=out / "lens_tokens.csv", plots=plots, gold=gold, note=note, tied=unembed.tied
+    return LensResult(
+        table=table,
+        csv=out / "lens_tokens.csv",
+        plots=tuple(plots),
+        gold=gold,
+        note=note,
+        tied=unembed.tied,
     )
-    return table

@@ -48,7 +48,9 @@ def plot_tokens(table: pd.DataFrame, title: str, path: Path) -> Path:
 
 def plot_gold(gold: pd.DataFrame, label: str, vocab: int, path: Path) -> Path:
     """Left: median rank of the gold first token per layer (quartile band, log scale); right: its mean
-    probability and the share of samples where it is the top token."""
+    probability and the share of samples where it is the top token, on a log scale down to the smallest
+    value (a small model's gold probabilities are 1e-10 to 1e-3 before its last blocks: on a 0-1 axis every
+    point sat on the floor); a share of 0 is left undrawn."""
     fig = new_figure(12, 4.8)
     rank_ax, prob_ax = fig.subplots(1, 2)
     for i, (position, group) in enumerate(gold.groupby("position", sort=False)):
@@ -62,14 +64,14 @@ def plot_gold(gold: pd.DataFrame, label: str, vocab: int, path: Path) -> Path:
         )
         prob_ax.plot(
             group.layer,
-            group.mean_prob,
+            group.mean_prob.where(group.mean_prob > 0),
             marker="o",
             color=color,
             label=f"mean probability, pos {position}",
         )
         prob_ax.plot(
             group.layer,
-            group.top1,
+            group.top1.where(group.top1 > 0),
             marker="x",
             linestyle=":",
             color=color,
@@ -79,8 +81,11 @@ def plot_gold(gold: pd.DataFrame, label: str, vocab: int, path: Path) -> Path:
     rank_ax.set_ylim(0.8, vocab * 1.2)
     rank_ax.set_ylabel(f"rank of the gold first token (1 = top, of {vocab})")
     rank_ax.set_title("Gold answer's rank from each sample's own vector")
-    prob_ax.set_ylim(-0.02, 1.02)
-    prob_ax.set_ylabel("probability / share of samples")
+    shown = pd.concat([gold.mean_prob, gold.top1])
+    positive = shown[shown > 0]
+    prob_ax.set_yscale("log")
+    prob_ax.set_ylim(float(positive.min()) / 3 if len(positive) else 1e-4, 2.0)
+    prob_ax.set_ylabel("probability / share of samples (log; a 0 is not drawn)")
     prob_ax.set_title("Gold answer's probability")
     for ax in (rank_ax, prob_ax):
         layer_ticks(ax, gold.layer.tolist())

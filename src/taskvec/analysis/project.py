@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from sklearn.decomposition import PCA
 
 from taskvec.analysis.plotting import legend_outside, new_figure, save_figure, session_labels
+from taskvec.analysis.results import ProjectResult
 from taskvec.errors import TaskvecError
 from taskvec.positions import VectorKey, check_position
 from taskvec.session.reader import Session
@@ -44,14 +45,14 @@ def project(
     position: str | None = None,
     out: Path | None = None,
     correct: Sequence[dict[str, bool] | None] | None = None,
-) -> pd.DataFrame:
+) -> ProjectResult:
     """PCA of all sessions' per-sample vectors at one layer and position, fitted on them together.
 
     Returns one row per sample and one per session mean (kind `mean`): session, sample_id, kind,
     pc1, pc2, and `correct` (True/False, None without a prediction) when `correct` gives each
     session's `sample_id -> correct` (None for a session without predictions); the plot then has a
     second panel coloured by correctness. Writes `project_layer_{L}_pos_{P}.png` (and .csv) to
-    `out` (None: writes nothing).
+    `out` (None: writes nothing). The result also holds the components' explained variance ratio.
     """
     key = project_key(sessions, layer, position)
     labels = session_labels(sessions)
@@ -101,16 +102,15 @@ def project(
             for s, i, k in zip(table.session, table.sample_id, table.kind)
         ]
     stem = f"project_{key}"
-    table.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
+    ratio = tuple(pca.explained_variance_ratio_.tolist())
     if out is None:
-        return table
+        return ProjectResult(table=table, explained_variance_ratio=ratio)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{stem}.csv", index=False)
-    table.attrs["csv"] = out / f"{stem}.csv"
-    table.attrs["plots"] = [
-        _plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")
-    ]
-    return table
+    plot = _plot(table, labels, pca.explained_variance_ratio_, key, out / f"{stem}.png")
+    return ProjectResult(
+        table=table, csv=out / f"{stem}.csv", plots=(plot,), explained_variance_ratio=ratio
+    )
 
 
 def _plot(table: pd.DataFrame, labels: list[str], ratio: np.ndarray, key: str, path: Path) -> Path:

@@ -57,20 +57,20 @@ def compare_part(
     section: Section, name: str, members: list[Session], figures: Path
 ) -> pd.DataFrame:
     out = figures / f"compare_{_slug(name)}"
-    table = compare(members, out)
+    result = compare(members, out)
     redo = command("taskvec", "compare", *session_args(members), "--out", out)
     reads = session_args(members)
     section.text(f"{name}: {', '.join(session_labels(members))}")
-    section.parts.append(f"<pre>{compare_summary(table, len(members))}</pre>")
+    section.code(compare_summary(result.table, len(members)), wide=True)
     titles = {
         "compare_similarity.png": "Cosine of task vectors by layer",
         "compare_separation.png": "What separates the strategies, by layer",
         "compare_heatmap.png": "Pairwise cosine heatmaps",
         "compare_per_sample.png": "Per-sample cosine to each task vector",
     }
-    for path in table.attrs["plots"]:
+    for path in result.plots:
         section.figure(Figure(path, f"{titles[path.name]} ({name})", redo, reads))
-    return table
+    return result.table
 
 
 def best_layer(table: pd.DataFrame) -> tuple[int, str]:
@@ -110,7 +110,7 @@ def project_part(
         "At the layer and position where the task vectors differ most (lowest cosine): "
         f"{layer}, {position}."
     )
-    for path in projected.attrs["plots"]:
+    for path in projected.plots:
         section.figure(
             Figure(
                 path,
@@ -127,7 +127,8 @@ def correlate_part(
 ) -> None:
     label = session_labels([session])[0]
     out = figures / f"correlate_{_slug(label)}_{_slug(session.name[-15:])}"
-    table = correlate(session, results, out, permutations=permutations)
+    result = correlate(session, results, out, permutations=permutations)
+    table = result.table
     redo = command(
         "taskvec",
         "correlate",
@@ -144,8 +145,8 @@ def correlate_part(
         if beats
         else (f"no layer/position probe beats its controls ({len(table)} tested)")
     )
-    if table.attrs["note"]:  # one class: nothing to probe, so no table or figure
-        section.text(f"{label} with {results.name}: {table.attrs['note']}.", "note")
+    if result.note:  # one class: nothing to probe, so no table or figure
+        section.text(f"{label} with {results.name}: {result.note}.", "note")
         return
     section.text(
         f"{label} with {results.name}: {verdict}.", "verdict-yes" if beats else "verdict-no"
@@ -162,7 +163,7 @@ def correlate_part(
     ]
     cols += [c for c in ("surface_auc", "kind_auc") if c in table] + ["verdict"]
     section.table(table[cols])
-    for path in table.attrs["plots"]:
+    for path in result.plots:
         section.figure(
             Figure(
                 path,
@@ -171,7 +172,7 @@ def correlate_part(
                 [str(session.task_vector_dir), str(results / "predictions.jsonl")],
             )
         )
-    by_kind = table.attrs["by_kind"]
+    by_kind = result.by_kind
     if len(by_kind):
         first = by_kind[by_kind.key == by_kind.key.iloc[0]].drop(
             columns=["key", "layer", "position", "auc_within_kind"]
@@ -184,13 +185,13 @@ def lens_part(section: Section, session: Session, figures: Path, top: int) -> No
 
     label = session_labels([session])[0]
     out = figures / f"lens_{_slug(label)}_{_slug(session.name[-15:])}"
-    table = lens(session, out, top=top)
+    result = lens(session, out, top=top)
     redo = command("taskvec", "lens", session.task_vector_dir, "--top", top, "--out", out)
     reads = [
         str(session.task_vector_dir),
         f"the final norm and unembedding of {session.info.model}",
     ]
-    gold = table.attrs["gold"]
+    gold = result.gold
     if len(gold):
         best = gold.loc[gold.median_rank.idxmin()]
         section.text(
@@ -198,9 +199,9 @@ def lens_part(section: Section, session: Session, figures: Path, top: int) -> No
             f"position {best.position} "
             f"(median rank {best.median_rank:g}, top-1 for {best.top1:.0%} of {int(best.n)} samples)."
         )
-    elif table.attrs["note"]:
-        section.text(f"{label}: {table.attrs['note']}", "note")
-    for position, group in table.groupby("position", sort=False):
+    elif result.note:
+        section.text(f"{label}: {result.note}", "note")
+    for position, group in result.table.groupby("position", sort=False):
         cells = group.assign(cell=group.token + " " + group.prob.map(lambda p: f"{p:.2f}"))
         grid = cells.pivot(index="layer", columns="rank", values="cell").reset_index()
         grid.columns = ["layer", *[f"top {r}" for r in grid.columns[1:]]]
@@ -209,6 +210,6 @@ def lens_part(section: Section, session: Session, figures: Path, top: int) -> No
             f"{label}: top tokens (probability) of the task vector at position {position}; "
             f"made by {redo}",
         )
-    for path in table.attrs["plots"]:
+    for path in result.plots:
         if path.name == "lens_gold_rank.png":
             section.figure(Figure(path, f"Gold answer rank by layer ({label})", redo, reads))

@@ -24,6 +24,7 @@ figcaption { font-size: .85em; color: #444; }
 pre { background: #f6f6f6; padding: .4em .6em; overflow-x: auto; white-space: pre-wrap; font-size: .85em; }
 .note { color: #8a4b00; } .verdict-no { color: #a00; } .verdict-yes { color: #060; }
 nav ul { columns: 2; }
+pre.wide { white-space: pre; } .scroll { overflow-x: auto; } figure img.wide { max-width: none; }
 """
 
 
@@ -56,6 +57,14 @@ class Section:
     def figure(self, figure: Figure) -> None:
         self.parts.append(figure_html(figure))
 
+    def code(self, text: str, wide: bool = False) -> None:
+        """Preformatted text; `wide` (a printed table) keeps its lines and scrolls, not wrapping them."""
+        self.parts.append(
+            f'<pre class="wide">{html.escape(text)}</pre>'
+            if wide
+            else f"<pre>{html.escape(text)}</pre>"
+        )
+
 
 def table_html(frame: pd.DataFrame, caption: str = "") -> str:
     """A DataFrame as an HTML table: numbers right-aligned with 3 decimals, text left-aligned, escaped."""
@@ -76,13 +85,31 @@ def table_html(frame: pd.DataFrame, caption: str = "") -> str:
     return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+WIDE_PX = (
+    2400  # a figure wider than this (a compare of many sessions) is unreadable squeezed to the page
+)
+
+
+def png_width(data: bytes) -> int:
+    """The width in pixels from a PNG's IHDR chunk (0 if the bytes are not a PNG)."""
+    return int.from_bytes(data[16:20], "big") if data[:8] == b"\x89PNG\r\n\x1a\n" else 0
+
+
 def figure_html(figure: Figure) -> str:
-    data = base64.b64encode(figure.path.read_bytes()).decode()
+    raw = figure.path.read_bytes()
+    data = base64.b64encode(raw).decode()
+    width = png_width(raw)
+    img = f'alt="{html.escape(figure.title)}" src="data:image/png;base64,{data}"'
+    if (
+        width > WIDE_PX
+    ):  # shown at half its pixels, scrolled sideways, instead of shrunk to the page width
+        img = f'<div class="scroll"><img class="wide" width="{width // 2}" {img}></div>'
+    else:
+        img = f"<img {img}>"
     reads = "".join(f"<li><code>{html.escape(r)}</code></li>" for r in figure.reads)
     caption = f"<p>{html.escape(figure.caption)}</p>" if figure.caption else ""
     return (
-        f'<figure><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{data}">'
-        f"<figcaption><b>{html.escape(figure.title)}</b>{caption}"
+        f"<figure>{img}<figcaption><b>{html.escape(figure.title)}</b>{caption}"
         f"<p>Made by:</p><pre>{html.escape(figure.command)}</pre>"
         f"<p>Read:</p><ul>{reads}</ul></figcaption></figure>"
     )

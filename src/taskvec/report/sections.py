@@ -63,10 +63,16 @@ def _evaluation_rows(study: Study) -> list[dict[str, object]]:
     return rows
 
 
+def _short_name(row: dict[str, object]) -> str:
+    """The results folder's name without the model and the word "results": what tells two runs apart (the
+    tag and the timestamp) stays, so two runs of one strategy get two labels."""
+    return str(row["results"]).replace(f"_{row['model']}_results", "")
+
+
 def _accuracy_plot(rows: list[dict[str, object]], path: Path) -> Path:
     fig = new_figure(max(6.0, 1.2 * len(rows) + 2), 4.2)
     ax = fig.subplots()
-    names = [f"{r['strategy']}\n{r['results']}"[:60] for r in rows]
+    names = [f"{r['strategy']}\n{_short_name(r)}" for r in rows]
     ax.bar(range(len(rows)), [float(r["accuracy"]) for r in rows], color="C0")  # type: ignore[arg-type]
     for x, r in enumerate(rows):
         ax.text(x, float(r["accuracy"]) + 0.02, f"{r['correct']}/{r['n']}", ha="center")  # type: ignore[arg-type]
@@ -138,6 +144,10 @@ def patching_section(study: Study) -> Section:
     return section
 
 
+def _score(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def steering_section(study: Study) -> Section:
     """steering.json: the baseline, one row per condition, the vector; steering.png when there is one."""
     section = Section("Steering")
@@ -146,8 +156,8 @@ def steering_section(study: Study) -> Section:
         base, vector = data.get("baseline") or {}, data.get("vector") or {}
         section.text(
             f"{folder.name}: vector {vector.get('expression')} at position {vector.get('position')}; "
-            f"unsteered accuracy {base.get('accuracy')} (prefix {base.get('accuracy_prefix')}, "
-            f"n {base.get('n')})"
+            f"unsteered accuracy {_score(base.get('accuracy'))} "
+            f"(prefix {_score(base.get('accuracy_prefix'))}, n {base.get('n')})"
         )
         conditions = pd.DataFrame(data.get("conditions") or [])
         if len(conditions):
