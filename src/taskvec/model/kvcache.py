@@ -48,8 +48,8 @@ def select_rows(kv: KV, rows: Sequence[int] | torch.Tensor) -> KV:
 class _GrowingLayer(DynamicLayer):
     """A DynamicLayer whose keys and values are a window of buffers with spare rows and columns:
     `update` writes into the column room in place (where DynamicLayer concatenates, a copy of the
-    whole cache at every decode step), rows join into the spare rows, and rows leave by moving
-    the last rows into their places. The window is rows `[:rows]`, columns `[front:length]`.
+    whole cache at every decode step), rows join into finished rows' places or spare rows, and
+    the last rows fill the places left. The window is rows `[:rows]`, columns `[front:length]`.
     Every column holds finite values (new buffers are zeros, old columns what the model wrote),
     so a masked column never leaks NaN into attention."""
 
@@ -181,7 +181,8 @@ def growing_cache(
     kv: KV, room: int, rows: int = 0, index: Sequence[int] | None = None
 ) -> DynamicCache:
     """A DynamicCache holding (a copy of) `kv`, its rows `index` if given, whose updates write in
-    place, `room` columns before it reallocates, and room for `rows` rows (see `add_rows`)."""
+    place (`room` spare columns; out of them, the window slides back or the buffers grow), and room
+    for `rows` rows (see `add_rows`)."""
     cache = DynamicCache()
     cache.layers = [_GrowingLayer(k, v, room, rows, index) for k, v in kv]
     return cache
