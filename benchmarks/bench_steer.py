@@ -1,19 +1,18 @@
 """Steering benchmark: a sweep of conditions as one batched taskvec generation vs a naive loop.
 
 Usage: python benchmarks/bench_steer.py --workload steer-cpu [--samples N] [--repeats R]
-  [--baseline-repeats R]
+    [--baseline-repeats R] [--batch-size B]
+
 steer-cpu: the embedded model, past_tense vanilla 5-shot chat prompts (train split, the first N,
-  default 64), the
-direction cot 5-shot minus vanilla 5-shot (mean last-token states of 32 other train prompts
-  each, computed here)
-added at the last prompt token: the baseline plus 6 conditions (blocks 10, 15, 20 x scales 2,
-  4), greedy.
+default 64), the direction cot 5-shot minus vanilla 5-shot (mean last-token states of 32 other
+train prompts each, computed here) added at the last prompt token: the baseline plus 6
+conditions (blocks 10, 15, 20 x scales 2, 4), greedy.
+
 naive: Hugging Face `generate` on left-padded batches of 16, condition by condition, the
-  steering as one forward
-hook (`taskvec.model.steer.steering_hooks`, what a user writes by hand); taskvec: every
-  condition and the
-baseline in one `Generator` run (shared prefixes, continuous batching, drafts). Tokens must be
-  identical.
+steering as one forward hook (`taskvec.model.steer.steering_hooks`, what a user writes by hand).
+taskvec: every condition and the baseline in one `Generator` run (shared prefixes, continuous
+batching, drafts), `batch_size` the steer config's default. Tokens must be identical.
+
 Writes benchmarks/results/{workload}.json and .log; times are medians over the repeats.
 """
 

@@ -64,7 +64,7 @@ def test_each_keeps_its_own_defaults() -> None:
         "ExtractionConfig": (64, "outputs"),
         "EvalOptions": (32, "results"),
         "PatchConfig": (8, "results"),
-        "SteerConfig": (64, "results"),
+        "SteerConfig": (128, "results"),
     }
 
 

@@ -24,6 +24,8 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 NAME = "taskvec"
 # per block: keys, values of one row, (1, kv_heads, P, head_dim)
 SharedPrefix = Sequence[tuple[torch.Tensor, torch.Tensor]]
+# the flash kernel's additive own-key mask and which queries see no own key (`_kernel_mask`)
+KernelMask = tuple[torch.Tensor, torch.Tensor]
 
 
 def shared_prefix_attention(
@@ -59,14 +61,9 @@ def shared_prefix_attention(
     if query.device.type == "cpu":
         # no cache, no padding: the kernel's own causal mask
         causal = attention_mask is None and q == s
-        return _fused_cpu(
-            query,
-            key,
-            value,
-            None if causal else _own_mask(attention_mask, q, s, query.device),
-            prefix,
-            scale,
-        ), None
+        group = query.shape[1] // key.shape[1]
+        own = None if causal else _kernel_mask(attention_mask, q, s, group, query)
+        return _fused_cpu(query, key, value, own, prefix, scale), None
     return _attend(
         query, key, value, _own_mask(attention_mask, q, s, query.device), prefix, scale
     ), None
@@ -115,15 +112,37 @@ def _attend(
     return out.transpose(1, 2).contiguous()
 
 
+# the last forward's mask and what `_kernel_mask` made of it (every block of a forward gets the
+# same mask object, so it is built once a forward, not once a block)
+_LAST_MASK: list[tuple[torch.Tensor, int, KernelMask]] = []
+
+
+def _kernel_mask(
+    mask: torch.Tensor | None, q: int, s: int, group: int, like: torch.Tensor
+) -> KernelMask:
+    """The kernel's additive mask over a kv head's `group * q` queries, `(rows or 1, 1, group * q,
+    s)` in `like`'s dtype, and which queries see no own key, from transformers' mask (`_own_mask`)."""
+    if _LAST_MASK:
+        last, last_group, made = _LAST_MASK[0]
+        if last is mask and last_group == group and made[0].dtype == like.dtype:
+            return made
+    tiled = _own_mask(mask, q, s, like.device).repeat(1, 1, group, 1)
+    additive = torch.zeros(tiled.shape, dtype=like.dtype, device=like.device)
+    made = (additive.masked_fill_(~tiled, float("-inf")), ~tiled.any(-1))
+    _LAST_MASK[:] = [(mask, group, made)] if mask is not None else []
+    return made
+
+
 def _fused_cpu(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    own_mask: torch.Tensor | None,
+    own_mask: KernelMask | None,
     prefix: tuple[torch.Tensor, torch.Tensor] | None,
     scale: float,
 ) -> torch.Tensor:
-    """`_attend` on the CPU from torch's fused flash kernel; `own_mask` None means causal rows with no cache.
+    """`_attend` on the CPU from torch's fused flash kernel; `own_mask` (`_kernel_mask`) None means
+    causal rows with no cache.
 
     The kernel returns each query's log-sum-exp, so the prefix part (a kv head's queries of every
     row as one sequence against the prefix's one copy) and the own part merge exactly as one softmax
@@ -145,12 +164,9 @@ def _fused_cpu(
             scale=scale,
         )
     else:
-        tiled = own_mask.repeat(1, 1, group, 1)  # (rows or 1, 1, group * q, own)
-        additive = torch.zeros(tiled.shape, dtype=query.dtype, device=query.device).masked_fill_(
-            ~tiled, float("-inf")
-        )
+        additive, unseen = own_mask
         own, own_lse = flash(grouped, key, value, attn_mask=additive, scale=scale)
-        own_lse = own_lse.masked_fill(~tiled.any(-1), float("-inf"))
+        own_lse = own_lse.masked_fill(unseen, float("-inf"))
     if prefix is None:
         return own.reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
     own, own_lse = (

@@ -3,17 +3,20 @@ prompts join.
 
 The prompts' shared prefixes (the prefix plan extraction uses) are prefilled once, each on its
 parent's (`prefill.py`); each prompt then prefills only its own suffix on top of its prefix's KV
-cache. The prefix all prompts share (the tree's root: the few-shot demonstrations) is never copied
-per row: rows attend to its one copy through the `taskvec` attention implementation
-(`attention.py`, which an `sdpa` model runs while `run` goes on), so a step reads it once for the
-whole batch. Each decode step advances every active row by at least one token. A row that writes
-eos or a complete answer sentence leaves at once and a waiting prompt takes its place
-(`decoding.py` holds the rules), so no step is spent on a finished row. Rows of different lengths
-share one left-padded KV cache with an attention mask and explicit position ids (`ragged.py`), so
-each row computes what it would alone; the cache has spare columns, so a step writes into it in
-place. Greedy rows also check prompt-lookup drafts (`drafts.py`) while the batch has room, keeping
-those the model agrees with, and on the CPU the linear layers run on prepacked weights
-(`packed.py`).
+cache, all but its last token: the last runs in the row's first decode step, beside the other rows'
+tokens (no forward of its own). Copies of one prompt (a sweep's conditions) are one member of the
+plan, join side by side and prefill their suffix once. The prefix all prompts share (the tree's
+root: the few-shot demonstrations) is never copied per row: rows attend to its one copy through the
+`taskvec` attention implementation (`attention.py`, which an `sdpa` model runs while `run` goes on),
+so a step reads it once for the whole batch. Each decode step advances every active row by at least
+one token. A row that writes eos or a complete answer sentence leaves at once and a waiting prompt
+takes its place (`decoding.py` holds the rules), so no step is spent on a finished row. Rows of
+different lengths share one left-padded KV cache with an attention mask and explicit position ids
+(`ragged.py`), so each row computes what it would alone; the cache has spare columns and rows, so a
+step writes into it in place, joining rows are written into spare rows and a finished row's place
+is taken by the last row (no copy of the whole cache). Greedy rows also check prompt-lookup drafts
+(`drafts.py`) while the batch has room, keeping those the model agrees with, and on the CPU the
+linear layers run on prepacked weights (`packed.py`).
 
 Steering (`steering.py`) plugs in at one seam: every forward (a prefix, the suffixes, a decode step)
 first tells `RowSteering.plan` which input tokens of which rows are steered. Prompts steered at
@@ -34,14 +37,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from taskvec.model.attention import SharedPrefix, use_shared_prefix_attention
 from taskvec.model.decoding import GenerationStats, Row, Rules
-from taskvec.model.kvcache import (
-    concat_rows,
-    from_cache,
-    growing_cache,
-    keep_rows,
-    left_pad,
-    select_rows,
-)
+from taskvec.model.kvcache import add_rows, growing_cache, keep_rows
 from taskvec.model.packed import packed_linears
 from taskvec.model.prefill import Ids, Prefix, PrefixCache, plan
 from taskvec.model.prefix import PrefixNode
@@ -66,11 +62,13 @@ class Finished:
 @dataclass
 class _Active:
     """The rows decoding together: one left-padded KV cache (appended in place), its mask (rows,
-    width)."""
+    width), and the places of rows that finished (`holes`: joining rows take them, the last rows
+    fill those left before the next step)."""
 
     rows: list[Row] = field(default_factory=list)
     cache: DynamicCache | None = None
     mask: torch.Tensor | None = None
+    holes: list[int] = field(default_factory=list)
 
 
 def plan_groups(
@@ -78,17 +76,22 @@ def plan_groups(
 ) -> list[tuple[PrefixNode, Steer | None]]:
     """Prefix plans to run one after the other, each with the steer of its prefixes: one over the
     prompts whose prefix is unsteered (no steer, `where: last/generated`), then one per condition
-    steering every prompt token."""
+    steering every prompt token. Copies of one prompt (its conditions) are one member of the
+    tree, listed side by side, so they join together and share their suffix's prefill."""
     groups: dict[int, tuple[Steer | None, list[int]]] = {0: (None, [])}
     for i, steer in enumerate(steers):
         key = id(steer) if steer is not None and steer.in_prompt else 0
         groups.setdefault(key, (steer if key else None, []))[1].append(i)
     plans = []
     for steer, members in groups.values():
-        if members:
-            tree = plan([prompt_ids[i] for i in members], prefix_cache)
+        copies: dict[tuple[int, ...], list[int]] = {}
+        for i in members:  # a prompt repeated (one per condition) is planned once
+            copies.setdefault(tuple(prompt_ids[i]), []).append(i)
+        if copies:
+            rows = list(copies.values())
+            tree = plan([prompt_ids[row[0]] for row in rows], prefix_cache)
             for node in tree.walk():
-                node.members = [members[m] for m in node.members]
+                node.members = [i for m in node.members for i in rows[m]]
             plans.append((tree, steer))
     return plans
 
@@ -184,7 +187,7 @@ class Generator:
         )
         active = _Active()
         while queue or active.rows:
-            free = self.batch_size - len(active.rows)
+            free = self.batch_size - len(active.rows) + len(active.holes)
             if free > 0 and queue:
                 node = queue[0][1]
                 group = [m for m, n in queue[:free] if n is node]
@@ -192,6 +195,7 @@ class Generator:
                 prompts = [list(prompt_ids[m]) for m in group]
                 yield from self._join(active, prompts, group, node.prefix_len, prefixes.get(node))
                 prefixes.release(node, len(group))
+            self._settle(active)
             if active.rows:
                 yield from self._step(active)
             if on_step is not None:
@@ -201,51 +205,61 @@ class Generator:
     def _join(
         self, active: _Active, prompts: list[list[int]], idxs: list[int], start: int, prefix: Prefix
     ) -> Iterator[Finished]:
-        """Prefill the suffixes of `prompts` after the shared `start` tokens, pick their first
-          tokens, add
-        them to `active`."""
+        """Prefill the suffixes of `prompts` after the shared `start` tokens and add them to
+        `active`. Without a reading a row's last prompt token waits for its first decode step (no
+        forward of its own); with one it runs here and picks the row's first token."""
         steers = [self._steers[i] for i in idxs]
-        logits, new_kv, new_mask, vectors = self.runner.prefill(
-            prompts, idxs, start, prefix, steers
-        )
-        rows = [
-            Row(i, p, rng=self.rules.rng(i), vectors=v, steer=s)
-            for i, p, v, s in zip(idxs, prompts, vectors, steers)
-        ]
-        keep = [r for r, row in enumerate(rows) if not self.rules.advance(row, logits[r])]
-        for r, row in enumerate(rows):
-            if r not in keep:
-                yield self._finish(row)
-        if not keep:
-            return
-        new_kv, new_mask = select_rows(new_kv, keep), new_mask[keep]
-        rows = [rows[r] for r in keep]
-        room = self.settings.max_new_tokens  # a row's tokens fit; masked-out drafts may overflow it
+        rows = [Row(i, p, rng=self.rules.rng(i), steer=s) for i, p, s in zip(idxs, prompts, steers)]
+        if self.runner.reading is None and any(len(p) - start > 1 for p in prompts):
+            new_kv, new_mask, index = self.runner.prefill_heads(prompts, start, prefix, steers)
+        else:
+            logits, new_kv, new_mask, vectors = self.runner.prefill(
+                prompts, idxs, start, prefix, steers
+            )
+            for row, v in zip(rows, vectors):
+                row.vectors = v
+            index = [r for r, row in enumerate(rows) if not self.rules.advance(row, logits[r])]
+            for r, row in enumerate(rows):
+                if r not in index:
+                    yield self._finish(row)
+            if not index:
+                return
+            rows = [rows[r] for r in index]
+        new_mask = new_mask[index]  # the cache takes rows `index` of `new_kv` (no gathered copy)
+        room = 2 * self.settings.max_new_tokens  # columns a row's tokens and drafts take
         if active.cache is None or active.mask is None:
-            active.cache, active.mask, active.rows = growing_cache(new_kv, room), new_mask, rows
+            active.cache = growing_cache(new_kv, room, self.batch_size, index)
+            active.mask, active.rows = new_mask, rows
             return
+        # finished rows' places first (no row moves), then new rows
+        filled, active.holes = active.holes[: len(rows)], active.holes[len(rows) :]
+        places = filled + list(range(len(active.rows), len(active.rows) + len(rows) - len(filled)))
+        add_rows(active.cache, new_kv, index, places)
         width = max(active.mask.shape[1], new_mask.shape[1])
-        kv = concat_rows(
-            left_pad(from_cache(active.cache), width - active.mask.shape[1]),
-            left_pad(new_kv, width - new_mask.shape[1]),
-        )
-        active.cache = growing_cache(kv, room)
-        active.mask = torch.cat([pad_front(active.mask, width), pad_front(new_mask, width)])
-        active.rows += rows
+        mask, new_mask = pad_front(active.mask, width), pad_front(new_mask, width)
+        mask[filled] = new_mask[: len(filled)]
+        active.mask = torch.cat([mask, new_mask[len(filled) :]])
+        for place, row in zip(filled, rows):
+            active.rows[place] = row
+        active.rows += rows[len(filled) :]
 
     def _step(self, active: _Active) -> Iterator[Finished]:
         """One decode step for every active row: its last token and its drafts, left-padded to one
-          width; the
-        accepted drafts stay in the cache, the rest are masked out. Finished rows leave the
-          batch."""
+        width; the accepted drafts stay in the cache, the rest are masked out. Finished rows'
+        places become holes (joining rows take them, `_settle` fills the rest)."""
         assert active.cache is not None and active.mask is not None
         t0 = time.perf_counter()
         rows = active.rows
         plan = StepPlan.build(
-            [(row.tokens[-1], len(row.prompt) + len(row.tokens) - 1) for row in rows],
+            [
+                ((row.tokens or row.prompt)[-1], len(row.prompt) + len(row.tokens) - 1)
+                for row in rows
+            ],
             self.rules.draft(rows, self.batch_size, self.draft_tokens),
             [row.steer for row in rows],
+            [not row.tokens for row in rows],
         )
+        self.stats.prefill_tokens += sum(plan.pending)
         width = plan.ids.shape[1]
         mask = torch.cat([active.mask, plan.fed.to(self.runner.device)], dim=1)
         logits = self.runner.decode(plan, active.cache, mask)
@@ -264,23 +278,30 @@ class Generator:
         active.mask = mask
         self.stats.decode_s += time.perf_counter() - t0
         self.stats.decode_steps += 1
-        if done:
-            for r in done:
-                yield self._finish(rows[r])
-            self._drop(active, done)
+        active.holes = done
+        for r in done:
+            yield self._finish(rows[r])
 
-    def _drop(self, active: _Active, done: list[int]) -> None:
-        """Remove finished rows, and the leading columns no remaining row uses."""
-        assert active.cache is not None and active.mask is not None
-        keep = [r for r in range(len(active.rows)) if r not in set(done)]
-        active.rows = [active.rows[r] for r in keep]
-        if not keep:
-            active.cache, active.mask = None, None
+    def _settle(self, active: _Active) -> None:
+        """Before a step: the places of finished rows no joining row took are filled by the last
+        rows (the others stay where they are), and the leading columns no row uses are cut."""
+        if active.cache is None or active.mask is None:
             return
-        mask = active.mask[keep]
+        finished, n = set(active.holes), len(active.rows) - len(active.holes)
+        active.holes = []
+        if not n:
+            active.rows, active.cache, active.mask = [], None, None
+            return
+        keep = list(range(n))
+        holes = [r for r in range(n) if r in finished]
+        for hole, last in zip(holes, [r for r in range(n, len(active.rows)) if r not in finished]):
+            keep[hole] = last
+        mask = active.mask[keep] if finished else active.mask
         unused = int(mask.any(dim=0).long().argmax())  # leading all-padding columns
-        keep_rows(active.cache, keep, unused)
-        active.mask = mask[:, unused:]
+        if finished or unused:
+            active.rows = [active.rows[r] for r in keep]
+            keep_rows(active.cache, keep, unused)
+            active.mask = mask[:, unused:]
 
     def _finish(self, row: Row) -> Finished:
         reason = self.rules.reason(row)

@@ -22,7 +22,7 @@ from taskvec.model.decoding import GenerationStats
 from taskvec.model.kvcache import KV, cache_kw, from_cache, to_cache
 from taskvec.model.prefill import Ids, Prefix, PrefixForward
 from taskvec.model.ragged import left_padded
-from taskvec.model.steering import RowSteering, Steer, generated_mask, prompt_mask
+from taskvec.model.steering import RowSteering, Steer, prompt_mask, step_mask
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class StepPlan:
     fed: torch.Tensor  # bool: which columns hold a row's tokens (the rest is padding)
     drafts: list[list[int]]
     steers: list[Steer | None]
+    pending: list[bool]  # rows whose first token is their last prompt token (no token yet)
 
     @classmethod
     def build(
@@ -51,11 +52,12 @@ class StepPlan:
         contexts: Sequence[tuple[int, int]],
         drafts: list[list[int]],
         steers: list[Steer | None],
+        pending: list[bool],
     ) -> StepPlan:
         """`contexts[r]`: row r's last token and its position."""
         rows = [[token, *draft] for (token, _), draft in zip(contexts, drafts)]
         step = left_padded(rows, [last for _, last in contexts])
-        return cls(step.ids, step.positions, step.fed, drafts, steers)
+        return cls(step.ids, step.positions, step.fed, drafts, steers, pending)
 
 
 class Runner:
@@ -160,6 +162,41 @@ class Runner:
         self.stats.prefill_tokens += sum(lens)
         return out.logits[:, -1].float(), new_kv, mask, self._vectors(idxs, prefix, wanted, read)
 
+    @torch.inference_mode()
+    def prefill_heads(
+        self, prompts: list[list[int]], start: int, prefix: Prefix, steers: list[Steer | None]
+    ) -> tuple[KV, torch.Tensor, list[int]]:
+        """KV cache and mask of the suffixes but their last token (which a row's first decode step
+        runs), and which of their rows is each prompt's. Repeated prompts (one per condition) run
+        once: their tokens before the last are steered alike (rows of one plan share their
+        prefixes' steering)."""
+        t0 = time.perf_counter()
+        distinct: dict[tuple[int, ...], int] = {}
+        which = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+        heads = [list(p[start:-1]) for p in distinct]
+        head_steers: list[Steer | None] = [None] * len(heads)
+        for u, steer in zip(which, steers):
+            head_steers[u] = steer
+        batch = left_padded(heads, [start] * len(heads))
+        mask = batch.mask(start - self.shared_len).to(self.device)
+        in_prompt = torch.tensor([s is not None and s.in_prompt for s in head_steers])
+        self._steer(head_steers, batch.fed & in_prompt[:, None])
+        cache = to_cache(prefix.kv, len(heads))
+        self.base(
+            input_ids=batch.ids.to(self.device),
+            attention_mask=mask.long(),
+            position_ids=batch.positions.to(self.device),
+            use_cache=True,
+            **{cache_kw(self.base): cache},
+            **self._shared_kw(),
+        )
+        kv = from_cache(cache)
+        if batch.width > min(batch.lens):  # padded columns hold what pad tokens computed: zero them
+            kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in kv]
+        self.stats.prefill_s += time.perf_counter() - t0
+        self.stats.prefill_tokens += sum(batch.lens)
+        return kv, mask, which
+
     def _vectors(
         self,
         idxs: list[int],
@@ -182,7 +219,7 @@ class Runner:
     def decode(self, plan: StepPlan, cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
         """Logits (rows, width, vocab) float32 of one decode step; `mask` covers the cache and the
         step."""
-        self._steer(plan.steers, generated_mask(plan.steers, plan.fed))
+        self._steer(plan.steers, step_mask(plan.steers, plan.fed, plan.pending))
         out = self.model(
             input_ids=plan.ids.to(self.device),
             attention_mask=mask.long(),

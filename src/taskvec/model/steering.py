@@ -59,11 +59,19 @@ def prompt_mask(steers: Sequence[Steer | None], lens: Sequence[int], width: int)
     return mask
 
 
-def generated_mask(steers: Sequence[Steer | None], fed: torch.Tensor) -> torch.Tensor:
-    """Steered columns of a decode step, whose fed tokens (`fed`, (rows, width) bool) are all
-    generated."""
+def step_mask(
+    steers: Sequence[Steer | None], fed: torch.Tensor, pending: Sequence[bool]
+) -> torch.Tensor:
+    """Steered columns of a decode step (`fed`, (rows, width) bool: which columns hold a row's
+    tokens). A pending row's first fed column is its last prompt token (steered under `last`,
+    `prompt` and `all`); every other fed token is generated (steered under `generated`, `all`)."""
     rows = torch.tensor([s is not None and s.in_generated for s in steers], dtype=torch.bool)
-    return fed & rows[:, None]
+    mask = fed & rows[:, None]
+    for r, (steer, first) in enumerate(zip(steers, pending)):
+        if first:
+            column = int(fed[r].long().argmax())
+            mask[r, column] = steer is not None and (steer.in_prompt or steer.where == "last")
+    return mask
 
 
 _Todo = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Steer]  # rows, columns, vector, steer
@@ -88,6 +96,8 @@ class RowSteering:
         """The next forward's rows carry `steers`; row r's input columns where `mask[r]` (bool) are
         steered."""
         self._todo = {}
+        if not bool(mask.any()):  # e.g. a decode step under `where: last`
+            return
         groups: dict[int, tuple[Steer, list[int]]] = {}
         for r, steer in enumerate(steers):
             if steer is not None:

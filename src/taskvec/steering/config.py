@@ -38,7 +38,7 @@ class SteerConfig(RunSettings):
     seed: int = Field(0, description="seed of the random control directions")
     device_map: DeviceMap = None
     batch_size: int = Field(
-        64, ge=1, description="rows decoding at once (a sweep multiplies the rows: conditions mix)"
+        128, ge=1, description="rows decoding at once (a sweep multiplies the rows: conditions mix)"
     )
 
     @field_validator("layers")
