@@ -70,6 +70,54 @@ class _Active:
     mask: torch.Tensor | None = None
     holes: list[int] = field(default_factory=list)
 
+    def admit(
+        self,
+        rows: list[Row],
+        new_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        new_mask: torch.Tensor,
+        index: list[int],
+        room: int,
+        batch_size: int,
+    ) -> None:
+        """Add `rows`, whose KV are rows `index` of `new_kv` (copied straight in, no gathered
+        copy): into finished rows' places first (no row moves), then after the last row."""
+        new_mask = new_mask[index]
+        if self.cache is None or self.mask is None:
+            self.cache = growing_cache(new_kv, room, batch_size, index)
+            self.mask, self.rows = new_mask, rows
+            return
+        filled, self.holes = self.holes[: len(rows)], self.holes[len(rows) :]
+        places = filled + list(range(len(self.rows), len(self.rows) + len(rows) - len(filled)))
+        add_rows(self.cache, new_kv, index, places)
+        width = max(self.mask.shape[1], new_mask.shape[1])
+        mask, new_mask = pad_front(self.mask, width), pad_front(new_mask, width)
+        mask[filled] = new_mask[: len(filled)]
+        self.mask = torch.cat([mask, new_mask[len(filled) :]])
+        for place, row in zip(filled, rows):
+            self.rows[place] = row
+        self.rows += rows[len(filled) :]
+
+    def settle(self) -> None:
+        """Before a step: the places of finished rows no joining row took are filled by the last
+        rows (the others stay where they are), and the leading columns no row uses are cut."""
+        if self.cache is None or self.mask is None:
+            return
+        finished, n = set(self.holes), len(self.rows) - len(self.holes)
+        self.holes = []
+        if not n:
+            self.rows, self.cache, self.mask = [], None, None
+            return
+        keep = list(range(n))
+        holes = [r for r in range(n) if r in finished]
+        for hole, last in zip(holes, [r for r in range(n, len(self.rows)) if r not in finished]):
+            keep[hole] = last
+        mask = self.mask[keep] if finished else self.mask
+        unused = int(mask.any(dim=0).long().argmax())  # leading all-padding columns
+        if finished or unused:
+            self.rows = [self.rows[r] for r in keep]
+            keep_rows(self.cache, keep, unused)
+            self.mask = mask[:, unused:]
+
 
 def plan_groups(
     prompt_ids: Sequence[Sequence[int]], steers: Sequence[Steer | None], prefix_cache: bool = True
@@ -195,7 +243,7 @@ class Generator:
                 prompts = [list(prompt_ids[m]) for m in group]
                 yield from self._join(active, prompts, group, node.prefix_len, prefixes.get(node))
                 prefixes.release(node, len(group))
-            self._settle(active)
+            active.settle()
             if active.rows:
                 yield from self._step(active)
             if on_step is not None:
@@ -225,28 +273,13 @@ class Generator:
             if not index:
                 return
             rows = [rows[r] for r in index]
-        new_mask = new_mask[index]  # the cache takes rows `index` of `new_kv` (no gathered copy)
         room = 2 * self.settings.max_new_tokens  # columns a row's tokens and drafts take
-        if active.cache is None or active.mask is None:
-            active.cache = growing_cache(new_kv, room, self.batch_size, index)
-            active.mask, active.rows = new_mask, rows
-            return
-        # finished rows' places first (no row moves), then new rows
-        filled, active.holes = active.holes[: len(rows)], active.holes[len(rows) :]
-        places = filled + list(range(len(active.rows), len(active.rows) + len(rows) - len(filled)))
-        add_rows(active.cache, new_kv, index, places)
-        width = max(active.mask.shape[1], new_mask.shape[1])
-        mask, new_mask = pad_front(active.mask, width), pad_front(new_mask, width)
-        mask[filled] = new_mask[: len(filled)]
-        active.mask = torch.cat([mask, new_mask[len(filled) :]])
-        for place, row in zip(filled, rows):
-            active.rows[place] = row
-        active.rows += rows[len(filled) :]
+        active.admit(rows, new_kv, new_mask, index, room, self.batch_size)
 
     def _step(self, active: _Active) -> Iterator[Finished]:
         """One decode step for every active row: its last token and its drafts, left-padded to one
         width; the accepted drafts stay in the cache, the rest are masked out. Finished rows'
-        places become holes (joining rows take them, `_settle` fills the rest)."""
+        places become holes (joining rows take them, `_Active.settle` fills the rest)."""
         assert active.cache is not None and active.mask is not None
         t0 = time.perf_counter()
         rows = active.rows
@@ -281,27 +314,6 @@ class Generator:
         active.holes = done
         for r in done:
             yield self._finish(rows[r])
-
-    def _settle(self, active: _Active) -> None:
-        """Before a step: the places of finished rows no joining row took are filled by the last
-        rows (the others stay where they are), and the leading columns no row uses are cut."""
-        if active.cache is None or active.mask is None:
-            return
-        finished, n = set(active.holes), len(active.rows) - len(active.holes)
-        active.holes = []
-        if not n:
-            active.rows, active.cache, active.mask = [], None, None
-            return
-        keep = list(range(n))
-        holes = [r for r in range(n) if r in finished]
-        for hole, last in zip(holes, [r for r in range(n, len(active.rows)) if r not in finished]):
-            keep[hole] = last
-        mask = active.mask[keep] if finished else active.mask
-        unused = int(mask.any(dim=0).long().argmax())  # leading all-padding columns
-        if finished or unused:
-            active.rows = [active.rows[r] for r in keep]
-            keep_rows(active.cache, keep, unused)
-            active.mask = mask[:, unused:]
 
     def _finish(self, row: Row) -> Finished:
         reason = self.rules.reason(row)
