@@ -241,5 +241,6 @@ def use_shared_prefix_attention(model: PreTrainedModel) -> Iterator[bool]:
     try:
         yield bool(model.config._attn_implementation == NAME)
     finally:
+        _LAST_MASK.clear()  # the last forward's mask is not kept past the block
         if switched:
             model.set_attn_implementation("sdpa")

@@ -60,6 +60,14 @@ class StepPlan:
         return cls(step.ids, step.positions, step.fed, drafts, steers, pending)
 
 
+def _without_padding(kv: KV, mask: torch.Tensor, padded: bool) -> KV:
+    """`kv` with its padded columns (`mask` False) zeroed when the batch has any: they hold what
+    pad tokens computed, which must not leak NaN into attention."""
+    if not padded:
+        return kv
+    return [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in kv]
+
+
 class Runner:
     """Runs generation's forwards on `model` (see the module docstring); times and counts go to
     `stats`."""
@@ -153,11 +161,7 @@ class Runner:
             **{cache_kw(self.model): cache},
             **self._shared_kw(),
         )
-        new_kv = from_cache(cache)
-        if width > min(
-            lens
-        ):  # padded columns hold what pad tokens computed: zero them (no NaN leaks)
-            new_kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in new_kv]
+        new_kv = _without_padding(from_cache(cache), mask, width > min(lens))
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(lens)
         return out.logits[:, -1].float(), new_kv, mask, self._vectors(idxs, prefix, wanted, read)
@@ -190,9 +194,7 @@ class Runner:
             **{cache_kw(self.base): cache},
             **self._shared_kw(),
         )
-        kv = from_cache(cache)
-        if batch.width > min(batch.lens):  # padded columns hold what pad tokens computed: zero them
-            kv = [(k * mask[:, None, :, None], v * mask[:, None, :, None]) for k, v in kv]
+        kv = _without_padding(from_cache(cache), mask, batch.width > min(batch.lens))
         self.stats.prefill_s += time.perf_counter() - t0
         self.stats.prefill_tokens += sum(batch.lens)
         return kv, mask, which

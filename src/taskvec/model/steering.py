@@ -46,6 +46,11 @@ class Steer:
     def in_generated(self) -> bool:
         return self.where in ("generated", "all")
 
+    @property
+    def at_last_prompt_token(self) -> bool:
+        """Whether the last prompt token is steered (every `where` but `generated`)."""
+        return self.where != "generated"
+
 
 def prompt_mask(steers: Sequence[Steer | None], lens: Sequence[int], width: int) -> torch.Tensor:
     """Steered columns of left-padded prompt tokens (the last `lens[r]` of `width` columns are row
@@ -54,7 +59,7 @@ def prompt_mask(steers: Sequence[Steer | None], lens: Sequence[int], width: int)
     for r, (steer, n) in enumerate(zip(steers, lens)):
         if steer is not None and steer.in_prompt:
             mask[r, width - n :] = True
-        elif steer is not None and steer.where == "last":
+        elif steer is not None and steer.at_last_prompt_token:
             mask[r, -1] = True
     return mask
 
@@ -70,7 +75,7 @@ def step_mask(
     for r, (steer, first) in enumerate(zip(steers, pending)):
         if first:
             column = int(fed[r].long().argmax())
-            mask[r, column] = steer is not None and (steer.in_prompt or steer.where == "last")
+            mask[r, column] = steer is not None and steer.at_last_prompt_token
     return mask
 
 
