@@ -42,6 +42,7 @@ def prefix_cache_word(on: bool) -> str:
 
 Device = Annotated[str, AfterValidator(_check_device)]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+Tag = Annotated[str | None, AfterValidator(check_tag)]
 DeviceMap = Annotated[
     Literal["auto"] | None,
     Field(
@@ -68,6 +69,6 @@ class RunSettings(BaseModel):
     dtype: DType = Field("auto", description="auto: bfloat16 on GPU, float32 on CPU")
     batch_size: int = Field(64, ge=1, description="upper bound on rows per forward")
     output_dir: Path = Field(Path("results"), description="where the run's folder is made")
-    tag: Annotated[str | None, AfterValidator(check_tag)] = Field(
+    tag: Tag = Field(
         None, description="starts the run folder's name (letters, digits, '.', '_', '-')"
     )

@@ -10,7 +10,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from taskvec.data.problems import Generator, Problem, company_name, grouped, millions, num
+from taskvec.data.problems import (
+    Generator,
+    Problem,
+    company_name,
+    grouped,
+    millions,
+    num,
+    registrar,
+)
 
 SHORT_KINDS: dict[str, Generator] = {}
 LABELS: dict[
@@ -18,15 +26,13 @@ LABELS: dict[
 ] = {}  # kind -> its two answer words (one token each for common BPEs)
 
 
+_register = registrar(SHORT_KINDS)
+
+
 def register_short(name: str, labels: tuple[str, str]) -> Callable[[Generator], Generator]:
     """Add a one-word-answer generator to `SHORT_KINDS`; its answers are drawn from `labels`."""
-
-    def add(generator: Generator) -> Generator:
-        SHORT_KINDS[name] = generator
-        LABELS[name] = labels
-        return generator
-
-    return add
+    LABELS[name] = labels
+    return _register(name)
 
 
 def _word(kind: str, label: int, question: str, rationale: str) -> Problem:

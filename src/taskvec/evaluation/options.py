@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from taskvec.errors import TaskvecError
-from taskvec.settings import DeviceMap, PrefixCache, RunSettings, check_tag
+from taskvec.settings import DeviceMap, PrefixCache, RunSettings, Tag
 from taskvec.validation import describe_validation_error
 
 
@@ -20,7 +20,7 @@ class EvalOptions(RunSettings):
     seed: int = Field(0, description="sampling seed (matters only with generation.do_sample)")
     prefix_cache: PrefixCache = True
     device_map: DeviceMap = None
-    tag: Annotated[str | None, AfterValidator(check_tag)] = Field(
+    tag: Tag = Field(
         None,
         description="starts the results directory's name "
         "(default {prompt_type}_{n_shot}shot_{split})",

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from taskvec.errors import TaskvecError
 from taskvec.evaluation.options import EvalOptions
 from taskvec.evaluation.predictions import merge, read_all
@@ -32,7 +30,7 @@ def _metrics(path: Path) -> Metrics:
     """The results directory's metrics.json, typed; one line when it is not an evaluation's."""
     try:
         return Metrics.read(path)
-    except (OSError, ValueError, ValidationError) as exc:
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise TaskvecError(
             f"--resume: cannot read {path} as an evaluation's metrics ({exc.__class__.__name__}); "
             "pass the directory `taskvec evaluate` printed"

@@ -42,22 +42,12 @@ def plot_patching(
             lw=2.5,
             label="mean over tasks",
         )
-    if dev.zero_shot is not None:
-        ax.axhline(
-            dev.zero_shot,
-            color="tab:red",
-            ls="--",
-            lw=1,
-            label=f"zero-shot, mean {dev.zero_shot:.2f}",
-        )
-    if dev.few_shot is not None:
-        ax.axhline(
-            dev.few_shot,
-            color="tab:green",
-            ls=":",
-            lw=2,
-            label=f"few-shot, mean {dev.few_shot:.2f}",
-        )
+    for name, value, colour, ls, lw in (
+        ("zero-shot", dev.zero_shot, "tab:red", "--", 1),
+        ("few-shot", dev.few_shot, "tab:green", ":", 2),
+    ):
+        if value is not None:
+            ax.axhline(value, color=colour, ls=ls, lw=lw, label=f"{name}, mean {value:.2f}")
     best, test = summary.best_layer, summary.test
     if best is not None:  # a flat sweep has no best layer: nothing to star
         ax.plot(

@@ -22,9 +22,7 @@ def groups(sessions: Sequence[Session]) -> dict[str, list[Session]]:
     """Sessions that can be compared: same model, data and split (two or more, sharing a key)."""
     found: dict[str, list[Session]] = {}
     for s in sessions:
-        dataset = s.info.dataset or {}
-        data = dataset.get("name") or dataset.get("source")
-        found.setdefault(f"{s.info.model_short}, {data}, {s.info.split}", []).append(s)
+        found.setdefault(f"{s.info.model_short}, {s.info.data_name}, {s.info.split}", []).append(s)
     return {
         name: members
         for name, members in found.items()

@@ -59,11 +59,8 @@ class Section:
 
     def code(self, text: str, wide: bool = False) -> None:
         """Preformatted text; `wide` (a printed table) keeps its lines and scrolls, not wrapping them."""
-        self.parts.append(
-            f'<pre class="wide">{html.escape(text)}</pre>'
-            if wide
-            else f"<pre>{html.escape(text)}</pre>"
-        )
+        css = ' class="wide"' if wide else ""
+        self.parts.append(f"<pre{css}>{html.escape(text)}</pre>")
 
 
 def table_html(frame: pd.DataFrame, caption: str = "") -> str:

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from taskvec.errors import TaskvecError
-from taskvec.schemas.base import Record
+from taskvec.schemas.base import R, first_error
 from taskvec.session.layout import RAW_DIR, TASK_VECTOR_DIR
 from taskvec.session.reader import Session, load_session
 
 MAX_DEPTH = 4
-R = TypeVar("R", bound=Record)
 
 
 @dataclass
@@ -47,9 +46,7 @@ def read_record(path: Path, schema: type[R]) -> R:
     try:
         return schema.model_validate(read_json(path))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise TaskvecError(f"report: {path} is not a {path.name} ({where}: {err['msg']})") from None
+        raise TaskvecError(f"report: {path} is not a {path.name} ({first_error(exc)})") from None
 
 
 def _kind(folder: Path) -> str | None:

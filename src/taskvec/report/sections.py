@@ -28,7 +28,7 @@ def sessions_section(study: Study) -> Section:
             "label": label,
             "model": s.info.model_short,
             "strategy": s.info.strategy,
-            "data": (s.info.dataset or {}).get("name") or (s.info.dataset or {}).get("source"),
+            "data": s.info.data_name,
             "split": s.info.split,
             "n": len(s.sample_ids),
             "layers": ", ".join(map(str, s.layers)),
@@ -43,10 +43,9 @@ def sessions_section(study: Study) -> Section:
     return section
 
 
-def _evaluation_rows(study: Study) -> list[dict[str, object]]:
+def _evaluation_rows(metrics: dict[Path, Metrics]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    for folder in study.evaluations:
-        m = read_record(folder / "metrics.json", Metrics)
+    for folder, m in metrics.items():
         rows.append(
             {
                 "results": folder.name,
@@ -84,11 +83,11 @@ def _accuracy_plot(rows: list[dict[str, object]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _by_kind(study: Study) -> pd.DataFrame:
+def _by_kind(metrics: dict[Path, Metrics]) -> pd.DataFrame:
     """Accuracy per question kind (rows) and results directory (columns), where metrics have `by_kind`."""
     columns = {}
-    for folder in study.evaluations:
-        by_kind = read_record(folder / "metrics.json", Metrics).by_kind
+    for folder, m in metrics.items():
+        by_kind = m.by_kind
         if by_kind:
             columns[folder.name] = {k: f"{v.n_correct}/{v.n}" for k, v in by_kind.items()}
     return pd.DataFrame(columns).rename_axis("kind").reset_index() if columns else pd.DataFrame()
@@ -96,7 +95,8 @@ def _by_kind(study: Study) -> pd.DataFrame:
 
 def evaluation_section(study: Study, figures: Path, remake: str) -> Section:
     section = Section("Evaluation")
-    rows = _evaluation_rows(study)
+    metrics = {f: read_record(f / "metrics.json", Metrics) for f in study.evaluations}
+    rows = _evaluation_rows(metrics)
     if not rows:
         return section
     section.table(pd.DataFrame(rows))
@@ -104,11 +104,11 @@ def evaluation_section(study: Study, figures: Path, remake: str) -> Section:
     section.text(
         "Each evaluation re-runs from its own config.yaml (see its first line); to finish one:"
     )
-    section.parts.append(f"<pre>{reruns}</pre>")
+    section.code(reruns)
     plot = _accuracy_plot(rows, figures / "evaluation_accuracy.png")
     reads = [str(f / "metrics.json") for f in study.evaluations]
     section.figure(Figure(plot, "Accuracy per strategy", remake, reads))
-    kinds = _by_kind(study)
+    kinds = _by_kind(metrics)
     if len(kinds):
         section.table(kinds, "correct / n per question kind")
     return section

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 R = TypeVar("R", bound="Record")
 
@@ -25,3 +25,9 @@ class Record(BaseModel):
     def read(cls: type[R], path: Path) -> R:
         """Validate the JSON file at `path` (errors as pydantic raises them; callers word them)."""
         return cls.model_validate(json.loads(path.read_text()))
+
+
+def first_error(exc: ValidationError) -> str:
+    """A validation error's first problem as `field.path: message`, for one-line errors."""
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"

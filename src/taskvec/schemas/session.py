@@ -69,6 +69,12 @@ class SessionMetadata(Record):
     error: str | None = None
 
     @property
+    def data_name(self) -> str | None:
+        """The dataset's name, else its source (`finance`, `file`, ...); None when not recorded."""
+        dataset = self.dataset or {}
+        return dataset.get("name") or dataset.get("source")
+
+    @property
     def strategy(self) -> str:
         """`cot 5-shot`: the prompt type and shot count, as tables name a session."""
         return f"{self.prompt_type} {self.n_shot}-shot"

@@ -20,6 +20,7 @@ from safetensors import safe_open
 from taskvec.errors import TaskvecError
 from taskvec.model.identity import recorded_identity
 from taskvec.positions import VectorKey
+from taskvec.schemas.base import first_error
 from taskvec.schemas.session import SessionMetadata
 from taskvec.session.layout import SessionPaths
 from taskvec.session.names import (
@@ -59,11 +60,9 @@ class Session:
         try:
             return SessionMetadata.model_validate(self.metadata)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
             raise TaskvecError(
                 f"session '{self.name}': {self.paths.metadata} is not a session's metadata "
-                f"({where}: {err['msg']})"
+                f"({first_error(exc)})"
             ) from None
 
     def __repr__(self) -> str:
